@@ -1,0 +1,108 @@
+"""Option aliases shared by the commands, defined once (typer ``Annotated`` types)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+_debug = {"enabled": False}
+
+
+def _enable_debug(value: bool) -> bool:
+    if value:
+        _debug["enabled"] = True
+    return value
+
+
+def debug_enabled() -> bool:
+    return _debug["enabled"]
+
+
+# model loading
+Arch = Annotated[
+    Optional[str],
+    typer.Option(
+        "--arch",
+        help="Architecture of a plain state dict: a torchvision model (resnet18, mobilenet_v2, "
+        "...) or module.path:callable taking num_classes=.",
+        rich_help_panel="Model",
+    ),
+]
+TrustCheckpoint = Annotated[
+    bool,
+    typer.Option(
+        "--trust-checkpoint",
+        help="Allow loading a whole pickled nn.Module (this can run code from the file).",
+        rich_help_panel="Model",
+    ),
+]
+
+# data
+Groups = Annotated[
+    Optional[str],
+    typer.Option(
+        "--groups",
+        "-g",
+        help="Group column; 'race,gender' for intersectional groups.",
+        rich_help_panel="Data",
+    ),
+]
+Target = Annotated[
+    Optional[str],
+    typer.Option("--target", "-t", help="Class label column [default: label].", rich_help_panel="Data"),
+]
+Split = Annotated[
+    Optional[str],
+    typer.Option("--split", help="Rows of this split (train/val/test) when the data has splits.", rich_help_panel="Data"),
+]
+Labels = Annotated[
+    Optional[Path],
+    typer.Option("--labels", help="Manifest CSV to use instead of DATA/labels.csv.", rich_help_panel="Data"),
+]
+ImageSize = Annotated[
+    Optional[int],
+    typer.Option("--image-size", help="Square image side [default: the checkpoint's, else 224].", rich_help_panel="Data"),
+]
+SkipBadImages = Annotated[
+    bool,
+    typer.Option("--skip-bad-images", help="Count and skip missing or undecodable images instead of stopping.", rich_help_panel="Data"),
+]
+MinGroupSize = Annotated[
+    int,
+    typer.Option("--min-group-size", help="Drop (and report) groups with fewer images than this.", rich_help_panel="Data"),
+]
+
+# execution
+BatchSize = Annotated[int, typer.Option("--batch-size", "-b", help="Images per batch.", rich_help_panel="Execution")]
+Device = Annotated[
+    str,
+    typer.Option("--device", help="auto (CUDA when present), cpu, cuda or mps.", rich_help_panel="Execution"),
+]
+Workers = Annotated[
+    Optional[int],
+    typer.Option("--workers", help="Image-decoding processes [default: by machine and data size].", rich_help_panel="Execution"),
+]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed.", rich_help_panel="Execution")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summaries.", rich_help_panel="Execution")]
+Debug = Annotated[
+    bool,
+    typer.Option(
+        "--debug",
+        help="Show the traceback of an error.",
+        callback=_enable_debug,
+        is_eager=True,
+        rich_help_panel="Execution",
+    ),
+]
+
+# layer selection
+Include = Annotated[
+    Optional[list[str]],
+    typer.Option("--include", help="Only layers whose parameter name matches this glob (repeatable).", rich_help_panel="Layers"),
+]
+Exclude = Annotated[
+    Optional[list[str]],
+    typer.Option("--exclude", help="Leave out layers whose parameter name matches this glob (repeatable).", rich_help_panel="Layers"),
+]

@@ -1,0 +1,450 @@
+"""Load and save models in the formats DESIGN.md lists; name their prunable layers.
+
+Every ``torch.load`` here uses ``weights_only=True`` unless the user passed ``--trust-checkpoint``:
+a checkpoint never runs code the user did not vouch for.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import inspect
+import json
+import pickle
+import re
+import warnings
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._files import atomic_output, require_file, sha256_file
+from .errors import InputError
+
+NATIVE_FORMAT = "fairgrape.checkpoint.v1"
+MODULE_FORMAT = "fairgrape.module.v1"
+PRUNABLE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+_SCRIPTED_PRUNABLE_NAMES = {"Conv1d", "Conv2d", "Conv3d", "Linear"}
+_TORCHSCRIPT_META = "fairgrape.json"
+_UNSUPPORTED_GLOBAL = re.compile(r"(?:GLOBAL|unsupported GLOBAL) ([\w.]+)")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class Checkpoint:
+    """A loaded model and what its file says about it."""
+
+    model: nn.Module
+    path: Path
+    sha256: str
+    kind: str  # "native" | "state_dict" | "torchscript" | "module"
+    arch: str | None
+    num_classes: int
+    classes: list[str] | None = None
+    image_size: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        return (self.mean or IMAGENET_MEAN, self.std or IMAGENET_STD)
+
+
+# ----------------------------------------------------------------------------------------- loading
+
+
+def load_checkpoint(
+    path: str | Path, *, arch: str | None = None, trust_checkpoint: bool = False
+) -> Checkpoint:
+    """Load any supported checkpoint onto the CPU, in eval mode."""
+    path = require_file(path, "checkpoint")
+    digest = sha256_file(path)
+    if path.suffix == ".safetensors":
+        fields = _read_safetensors_checkpoint(path)
+    elif _is_torchscript(path):
+        return _load_torchscript(path, digest)
+    else:
+        fields = _read_pickled_checkpoint(path, trust_checkpoint)
+
+    if "module" in fields:
+        model = fields["module"]
+        num_classes = _output_size(model, path)
+        classes = _class_names(fields.get("classes"), num_classes, path)
+        model.eval()
+        return Checkpoint(
+            model=model, path=path, sha256=digest, kind="module", arch=None,
+            num_classes=num_classes, classes=classes,
+            image_size=fields.get("image_size"), mean=_triple(fields.get("mean")),
+            std=_triple(fields.get("std")), provenance=dict(fields.get("fairgrape") or {}),
+        )  # fmt: skip
+
+    state_dict = _strip_data_parallel_prefix(fields["state_dict"])
+    chosen_arch = arch or fields.get("arch")
+    if not chosen_arch:
+        raise InputError(
+            f"{path} is a plain state dict and does not say which architecture it is; "
+            "pass --arch NAME (a torchvision model such as resnet18, or module.path:callable)"
+        )
+    num_classes = fields.get("num_classes") or (
+        len(fields["classes"]) if fields.get("classes") else _head_size(state_dict, path)
+    )
+    classes = _class_names(fields.get("classes"), int(num_classes), path)
+    model = build_model(chosen_arch, int(num_classes))
+    _load_state_dict_strictly(model, state_dict, path, chosen_arch)
+    model.eval()
+    return Checkpoint(
+        model=model, path=path, sha256=digest,
+        kind="native" if fields.get("arch") else "state_dict",
+        arch=chosen_arch, num_classes=int(num_classes), classes=classes,
+        image_size=fields.get("image_size"), mean=_triple(fields.get("mean")),
+        std=_triple(fields.get("std")), provenance=dict(fields.get("fairgrape") or {}),
+    )  # fmt: skip
+
+
+def _read_safetensors_checkpoint(path: Path) -> dict[str, Any]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            state_dict = {key: handle.get_tensor(key) for key in handle.keys()}
+    except Exception as error:  # the Rust error type is not importable in every version
+        raise InputError(
+            f"cannot read {path}: not a valid safetensors file ({_first_line(error)})"
+        ) from error
+    fields: dict[str, Any] = {"state_dict": state_dict}
+    for key in ("arch", "num_classes", "classes", "image_size", "mean", "std", "fairgrape"):
+        if key in metadata:
+            fields[key] = _decode_metadata_value(metadata[key])
+    return fields
+
+
+def _decode_metadata_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(
+                name.endswith("constants.pkl") or "/code/" in name for name in archive.namelist()
+            )
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _load_torchscript(path: Path, digest: str) -> Checkpoint:
+    extra = {_TORCHSCRIPT_META: ""}
+    try:
+        with warnings.catch_warnings():  # TorchScript is deprecated upstream, still a valid input
+            warnings.simplefilter("ignore", FutureWarning)
+            model = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    except Exception as error:
+        raise InputError(
+            f"cannot read {path}: broken TorchScript archive ({_first_line(error)})"
+        ) from error
+    meta = json.loads(extra[_TORCHSCRIPT_META]) if extra[_TORCHSCRIPT_META] else {}
+    num_classes = _output_size(model, path)
+    model.eval()
+    return Checkpoint(
+        model=model, path=path, sha256=digest, kind="torchscript", arch=None,
+        num_classes=num_classes, classes=_class_names(meta.get("classes"), num_classes, path),
+        image_size=meta.get("image_size"), mean=_triple(meta.get("mean")),
+        std=_triple(meta.get("std")), provenance=dict(meta.get("fairgrape") or {}),
+    )  # fmt: skip
+
+
+def _read_pickled_checkpoint(path: Path, trust_checkpoint: bool) -> dict[str, Any]:
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = _UNSUPPORTED_GLOBAL.search(str(error))
+        if found is None:
+            raise InputError(f"cannot read {path}: corrupt checkpoint") from error
+        if not trust_checkpoint:
+            raise InputError(
+                f"{path} contains a pickled Python object ({found.group(1)}) and loading it "
+                "could run code from the file; if you trust it, pass --trust-checkpoint, or "
+                "convert it once to a state dict: torch.save(torch.load(F, weights_only=False)"
+                ".state_dict(), 'model_state.pt') and use that file with --arch"
+            ) from error
+        loaded = _load_trusted(path)
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, UnicodeDecodeError) as error:
+        raise InputError(
+            f"cannot read {path}: truncated or not a PyTorch checkpoint ({_first_line(error)})"
+        ) from error
+    return _interpret(loaded, path)
+
+
+def _load_trusted(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise InputError(f"cannot unpickle {path}: {_first_line(error)}") from error
+
+
+def _interpret(loaded: Any, path: Path) -> dict[str, Any]:
+    """Map the shapes checkpoints come in onto ``state_dict`` (+ native fields) or ``module``."""
+    if isinstance(loaded, nn.Module):
+        return {"module": loaded}
+    if not isinstance(loaded, Mapping):
+        raise InputError(
+            f"{path} holds a {type(loaded).__name__}, not a model: expected a state dict, "
+            "a fairgrape checkpoint, or a TorchScript archive"
+        )
+    if isinstance(loaded.get("module"), nn.Module):
+        return dict(loaded)
+    if _is_state_dict(loaded.get("state_dict")):
+        return dict(loaded)
+    for wrapper in ("model", "model_state_dict", "net"):
+        if _is_state_dict(loaded.get(wrapper)):
+            return {"state_dict": loaded[wrapper]}
+        if isinstance(loaded.get(wrapper), nn.Module):
+            return {"module": loaded[wrapper]}
+    if _is_state_dict(loaded):
+        return {"state_dict": dict(loaded)}
+    raise InputError(
+        f"{path} is a dict without model weights (keys: {', '.join(map(str, list(loaded)[:6]))}); "
+        "expected a state dict or {'arch', 'state_dict', ...}"
+    )
+
+
+def _is_state_dict(candidate: Any) -> bool:
+    return (
+        isinstance(candidate, Mapping)
+        and len(candidate) > 0
+        and all(isinstance(value, torch.Tensor) for value in candidate.values())
+    )
+
+
+def _strip_data_parallel_prefix(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    if state_dict and all(key.startswith("module.") for key in state_dict):
+        return {key[len("module.") :]: value for key, value in state_dict.items()}
+    return dict(state_dict)
+
+
+def _head_size(state_dict: Mapping[str, torch.Tensor], path: Path) -> int:
+    """Class count of a plain state dict: rows of the last Linear-shaped weight."""
+    for key in reversed(list(state_dict)):
+        tensor = state_dict[key]
+        if key.endswith("weight") and tensor.ndim == 2:
+            return int(tensor.shape[0])
+    raise InputError(f"cannot tell how many classes {path} predicts: it has no Linear head")
+
+
+def _output_size(model: nn.Module, path: Path) -> int:
+    """Class count of a whole model: rows of the last prunable Linear weight."""
+    linears = [
+        weight for name, weight in prunable_parameters(model).items() if weight.ndim == 2
+    ]
+    if not linears:
+        raise InputError(f"cannot tell how many classes {path} predicts: it has no Linear head")
+    return int(linears[-1].shape[0])
+
+
+def _class_names(classes: Any, num_classes: int, path: Path) -> list[str] | None:
+    if classes is None:
+        return None
+    if not isinstance(classes, Sequence) or isinstance(classes, str):
+        raise InputError(f"{path}: 'classes' must be a list of class names")
+    names = [str(name) for name in classes]
+    if len(names) != num_classes:
+        raise InputError(
+            f"{path} names {len(names)} classes but its model predicts {num_classes}"
+        )
+    return names
+
+
+def _triple(values: Any) -> tuple[float, ...] | None:
+    if values is None:
+        return None
+    return tuple(float(value) for value in values)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0][:200]
+
+
+# --------------------------------------------------------------------------------------- building
+
+
+def build_model(arch: str, num_classes: int) -> nn.Module:
+    """A torchvision classification builder by name, or ``module.path:callable``."""
+    if ":" in arch:
+        return _build_from_callable(arch, num_classes)
+    import torchvision
+
+    available = set(torchvision.models.list_models(module=torchvision.models))
+    if arch not in available:
+        close = [name for name in sorted(available) if name.startswith(arch[:4])][:5]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise InputError(f"unknown architecture {arch!r}: not a torchvision classifier{hint}")
+    builder = torchvision.models.get_model_builder(arch)
+    return builder(weights=None, num_classes=num_classes)
+
+
+def _build_from_callable(arch: str, num_classes: int) -> nn.Module:
+    module_name, _, attribute = arch.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        factory = getattr(module, attribute)
+    except (ImportError, AttributeError) as error:
+        raise InputError(f"cannot import architecture {arch!r}: {_first_line(error)}") from error
+    # A checkpoint can name the architecture, so only call what is clearly a model factory:
+    # an nn.Module class or a Python function, never a builtin such as os.system.
+    is_module_class = inspect.isclass(factory) and issubclass(factory, nn.Module)
+    if not (is_module_class or inspect.isfunction(factory)):
+        raise InputError(f"architecture {arch!r} is neither an nn.Module class nor a function")
+    try:
+        model = factory(num_classes=num_classes)
+    except TypeError as error:
+        raise InputError(
+            f"architecture {arch!r} must accept num_classes=: {_first_line(error)}"
+        ) from error
+    if not isinstance(model, nn.Module):
+        raise InputError(f"architecture {arch!r} returned {type(model).__name__}, not a model")
+    return model
+
+
+def _load_state_dict_strictly(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], path: Path, arch: str
+) -> None:
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state_dict]
+    unexpected = [key for key in state_dict if key not in expected]
+    resized = [
+        f"{key} {tuple(state_dict[key].shape)} vs {tuple(expected[key].shape)}"
+        for key in expected
+        if key in state_dict and state_dict[key].shape != expected[key].shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+    if unexpected:
+        problems.append(
+            f"unexpected {', '.join(unexpected[:3])}{' ...' if len(unexpected) > 3 else ''}"
+        )
+    if resized:
+        problems.append(f"shape {'; '.join(resized[:2])}")
+    if problems:
+        raise InputError(f"{path} does not fit architecture {arch}: {'; '.join(problems)}")
+    model.load_state_dict(state_dict)
+
+
+# ----------------------------------------------------------------------------------------- saving
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    *,
+    like: Checkpoint,
+    classes: list[str] | None,
+    provenance: dict[str, Any],
+) -> str:
+    """Write ``model`` in the format of ``like`` (native unless it came as TorchScript or a module).
+
+    Weights are written dense, exact zeros where masked, with plain parameter names so the file
+    loads into a fresh torchvision model with ``load_state_dict``. Returns the file's sha256.
+    """
+    path = Path(path)
+    classes = classes if classes is not None else like.classes
+    described = {
+        "classes": classes,
+        "image_size": like.image_size,
+        "mean": list(like.mean) if like.mean else None,
+        "std": list(like.std) if like.std else None,
+        "fairgrape": provenance,
+    }
+    with atomic_output(path) as tmp:
+        if like.kind == "torchscript":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                torch.jit.save(
+                    model.cpu(), str(tmp), _extra_files={_TORCHSCRIPT_META: json.dumps(described)}
+                )
+        elif like.kind == "module":
+            torch.save({"format": MODULE_FORMAT, "module": model.cpu(), **described}, tmp)
+        else:
+            state_dict = {
+                key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()
+            }
+            native = {"format": NATIVE_FORMAT, "arch": like.arch, "num_classes": like.num_classes}
+            native.update({key: value for key, value in described.items() if value is not None})
+            if path.suffix == ".safetensors":
+                from safetensors.torch import save_file
+
+                metadata = {
+                    key: value if isinstance(value, str) else json.dumps(value)
+                    for key, value in native.items()
+                }
+                save_file(state_dict, str(tmp), metadata=metadata)
+            else:
+                torch.save({**native, "state_dict": state_dict}, tmp)
+    return sha256_file(path)
+
+
+# ------------------------------------------------------------------------------ prunable layers
+
+
+def prunable_parameters(
+    model: nn.Module, include: Sequence[str] = (), exclude: Sequence[str] = ()
+) -> dict[str, torch.Tensor]:
+    """The ``weight`` of every Conv1d/2d/3d and Linear, by parameter name, in model order.
+
+    ``include``/``exclude`` are glob patterns on those names (``layer4.*``, ``fc.weight``).
+    """
+    found: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for module_name, module in model.named_modules():
+        if not _is_prunable_module(module):
+            continue
+        weight = getattr(module, "weight", None)
+        if not isinstance(weight, torch.Tensor) or id(weight) in seen:
+            continue
+        seen.add(id(weight))
+        found[f"{module_name}.weight" if module_name else "weight"] = weight
+    if include or exclude:
+        found = _filter_names(found, include, exclude)
+    return found
+
+
+def _is_prunable_module(module: nn.Module) -> bool:
+    if isinstance(module, PRUNABLE_TYPES):
+        return True
+    scripted = isinstance(module, torch.jit.ScriptModule)
+    return scripted and getattr(module, "original_name", None) in _SCRIPTED_PRUNABLE_NAMES
+
+
+def _filter_names(
+    found: dict[str, torch.Tensor], include: Sequence[str], exclude: Sequence[str]
+) -> dict[str, torch.Tensor]:
+    for flag, patterns in (("--include", include), ("--exclude", exclude)):
+        for pattern in patterns:
+            if not any(fnmatch.fnmatchcase(name, pattern) for name in found):
+                raise InputError(
+                    f"{flag} {pattern!r} matches no prunable layer "
+                    f"(they are named like {next(iter(found), 'conv.weight')})"
+                )
+    kept = {
+        name: weight
+        for name, weight in found.items()
+        if (not include or any(fnmatch.fnmatchcase(name, p) for p in include))
+        and not any(fnmatch.fnmatchcase(name, p) for p in exclude)
+    }
+    if not kept:
+        raise InputError("--include/--exclude leave no prunable layer")
+    return kept

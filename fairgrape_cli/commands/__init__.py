@@ -1,0 +1,1 @@
+"""One module per command: parse flags, call a library function, render what it returns."""

@@ -1,0 +1,71 @@
+"""Terminal output shared by the commands: stdout for reports only, everything else on stderr."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+
+
+class _RateColumn(ProgressColumn):
+    """Items per second (images/s while reading data)."""
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f}/s" if speed else "", style="progress.data.speed")
+
+
+@contextlib.contextmanager
+def progress_display(quiet: bool) -> Iterator[Progress | None]:
+    if quiet:
+        yield None
+        return
+    progress = Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=stderr,
+    )
+    with progress:
+        yield progress
+
+
+class _RichHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            stderr.print(f"warning: {message}", style="yellow", markup=False, highlight=False)
+        else:
+            stderr.print(message, markup=False, highlight=False)
+
+
+def setup_logging(quiet: bool) -> None:
+    logger = logging.getLogger("fairgrape")
+    logger.handlers[:] = [_RichHandler()]
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+
+
+def info(message: str, quiet: bool) -> None:
+    if not quiet:
+        stderr.print(message, highlight=False)

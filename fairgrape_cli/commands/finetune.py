@@ -1,0 +1,78 @@
+"""fairgrape finetune: masked fine-tuning of a pruned model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .. import _options as opt
+
+
+def finetune(
+    model: Annotated[
+        Optional[Path], typer.Argument(help="Checkpoint to fine-tune [default: the model the masks name].")
+    ] = None,
+    data: Annotated[Optional[Path], typer.Argument(help="Image folder [default: the data the masks name].")] = None,
+    masks: Annotated[
+        Optional[Path], typer.Option("--masks", help="Masks to enforce [default: the model's, else masks.safetensors].")
+    ] = None,
+    epochs: Annotated[int, typer.Option("--epochs", "-e", help="Passes over the training split.")] = 3,
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 1e-4,
+    val_split: Annotated[
+        Optional[str], typer.Option("--val-split", help="Split that picks the best epoch [default: val if present; 'none' to disable].")
+    ] = None,
+    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Random horizontal flips.")] = True,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint to write.")] = Path("finetuned.pt"),
+    target: opt.Target = None,
+    split: opt.Split = None,
+    labels: opt.Labels = None,
+    image_size: opt.ImageSize = None,
+    batch_size: opt.BatchSize = 64,
+    arch: opt.Arch = None,
+    trust_checkpoint: opt.TrustCheckpoint = False,
+    skip_bad_images: opt.SkipBadImages = False,
+    device: opt.Device = "auto",
+    workers: opt.Workers = None,
+    seed: opt.Seed = 0,
+    quiet: opt.Quiet = False,
+    debug: opt.Debug = False,
+) -> None:
+    """Fine-tune the pruned model on its target labels (Adam, random flips) with masked weights
+    held at exactly zero; keeps the best epoch on the val split when there is one.
+
+    Examples:
+
+        fairgrape finetune
+
+        fairgrape finetune pruned.pt data/ --masks masks.safetensors --epochs 5 --lr 1e-4
+    """
+    from .. import stages
+    from ..data import DataSpec
+    from ._console import info, progress_display, setup_logging
+
+    setup_logging(quiet)
+    # without DATA the flags apply to the data the masks name
+    spec = DataSpec(root=data, target=target, split=split, labels=labels, skip_bad_images=skip_bad_images)
+    with progress_display(quiet) as progress:
+        summary = stages.finetune(
+            model=stages.ModelSource(model, arch, trust_checkpoint) if model is not None else None,
+            data=spec,
+            masks=masks,
+            output=output,
+            loading=stages.Loading(image_size, batch_size, device, workers),
+            epochs=epochs,
+            lr=lr,
+            val_split=val_split,
+            augment=augment,
+            seed=seed,
+            progress=progress,
+        )
+    for record in summary.history:
+        val = f", val accuracy {record['val_accuracy']:.4f}" if record["val_accuracy"] is not None else ""
+        info(f"epoch {record['epoch']}: loss {record['train_loss']:.4f}, "
+             f"train accuracy {record['train_accuracy']:.4f}{val}", quiet)
+    kept = f"kept epoch {summary.best_epoch} (best on {summary.val_split})" if summary.best_epoch else "kept the last epoch"
+    info(f"{kept}; density {summary.density:.4f}; {summary.seconds:.1f}s", quiet)
+    info(f"wrote {summary.output}", quiet)

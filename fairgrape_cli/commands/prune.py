@@ -1,0 +1,75 @@
+"""fairgrape prune: scores -> masks and a pruned checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .. import _options as opt
+
+
+def prune(
+    model: Annotated[
+        Optional[Path], typer.Argument(help="Checkpoint to prune [default: the model the importance file names].")
+    ] = None,
+    rate: Annotated[float, typer.Option("--rate", "-r", help="Fraction of each layer's weights pruned in total, in [0, 1).")] = ...,
+    method: Annotated[str, typer.Option("--method", "-m", help="fairgrape, taylor, magnitude or random.")] = "fairgrape",
+    scope: Annotated[str, typer.Option("--scope", help="layer: rate per layer; global: one pool over all layers.")] = "layer",
+    min_layer_density: Annotated[
+        float, typer.Option("--min-layer-density", help="With --scope global, every layer keeps at least this fraction.")
+    ] = 0.01,
+    importance: Annotated[
+        Optional[Path], typer.Option("--importance", "-i", help="Importance file [default: importance.safetensors].")
+    ] = None,
+    masks: Annotated[Optional[Path], typer.Option("--masks", help="Previous masks; their pruned weights stay pruned.")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Masks file to write.")] = Path("masks.safetensors"),
+    model_output: Annotated[
+        Optional[Path], typer.Option("--model-output", help="Pruned checkpoint to write [default: pruned.pt beside the masks].")
+    ] = None,
+    include: opt.Include = None,
+    exclude: opt.Exclude = None,
+    arch: opt.Arch = None,
+    trust_checkpoint: opt.TrustCheckpoint = False,
+    seed: opt.Seed = 0,
+    quiet: opt.Quiet = False,
+    debug: opt.Debug = False,
+) -> None:
+    """Choose the weights to keep: FairGRAPE's greedy keeps every group's share of importance
+    (or a baseline: taylor, magnitude, random). Writes masks.safetensors and pruned.pt.
+
+    Examples:
+
+        fairgrape prune --rate 0.9
+
+        fairgrape prune model.pt --rate 0.9 --method magnitude --scope global
+    """
+    from .. import stages
+    from ._console import info, progress_display, setup_logging
+
+    setup_logging(quiet)
+    source = stages.ModelSource(model, arch, trust_checkpoint) if model is not None else None
+    with progress_display(quiet) as progress:
+        summary = stages.prune(
+            rate=rate,
+            model=source,
+            importance=importance,
+            method=method,
+            scope=scope,
+            min_layer_density=min_layer_density,
+            masks=masks,
+            output=output,
+            model_output=model_output,
+            include=include or (),
+            exclude=exclude or (),
+            seed=seed,
+            progress=progress,
+        )
+    info(
+        f"{summary.method} ({summary.scope}) at rate {summary.rate}: kept {summary.density:.4f} of "
+        f"{sum(size for _, size in summary.layers.values()):,} weights in {len(summary.layers)} "
+        f"layers in {summary.seconds:.1f}s",
+        quiet,
+    )
+    info(f"wrote {summary.masks} and {summary.checkpoint}", quiet)

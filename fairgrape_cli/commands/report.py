@@ -1,0 +1,77 @@
+"""fairgrape report: per-group accuracy, drops and disparity; a CI gate with --fail-if."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .. import _options as opt
+
+
+def report(
+    model: Annotated[Path, typer.Argument(help="Checkpoint to evaluate (usually the fine-tuned one).")],
+    data: Annotated[Path, typer.Argument(help="Group-labelled image folder.")],
+    groups: opt.Groups = None,
+    baseline: Annotated[
+        Optional[Path], typer.Option("--baseline", help="Dense model to measure each group's accuracy drop against.")
+    ] = None,
+    json_output: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON.")] = None,
+    fail_if: Annotated[
+        Optional[list[str]],
+        typer.Option("--fail-if", help="Exit 1 when METRIC>VALUE (or <, >=, <=) holds, e.g. drop_gap>0.05 (repeatable)."),
+    ] = None,
+    target: opt.Target = None,
+    split: opt.Split = None,
+    labels: opt.Labels = None,
+    image_size: opt.ImageSize = None,
+    min_group_size: opt.MinGroupSize = 1,
+    batch_size: opt.BatchSize = 64,
+    arch: opt.Arch = None,
+    trust_checkpoint: opt.TrustCheckpoint = False,
+    skip_bad_images: opt.SkipBadImages = False,
+    device: opt.Device = "auto",
+    workers: opt.Workers = None,
+    quiet: opt.Quiet = False,
+    debug: opt.Debug = False,
+) -> None:
+    """Evaluate MODEL per group (the test split by default, else val) and, with --baseline,
+    each group's accuracy drop; print a table and exit 1 if a --fail-if condition holds.
+
+    Metrics for --fail-if: accuracy_gap, worst_group_accuracy, drop_std, drop_gap, accuracy,
+    baseline_accuracy, accuracy_drop, density.
+
+    Example:
+
+        fairgrape report finetuned.pt data/ --groups race --baseline model.pt --json report.json --fail-if drop_gap>0.05
+    """
+    from .. import stages
+    from ..data import DataSpec
+    from ..report import render_conditions, render_report
+    from ._console import info, progress_display, setup_logging, stdout
+
+    setup_logging(quiet)
+    spec = DataSpec(
+        root=data, target=target, groups=groups, split=split, labels=labels,
+        skip_bad_images=skip_bad_images, min_group_size=min_group_size,
+    )  # fmt: skip
+    with progress_display(quiet) as progress:
+        result = stages.report(
+            model=stages.ModelSource(model, arch, trust_checkpoint),
+            data=spec,
+            baseline=stages.ModelSource(baseline, arch, trust_checkpoint) if baseline else None,
+            loading=stages.Loading(image_size, batch_size, device, workers),
+            fail_if=fail_if or (),
+            json_output=json_output,
+            progress=progress,
+        )
+    stdout.print(render_report(result.report))
+    if fail_if:
+        stdout.print(render_conditions(result.failed, list(fail_if)))
+    if result.skipped_images:
+        info(f"skipped {result.skipped_images} bad image(s)", quiet)
+    if json_output is not None:
+        info(f"wrote {json_output}", quiet)
+    if result.failed:
+        raise typer.Exit(1)

@@ -1,0 +1,448 @@
+"""Group-labelled image datasets: choose split, target and groups; read images; batch by group."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import InputError
+from .layouts import RawTable, read_layout
+
+DEFAULT_TARGET = "label"
+DEFAULT_IMAGE_SIZE = 224
+GROUP_SEPARATOR = "/"
+_INTEGER = re.compile(r"-?\d+")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where the data is and which columns and split to use (the shared data flags).
+
+    ``root`` is ``None`` only while a stage still has to take it from an artifact's record.
+    """
+
+    root: Path | None
+    target: str | None = None
+    groups: str | None = None  # "race" or "race,gender" for intersectional groups
+    split: str | None = None
+    labels: Path | None = None
+    skip_bad_images: bool = False
+    min_group_size: int = 1
+
+    @property
+    def group_columns(self) -> list[str]:
+        if not self.groups:
+            return []
+        return [name.strip() for name in self.groups.split(",") if name.strip()]
+
+
+@dataclass
+class GroupedTable:
+    """The rows of one split, each with a target value and a group."""
+
+    layout: str
+    root: Path
+    target: str
+    attribute: str
+    split: str | None
+    files: list[Path]
+    locations: list[str]  # "labels.csv row 7", for messages
+    target_values: list[str]
+    group_index: np.ndarray  # int64 per row, index into group_names
+    group_names: list[str]
+    dataset_target_values: list[str]  # distinct target values over all splits, sorted
+    dropped_groups: dict[str, int] = field(default_factory=dict)  # too small to use
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> rows left out
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def group_counts(self) -> list[int]:
+        return np.bincount(self.group_index, minlength=len(self.group_names)).tolist()
+
+
+def load_table(spec: DataSpec, *, default_split: Sequence[str] = ()) -> GroupedTable:
+    """Read ``spec.root`` and select the split, target and groups it asks for.
+
+    ``default_split`` lists the splits to try, in order, when ``spec.split`` is not given and the
+    data has a split column (``("train",)`` for scoring, ``("test", "val")`` for the report); with
+    none of them present every row is used.
+    """
+    if spec.root is None:
+        raise InputError("pass DATA: the image folder")
+    raw = read_layout(spec.root, spec.labels)
+    target = spec.target or raw.default_target or DEFAULT_TARGET
+    _require_columns(raw, [target], "--target", target_flag=True)
+    group_columns = spec.group_columns
+    _require_columns(raw, group_columns, "--groups")
+    if target in group_columns:
+        raise InputError(f"--groups {spec.groups}: {target!r} is the target, not a group")
+
+    rows, split = _select_split(raw, spec.split, default_split)
+    dataset_targets = _sorted_distinct(v for v in raw.columns[target] if v)
+    target_values = _values(raw, target, rows)
+    per_column = [_values(raw, column, rows) for column in group_columns]
+    files = [raw.root / raw.paths[row] for row in rows]
+    locations = [raw.where(row) for row in rows]
+    _refuse_duplicates(raw, rows)
+
+    skipped: dict[str, int] = {}
+    keep = _existing_files(files, locations, spec.skip_bad_images, skipped)
+    if keep is not None:
+        rows = [rows[i] for i in keep]
+        files, locations, target_values = (
+            [seq[i] for i in keep] for seq in (files, locations, target_values)
+        )
+        per_column = [[values[i] for i in keep] for values in per_column]
+
+    if group_columns:
+        group_names, group_index = _group_codes(raw, group_columns, per_column)
+    else:
+        group_names, group_index = ["all"], np.zeros(len(rows), dtype=np.int64)
+    table = GroupedTable(
+        layout=raw.layout,
+        root=raw.root,
+        target=target,
+        attribute=",".join(group_columns),
+        split=split,
+        files=files,
+        locations=locations,
+        target_values=target_values,
+        group_index=group_index,
+        group_names=group_names,
+        dataset_target_values=dataset_targets,
+        skipped=skipped,
+        notes=list(raw.notes),
+    )
+    if spec.min_group_size > 1:
+        table = _drop_small_groups(table, spec.min_group_size)
+    if len(table) == 0:
+        raise InputError(f"{spec.root}: no images left to use in split {split or 'all'}")
+    return table
+
+
+def _require_columns(raw: RawTable, names: list[str], flag: str, target_flag: bool = False) -> None:
+    available = sorted(raw.columns)
+    for name in names:
+        if name not in raw.columns:
+            hint = " (the class label column)" if target_flag else ""
+            raise InputError(
+                f"{flag} {name}: {raw.sources[0].name} has no column {name!r}{hint}; "
+                f"columns: {', '.join(available)}"
+            )
+
+
+def _select_split(
+    raw: RawTable, split: str | None, defaults: Sequence[str]
+) -> tuple[list[int], str | None]:
+    everything = list(range(len(raw)))
+    if raw.splits is None:
+        if split is not None:
+            raise InputError(
+                f"--split {split}: {raw.sources[0].name} has no 'split' column, so there is only "
+                "one set of rows; leave --split out"
+            )
+        return everything, None
+    present = sorted(set(raw.splits))
+    if split is None:
+        split = next((name for name in defaults if name in present), None)
+        if split is None:
+            return everything, None
+    rows = [row for row, name in enumerate(raw.splits) if name == split]
+    if not rows:
+        raise InputError(
+            f"--split {split}: no rows in that split; the data has {', '.join(present)}"
+        )
+    return rows, split
+
+
+def _values(raw: RawTable, column: str, rows: list[int]) -> list[str]:
+    values = raw.columns[column]
+    names = raw.value_names.get(column, {})
+    selected = []
+    for row in rows:
+        value = values[row]
+        if value == "":
+            raise InputError(f"{raw.where(row)}: empty value in column {column!r}")
+        selected.append(names.get(value, value))
+    return selected
+
+
+def _refuse_duplicates(raw: RawTable, rows: list[int]) -> None:
+    first_seen: dict[str, int] = {}
+    for row in rows:
+        key = os.path.normpath(raw.paths[row])
+        if key in first_seen:
+            raise InputError(
+                f"{raw.where(row)}: {raw.paths[row]} is listed twice (also "
+                f"{raw.where(first_seen[key])}); each image must appear once"
+            )
+        first_seen[key] = row
+
+
+def _existing_files(
+    files: list[Path], locations: list[str], skip_bad: bool, skipped: dict[str, int]
+) -> list[int] | None:
+    """Indices of rows whose image exists; ``None`` when all do."""
+    missing = [i for i, path in enumerate(files) if not path.is_file()]
+    if not missing:
+        return None
+    if not skip_bad:
+        first = missing[0]
+        more = f" ({len(missing) - 1} more missing)" if len(missing) > 1 else ""
+        raise InputError(
+            f"{locations[first]}: image {files[first]} does not exist{more}; "
+            "pass --skip-bad-images to leave such rows out"
+        )
+    skipped["missing image"] = len(missing)
+    missing_set = set(missing)
+    return [i for i in range(len(files)) if i not in missing_set]
+
+
+def sort_key(values: Sequence[str]):
+    """Numbers sort as numbers (``2`` before ``10``), everything else as text."""
+    if values and all(_INTEGER.fullmatch(value) for value in values):
+        return int
+    return str
+
+
+def _sorted_distinct(values) -> list[str]:
+    distinct = list(dict.fromkeys(values))
+    return sorted(distinct, key=sort_key(distinct))
+
+
+def _group_codes(
+    raw: RawTable, columns: list[str], per_column: list[list[str]]
+) -> tuple[list[str], np.ndarray]:
+    combos = list(zip(*per_column))
+    distinct = list(dict.fromkeys(combos))
+    keys = []
+    for position, column in enumerate(columns):
+        column_values = [combo[position] for combo in distinct]
+        keys.append(_column_order(raw, column, column_values))
+    distinct.sort(key=lambda combo: tuple(key(value) for key, value in zip(keys, combo)))
+    code = {combo: index for index, combo in enumerate(distinct)}
+    names = [GROUP_SEPARATOR.join(combo) for combo in distinct]
+    return names, np.fromiter((code[c] for c in combos), dtype=np.int64, count=len(combos))
+
+
+def _column_order(raw: RawTable, column: str, values: list[str]):
+    """Readable names of coded values keep the dataset's code order (UTKFace race 0..4)."""
+    names = raw.value_names.get(column)
+    if names:
+        position = {name: index for index, name in enumerate(names.values())}
+        fallback = sort_key(values)
+        return lambda value: (position.get(value, len(position)), fallback(value))
+    return sort_key(values)
+
+
+def _drop_small_groups(table: GroupedTable, min_size: int) -> GroupedTable:
+    counts = table.group_counts()
+    small = {i for i, count in enumerate(counts) if count < min_size}
+    if not small:
+        return table
+    keep_rows = np.flatnonzero(~np.isin(table.group_index, list(small)))
+    kept_groups = [i for i in range(len(counts)) if i not in small]
+    renumber = np.full(len(counts), -1, dtype=np.int64)
+    renumber[kept_groups] = np.arange(len(kept_groups))
+    table.dropped_groups = {table.group_names[i]: counts[i] for i in sorted(small)}
+    table.files = [table.files[i] for i in keep_rows]
+    table.locations = [table.locations[i] for i in keep_rows]
+    table.target_values = [table.target_values[i] for i in keep_rows]
+    table.group_index = renumber[table.group_index[keep_rows]]
+    table.group_names = [table.group_names[i] for i in kept_groups]
+    if not table.group_names:
+        raise InputError(
+            f"--min-group-size {min_size}: every group is smaller than that "
+            f"({', '.join(f'{g}: {n}' for g, n in table.dropped_groups.items())})"
+        )
+    return table
+
+
+# ---------------------------------------------------------------------------------------- classes
+
+
+def resolve_classes(
+    table: GroupedTable, *, num_classes: int, checkpoint_classes: list[str] | None, model_name: str
+) -> tuple[list[str], torch.Tensor]:
+    """Class names for the model and each row's class index; refuse data that cannot fit.
+
+    With ``classes`` in the checkpoint they decide the order. Otherwise the classes are the sorted
+    distinct target values of the whole dataset (numbers in numeric order); integer labels that
+    all lie in ``[0, num_classes)`` are taken as the class indices they already are.
+    """
+    values = table.dataset_target_values
+    if checkpoint_classes is not None:
+        index = {name: i for i, name in enumerate(checkpoint_classes)}
+        unknown = [value for value in values if value not in index]
+        if unknown:
+            raise InputError(
+                f"{model_name} knows the classes {', '.join(checkpoint_classes[:8])}, but column "
+                f"{table.target!r} also has {', '.join(unknown[:5])}"
+            )
+        classes = list(checkpoint_classes)
+    elif values and all(_INTEGER.fullmatch(v) and 0 <= int(v) < num_classes for v in values):
+        classes = [str(i) for i in range(num_classes)]
+        index = {name: i for i, name in enumerate(classes)}
+        index.update({value: int(value) for value in values})  # "01" means class 1 too
+    else:
+        if len(values) != num_classes:
+            shown = ", ".join(values[:8]) + (" ..." if len(values) > 8 else "")
+            raise InputError(
+                f"{model_name} predicts {num_classes} classes, but column {table.target!r} has "
+                f"{len(values)} ({shown})"
+            )
+        classes = list(values)
+        index = {name: i for i, name in enumerate(classes)}
+    targets = torch.tensor([index[value] for value in table.target_values], dtype=torch.long)
+    return classes, targets
+
+
+# ----------------------------------------------------------------------------------------- images
+
+
+def read_image(path: Path, image_size: int) -> torch.Tensor:
+    """RGB, resized to a square with PIL bilinear (as torchvision's Resize), as uint8 CHW."""
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        if image.size != (image_size, image_size):
+            image = image.resize((image_size, image_size), Image.BILINEAR)
+        array = np.asarray(image, dtype=np.uint8)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+
+class ImageFiles(torch.utils.data.Dataset):
+    """Images by index; a file that cannot be decoded comes back as its error, not an exception,
+    so the main process can name it (errors raised in loader workers lose their type)."""
+
+    def __init__(self, files: Sequence[Path], image_size: int):
+        self.files = list(files)
+        self.image_size = image_size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int):
+        try:
+            return read_image(self.files[index], self.image_size), index, None
+        except Exception as error:  # PIL raises many types for broken files
+            return None, index, str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _collate(items):
+    good = [(image, index) for image, index, error in items if error is None]
+    failed = [(index, error) for _, index, error in items if error is not None]
+    if good:
+        images = torch.stack([image for image, _ in good])
+        indices = torch.tensor([index for _, index in good], dtype=torch.long)
+    else:
+        images, indices = None, torch.empty(0, dtype=torch.long)
+    return images, indices, failed
+
+
+@dataclass
+class ImageLoader:
+    """Batches of uint8 images with their row indices, from a fixed list of index batches."""
+
+    table: GroupedTable
+    image_size: int
+    batches: list[list[int]]
+    workers: int = 0
+    pin_memory: bool = False
+    skip_bad_images: bool = False
+    bad_images: int = 0
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        loader = torch.utils.data.DataLoader(
+            ImageFiles(self.table.files, self.image_size),
+            batch_sampler=self.batches,
+            num_workers=self.workers,
+            collate_fn=_collate,
+            pin_memory=self.pin_memory,
+            prefetch_factor=4 if self.workers else None,
+        )
+        for images, indices, failed in loader:
+            if failed:
+                self._handle_failures(failed)
+            if images is not None:
+                yield images, indices
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def _handle_failures(self, failed: list[tuple[int, str]]) -> None:
+        if not self.skip_bad_images:
+            index, error = failed[0]
+            raise InputError(
+                f"{self.table.locations[index]}: cannot read image {self.table.files[index]} "
+                f"({error}); pass --skip-bad-images to leave such images out"
+            )
+        self.bad_images += len(failed)
+
+
+def default_workers(num_batches: int) -> int:
+    """Decode in worker processes unless there is too little to decode to pay for starting them."""
+    if num_batches <= 2:
+        return 0
+    return max(1, min(8, (os.cpu_count() or 1)))
+
+
+class Normalizer:
+    """uint8 batches -> float, scaled and normalised on the device (the same ops as torchvision's
+    ToTensor + Normalize, so the numbers match a torchvision pipeline exactly)."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], device: torch.device):
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.device = device
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        batch = images.to(self.device, non_blocking=True).float().div_(255)
+        return batch.sub_(self.mean).div_(self.std)
+
+
+# ---------------------------------------------------------------------------------------- batches
+
+
+def group_pure_batches(
+    group_index: np.ndarray,
+    num_groups: int,
+    *,
+    batch_size: int,
+    max_batches: int | None = None,
+    samples_per_group: int | None = None,
+    seed: int = 0,
+) -> list[tuple[int, list[int]]]:
+    """``(group, row indices)`` batches in which every row belongs to the group.
+
+    Rows keep table order within a group; the last batch of a group may be smaller.
+    ``samples_per_group`` takes a seeded random subset of that size from each larger group.
+    """
+    generator = np.random.default_rng(seed)
+    batches: list[tuple[int, list[int]]] = []
+    for group in range(num_groups):
+        rows = np.flatnonzero(group_index == group)
+        if samples_per_group is not None and len(rows) > samples_per_group:
+            rows = np.sort(generator.choice(rows, size=samples_per_group, replace=False))
+        chunks = [rows[start : start + batch_size] for start in range(0, len(rows), batch_size)]
+        if max_batches is not None:
+            chunks = chunks[:max_batches]
+        batches.extend((group, chunk.tolist()) for chunk in chunks)
+    return batches
+
+
+def shuffled_batches(num_rows: int, batch_size: int, generator: torch.Generator) -> list[list[int]]:
+    order = torch.randperm(num_rows, generator=generator).tolist()
+    return [order[start : start + batch_size] for start in range(0, num_rows, batch_size)]
+
+
+def sequential_batches(num_rows: int, batch_size: int) -> list[list[int]]:
+    return [list(range(start, min(start + batch_size, num_rows))) for start in range(0, num_rows, batch_size)]

@@ -1,0 +1,149 @@
+"""Importance as DESIGN.md defines it, against a hand computation; the model is left unchanged."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+
+from fairgrape_cli import stages
+from fairgrape_cli.checkpoints import load_checkpoint, prunable_parameters
+from fairgrape_cli.data import DataSpec, read_image
+
+
+def _rows(data_root, split="train"):
+    with open(data_root / "labels.csv", encoding="utf-8") as handle:
+        return [row for row in csv.DictReader(handle) if row["split"] == split]
+
+
+def _hand_importance(model_path, data_root, batch_size):
+    """(w * dL_b/dw)^2 averaged over group-pure batches in CSV order; eval mode; ImageNet norm."""
+    checkpoint = load_checkpoint(model_path)
+    model = checkpoint.model.eval()
+    classes = checkpoint.classes
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    rows = _rows(data_root)
+    result = {}
+    for group in sorted({row["group"] for row in rows}):
+        members = [row for row in rows if row["group"] == group]
+        batches = [members[i : i + batch_size] for i in range(0, len(members), batch_size)]
+        totals = {}
+        for batch in batches:
+            x = torch.stack([read_image(data_root / row["path"], 32) for row in batch]).float() / 255
+            x = (x - mean) / std
+            y = torch.tensor([classes.index(row["label"]) for row in batch])
+            model.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            for name, weight in prunable_parameters(model).items():
+                value = (weight.detach() * weight.grad) ** 2
+                totals[name] = totals.get(name, 0) + value
+        result[group] = {name: total / len(batches) for name, total in totals.items()}
+    return result
+
+
+def test_importance_matches_hand_computation(tmp_path, tiny_model_path, biased_data):
+    output = tmp_path / "importance.safetensors"
+    stages.score(
+        model=stages.ModelSource(tiny_model_path),
+        data=DataSpec(root=biased_data, groups="group"),
+        output=output,
+        loading=stages.Loading(batch_size=5, workers=0),
+    )
+    expected = _hand_importance(tiny_model_path, biased_data, batch_size=5)
+    with safe_open(str(output), framework="pt") as handle:
+        metadata = handle.metadata()
+        groups = __import__("json").loads(metadata["groups"])
+        assert groups == ["majority", "minority"]
+        for name in expected["majority"]:
+            stored = handle.get_tensor(name)
+            assert stored.dtype == torch.float32
+            for g, group in enumerate(groups):
+                torch.testing.assert_close(stored[g], expected[group][name], rtol=1e-4, atol=1e-12)
+
+
+def test_importance_metadata(tmp_path, tiny_model_path, biased_data):
+    output = tmp_path / "out" / "importance.safetensors"
+    summary = stages.score(
+        model=stages.ModelSource(tiny_model_path),
+        data=DataSpec(root=biased_data, groups="group"),
+        output=output,
+        loading=stages.Loading(batch_size=8, workers=0),
+    )
+    with safe_open(str(output), framework="pt") as handle:
+        meta = handle.metadata()
+        keys = list(handle.keys())
+    import json
+
+    assert meta["format"] == "fairgrape.importance.v1"
+    assert json.loads(meta["groups"]) == ["majority", "minority"]
+    assert meta["attribute"] == "group" and meta["target"] == "label" and meta["split"] == "train"
+    counts = json.loads(meta["samples_per_group"])
+    train = _rows(biased_data)
+    assert counts == {g: sum(r["group"] == g for r in train) for g in ("majority", "minority")}
+    assert summary.samples_per_group == [counts["majority"], counts["minority"]]
+    assert meta["model_sha256"] == __import__("hashlib").sha256(tiny_model_path.read_bytes()).hexdigest()
+    # recorded paths are relative to the importance file
+    assert (output.parent / meta["model"]).resolve() == tiny_model_path.resolve()
+    assert (output.parent / meta["data"]).resolve() == biased_data.resolve()
+    assert meta["criterion"]
+    assert set(keys) == set(prunable_parameters(load_checkpoint(tiny_model_path).model))
+
+
+def test_scoring_leaves_model_unchanged(tiny_model_path, biased_data):
+    from fairgrape_cli.data import ImageLoader, Normalizer, group_pure_batches, load_table, resolve_classes
+    from fairgrape_cli.scoring import compute_importance
+
+    checkpoint = load_checkpoint(tiny_model_path)
+    model = checkpoint.model
+    model.train()  # scoring must switch to eval itself and restore the mode afterwards
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    table = load_table(DataSpec(root=biased_data, groups="group"), default_split=("train",))
+    _, targets = resolve_classes(table, num_classes=2, checkpoint_classes=checkpoint.classes, model_name="m")
+    batches = group_pure_batches(table.group_index, 2, batch_size=8)
+    compute_importance(
+        model=model,
+        weights=prunable_parameters(model),
+        batches=ImageLoader(table, 32, [rows for _, rows in batches]),
+        prepare=Normalizer((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), torch.device("cpu")),
+        targets=targets,
+        group_index=table.group_index,
+        group_names=table.group_names,
+    )
+    assert model.training
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key  # weights and BatchNorm statistics
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_max_batches_and_masked_weights_get_zero(tmp_path, tiny_model_path, biased_data):
+    from fairgrape_cli.artifacts import write_artifact
+
+    checkpoint = load_checkpoint(tiny_model_path)
+    weights = prunable_parameters(checkpoint.model)
+    masks = {name: torch.rand(w.shape, generator=torch.Generator().manual_seed(1)) < 0.5 for name, w in weights.items()}
+    masks_path = write_artifact(tmp_path / "m.safetensors", masks, {"format": "fairgrape.masks.v1"}) and tmp_path / "m.safetensors"
+    summary = stages.score(
+        model=stages.ModelSource(tiny_model_path),
+        data=DataSpec(root=biased_data, groups="group"),
+        output=tmp_path / "imp.safetensors",
+        masks=masks_path,
+        max_batches=1,
+        loading=stages.Loading(batch_size=4, workers=0),
+    )
+    assert summary.batches_per_group == [1, 1] and summary.samples_per_group == [4, 4]
+    with safe_open(str(tmp_path / "imp.safetensors"), framework="pt") as handle:
+        assert handle.metadata()["masks"] == "m.safetensors"
+        for name, mask in masks.items():
+            values = handle.get_tensor(name)
+            assert (values[:, ~mask] == 0).all()
+            assert (values[:, mask] > 0).any()
+
+
+def test_score_requires_groups(tmp_path, tiny_model_path, biased_data, cli):
+    result = cli("score", tiny_model_path, biased_data, "-o", tmp_path / "i.safetensors")
+    assert result.code == 2 and "--groups" in result.err
+    assert not (tmp_path / "i.safetensors").exists()
