@@ -1,0 +1,55 @@
+"""fairgrape run: the iterative schedule from a YAML config, resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .. import _options as opt
+
+
+def run(
+    config: Annotated[Path, typer.Argument(help="YAML config (see sample_configs/).")],
+    quiet: opt.Quiet = False,
+    debug: opt.Debug = False,
+) -> None:
+    """Run the iterative score -> prune -> fine-tune schedule of a config, then a final
+    fine-tune and a report against the starting model; re-running resumes.
+
+    Iteration i prunes to min(1 - keep_per_iter**i, rate). Outputs go to the config's output
+    folder: iter-NN/{importance,masks}.safetensors, pruned.pt, finetuned.pt, final.pt and
+    report.json (with the per-iteration history). A stage reruns only when its settings or
+    inputs changed.
+
+    Example:
+
+        fairgrape run sample_configs/demo.yaml
+    """
+    from ..pipeline import load_config, run_schedule
+    from ..report import render_report
+    from ._console import info, progress_display, setup_logging, stderr, stdout
+
+    setup_logging(quiet)
+    settings = load_config(config)
+
+    with progress_display(quiet) as progress:
+
+        def announce(stage: str, runs: bool) -> None:
+            if quiet:
+                return
+            for task in list(progress.task_ids):  # one stage's bars at a time
+                progress.remove_task(task)
+            if runs:
+                stderr.print(f"[bold]{stage}[/bold]", highlight=False)
+            else:
+                stderr.print(f"{stage}: up to date", style="dim", highlight=False)
+
+        result = run_schedule(settings, progress=progress, on_stage=announce)
+    stdout.print(render_report(result.report))
+    info(
+        f"{len(result.ran)} stage(s) ran, {len(result.skipped)} up to date; "
+        f"outputs in {result.output}",
+        quiet,
+    )

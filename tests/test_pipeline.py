@@ -1,0 +1,164 @@
+"""fairgrape run: the schedule, config validation, and resuming after a stop or a change."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fairgrape_cli import pipeline, stages
+from fairgrape_cli.artifacts import read_masks
+from fairgrape_cli.errors import InputError
+from fairgrape_cli.pipeline import load_config, run_schedule, schedule
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_configs"
+
+
+@pytest.fixture
+def tiny_run(tmp_path, tiny_model_path, biased_data) -> Path:
+    """A copy of sample_configs/tiny.yaml beside a model and data, as the config expects."""
+    shutil.copy(SAMPLES / "tiny.yaml", tmp_path / "tiny.yaml")
+    shutil.copy(tiny_model_path, tmp_path / "model.pt")
+    (tmp_path / "data").symlink_to(biased_data, target_is_directory=True)
+    return tmp_path / "tiny.yaml"
+
+
+def _edit(config: Path, **changes) -> None:
+    settings = yaml.safe_load(config.read_text())
+    for key, value in changes.items():
+        section, _, option = key.partition("__")
+        if option:
+            settings.setdefault(section, {})[option] = value
+        else:
+            settings[key] = value
+    config.write_text(yaml.safe_dump(settings))
+
+
+def test_schedule_follows_keep_per_iter_and_stops_at_rate():
+    assert schedule(0.9, keep_per_iter=0.5) == [0.5, 0.75, 0.875, 0.9]
+    assert schedule(0.5, keep_per_iter=0.9)[-1] == 0.5 and len(schedule(0.5, keep_per_iter=0.9)) == 7
+    steps = schedule(0.99, iterations=3)
+    assert len(steps) == 3 and steps[-1] == 0.99
+    assert schedule(0.9) == [0.9]
+    assert len(schedule(0.9, keep_per_iter=0.975)) == 91  # the paper's UTKFace schedule
+
+
+def test_tiny_config_runs_resumes_and_keeps_masks_identical(tiny_run):
+    config = load_config(tiny_run)
+    first = run_schedule(config)
+    out = config.output
+    densities = [float(read_masks(out / f"iter-0{i}/masks.safetensors").metadata["density"]) for i in range(1, 5)]
+    assert densities == pytest.approx([0.5, 0.25, 0.125, 0.1], abs=2e-3)
+    for i in range(1, 5):
+        assert {p.name for p in (out / f"iter-0{i}").iterdir()} == {
+            "importance.safetensors", "masks.safetensors", "pruned.pt", "finetuned.pt",
+        }  # fmt: skip
+    assert (out / "final.pt").exists()
+    report = json.loads((out / "report.json").read_text())
+    assert report == first.report
+    assert report["baseline"] is not None and report["density"] == pytest.approx(0.1, abs=2e-3)
+    assert [entry["stage"] for entry in report["history"]] == ["dense"] + ["iteration"] * 4 + ["final"]
+    assert [entry["iteration"] for entry in report["history"]] == [0, 1, 2, 3, 4, 4]
+    assert set(report["history"][1]["groups"]) == {"majority", "minority"}
+    assert report["run"]["schedule"] == [0.5, 0.75, 0.875, 0.9]
+
+    masks_bytes = {p: p.read_bytes() for p in out.glob("iter-*/masks.safetensors")}
+    again = run_schedule(load_config(tiny_run))
+    assert again.ran == [] and len(again.skipped) == len(first.ran)
+    assert {p: p.read_bytes() for p in out.glob("iter-*/masks.safetensors")} == masks_bytes
+    assert again.report == first.report
+
+
+def test_changed_setting_reruns_from_first_affected_stage(tiny_run):
+    run_schedule(load_config(tiny_run))
+    _edit(tiny_run, finetune__lr=0.001)
+    changed = run_schedule(load_config(tiny_run))
+    assert changed.ran[0] == "iter-01/finetune"
+    assert "iter-01/score" in changed.skipped and "iter-01/prune" in changed.skipped
+    assert "iter-02/score" in changed.ran  # the next iteration scores the new model
+
+    _edit(tiny_run, report__batch_size=8)
+    evaluation_only = run_schedule(load_config(tiny_run))
+    assert all(name.startswith("evaluate") or name == "report" for name in evaluation_only.ran)
+    assert evaluation_only.ran
+
+
+def test_a_run_stopped_mid_stage_resumes_cleanly(tiny_run, monkeypatch):
+    real_finetune = stages.finetune
+    calls = {"n": 0}
+
+    def interrupted(**kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # iteration 2's fine-tune: stop as Ctrl-C would
+            raise KeyboardInterrupt
+        return real_finetune(**kwargs)
+
+    monkeypatch.setattr(stages, "finetune", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_schedule(load_config(tiny_run))
+    out = load_config(tiny_run).output
+    assert not list(out.rglob("*.tmp")) and not (out / "iter-02" / "finetuned.pt").exists()
+    monkeypatch.setattr(stages, "finetune", real_finetune)
+    resumed = run_schedule(load_config(tiny_run))
+    assert resumed.ran[0] == "iter-02/finetune"
+    assert "iter-01/finetune" in resumed.skipped and "iter-02/prune" in resumed.skipped
+
+
+def test_baseline_methods_skip_scoring(tiny_run):
+    _edit(tiny_run, method="magnitude", rate=0.75)
+    result = run_schedule(load_config(tiny_run))
+    out = load_config(tiny_run).output
+    assert not list(out.glob("iter-*/importance.safetensors"))
+    assert read_masks(out / "iter-02/masks.safetensors").metadata["method"] == "magnitude"
+    assert result.report["density"] == pytest.approx(0.25, abs=2e-3)
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"finetune__epoch": 2}, "unknown key 'finetune.epoch' (did you mean 'finetune.epochs'?)"),
+        ({"rate": "high"}, "'rate' must be number, got 'high'"),
+        ({"finetune__epochs": 1.5}, "'finetune.epochs' must be int"),
+        ({"method": "best"}, "'method' must be one of fairgrape"),
+        ({"iterations": 3}, "set 'keep_per_iter' or 'iterations', not both"),
+        ({"rate": 1.0}, "'rate' must be in (0, 1)"),
+        ({"colour": "red"}, "unknown key 'colour'"),
+    ],
+)
+def test_bad_configs_name_the_key(tiny_run, change, message):
+    _edit(tiny_run, **change)
+    with pytest.raises(InputError) as error:
+        load_config(tiny_run)
+    assert message in str(error.value) and str(tiny_run) in str(error.value)
+
+
+def test_missing_key_and_broken_yaml(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("model: m.pt\ndata: d\nrate: 0.5\n")
+    with pytest.raises(InputError, match="missing required key 'groups'"):
+        load_config(config)
+    config.write_text("model: [unclosed\n")
+    with pytest.raises(InputError, match="line 2: not valid YAML"):
+        load_config(config)
+
+
+def test_numbers_written_like_1e_4_are_numbers(tiny_run):
+    tiny_run.write_text(tiny_run.read_text().replace("finetune:\n  epochs: 1", "finetune:\n  lr: 1e-4\n  epochs: 1"))
+    assert load_config(tiny_run).sections["finetune"]["lr"] == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize("sample", sorted(SAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_sample_configs_are_valid(sample):
+    config = load_config(sample)
+    assert config.settings["rate"] > 0 and config.output.is_absolute()
+
+
+def test_run_command(tiny_run, cli):
+    result = cli("run", tiny_run, "--quiet")
+    assert result.code == 0, result
+    assert "majority" in result.out and "drop_gap" in result.out
+    bad = cli("run", tiny_run.with_name("missing.yaml"))
+    assert bad.code == 2 and "does not exist" in bad.err and "Traceback" not in bad.err
