@@ -14,6 +14,7 @@ from ._options import debug_enabled
 from .commands.finetune import finetune
 from .commands.prune import prune
 from .commands.report import report
+from .commands.run import run
 from .commands.score import score
 
 app = typer.Typer(
@@ -29,6 +30,7 @@ app.command()(score)
 app.command()(prune)
 app.command()(finetune)
 app.command()(report)
+app.command()(run)
 
 
 def main() -> None:

@@ -83,8 +83,7 @@ def load_table(spec: DataSpec, *, default_split: Sequence[str] = ()) -> GroupedT
     _require_columns(raw, [target], "--target", target_flag=True)
     group_columns = spec.group_columns
     _require_columns(raw, group_columns, "--groups")
-    if target in group_columns:
-        raise InputError(f"--groups {spec.groups}: {target!r} is the target, not a group")
+    # target and group may be the same column: per-class fairness (the paper's FairFace race setting)
 
     rows, split = _select_split(raw, spec.split, default_split)
     dataset_targets = _sorted_distinct(v for v in raw.columns[target] if v)

@@ -500,6 +500,8 @@ def finetune(
     loading: Loading = Loading(),
     epochs: int = 3,
     lr: float = 1e-4,
+    lr_milestones: Sequence[int] = (),
+    lr_gamma: float = 0.1,
     val_split: str | None = None,
     augment: bool = True,
     seed: int = 0,
@@ -519,6 +521,13 @@ def finetune(
         raise InputError(f"--epochs {epochs}: must be at least 1")
     if not lr > 0:
         raise InputError(f"--lr {lr}: must be positive")
+    milestones = list(lr_milestones)
+    in_range = all(isinstance(m, int) and 0 < m < epochs for m in milestones)
+    if not in_range or milestones != sorted(set(milestones)):
+        raise InputError(
+            f"--lr-milestones {','.join(map(str, lr_milestones))}: increasing epochs between 1 and "
+            f"{epochs - 1}"
+        )
     masks_artifact = _finetune_masks(masks, model)
     if model is None:
         recorded = masks_artifact.recorded_path("model")
@@ -589,6 +598,8 @@ def finetune(
         val_targets=val_data.targets if val_data is not None else None,
         epochs=epochs,
         lr=lr,
+        lr_milestones=tuple(lr_milestones),
+        lr_gamma=lr_gamma,
         seed=seed,
         augment=augment,
         on_batch=lambda n: progress.advance(task, n),
@@ -601,6 +612,8 @@ def finetune(
         "source_sha256": checkpoint.sha256,
         "epochs": epochs,
         "lr": lr,
+        "lr_milestones": list(lr_milestones),
+        "lr_gamma": lr_gamma,
         "best_epoch": result.best_epoch,
         "history": history,
     }

@@ -20,6 +20,10 @@ def finetune(
     ] = None,
     epochs: Annotated[int, typer.Option("--epochs", "-e", help="Passes over the training split.")] = 3,
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 1e-4,
+    lr_milestones: Annotated[
+        str, typer.Option("--lr-milestones", help="Epochs after which the learning rate is multiplied by --lr-gamma, e.g. 13,16.")
+    ] = "",
+    lr_gamma: Annotated[float, typer.Option("--lr-gamma", help="Learning-rate decay factor at each milestone.")] = 0.1,
     val_split: Annotated[
         Optional[str], typer.Option("--val-split", help="Split that picks the best epoch [default: val if present; 'none' to disable].")
     ] = None,
@@ -64,6 +68,8 @@ def finetune(
             loading=stages.Loading(image_size, batch_size, device, workers),
             epochs=epochs,
             lr=lr,
+            lr_milestones=_milestones(lr_milestones),
+            lr_gamma=lr_gamma,
             val_split=val_split,
             augment=augment,
             seed=seed,
@@ -76,3 +82,12 @@ def finetune(
     kept = f"kept epoch {summary.best_epoch} (best on {summary.val_split})" if summary.best_epoch else "kept the last epoch"
     info(f"{kept}; density {summary.density:.4f}; {summary.seconds:.1f}s", quiet)
     info(f"wrote {summary.output}", quiet)
+
+
+def _milestones(text: str) -> tuple[int, ...]:
+    from ..errors import InputError
+
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise InputError(f"--lr-milestones {text}: expected epochs separated by commas, e.g. 13,16") from None
