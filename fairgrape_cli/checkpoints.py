@@ -61,9 +61,17 @@ class Checkpoint:
 
 
 def load_checkpoint(
-    path: str | Path, *, arch: str | None = None, trust_checkpoint: bool = False
+    path: str | Path,
+    *,
+    arch: str | None = None,
+    default_arch: str | None = None,
+    trust_checkpoint: bool = False,
 ) -> Checkpoint:
-    """Load any supported checkpoint onto the CPU, in eval mode."""
+    """Load any supported checkpoint onto the CPU, in eval mode.
+
+    ``arch`` overrides the architecture the file names; ``default_arch`` (an architecture an
+    artifact recorded) is used only when the file names none.
+    """
     path = require_file(path, "checkpoint")
     digest = sha256_file(path)
     if path.suffix == ".safetensors":
@@ -86,7 +94,7 @@ def load_checkpoint(
         )  # fmt: skip
 
     state_dict = _strip_data_parallel_prefix(fields["state_dict"])
-    chosen_arch = arch or fields.get("arch")
+    chosen_arch = arch or fields.get("arch") or default_arch
     if not chosen_arch:
         raise InputError(
             f"{path} is a plain state dict and does not say which architecture it is; "

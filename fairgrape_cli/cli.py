@@ -7,6 +7,7 @@ Only typer is imported here; each command imports torch and the library when it 
 from __future__ import annotations
 
 import sys
+import traceback
 
 import typer
 
@@ -39,27 +40,26 @@ def main() -> None:
     try:
         app(prog_name="fairgrape")
     except FairgrapeError as error:
-        if debug_enabled():
-            raise
-        _print_error(f"error: {error}")
-        sys.exit(error.exit_code)
+        _fail(f"error: {error}", error.exit_code)
     except MemoryError:
-        if debug_enabled():
-            raise
-        _print_error("error: out of memory; try a smaller --batch-size")
-        sys.exit(1)
+        _fail("error: out of memory; try a smaller --batch-size", 1)
     except Exception as error:  # a bug or an environment problem: one line unless --debug
-        if debug_enabled():
-            raise
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         if "out of memory" in first.lower():
-            _print_error("error: out of memory; try a smaller --batch-size")
-        else:
-            _print_error(
-                f"error: {type(error).__name__}: {first} (this is a bug in fairgrape or its "
-                "environment; rerun with --debug for the traceback)"
-            )
-        sys.exit(1)
+            _fail("error: out of memory; try a smaller --batch-size", 1)
+        _fail(
+            f"error: {type(error).__name__}: {first} (this is a bug in fairgrape or its "
+            "environment; rerun with --debug for the traceback)",
+            1,
+        )
+
+
+def _fail(message: str, exit_code: int) -> None:
+    """Print the traceback (with --debug) and the one-line message, then exit."""
+    if debug_enabled():
+        traceback.print_exc()
+    _print_error(message)
+    sys.exit(exit_code)
 
 
 def _print_error(message: str) -> None:

@@ -61,9 +61,15 @@ class ModelSource:
     path: Path
     arch: str | None = None
     trust_checkpoint: bool = False
+    default_arch: str | None = None  # recorded by an artifact; used when the file names none
 
     def load(self) -> ckpt.Checkpoint:
-        return ckpt.load_checkpoint(self.path, arch=self.arch, trust_checkpoint=self.trust_checkpoint)
+        return ckpt.load_checkpoint(
+            self.path,
+            arch=self.arch,
+            default_arch=self.default_arch,
+            trust_checkpoint=self.trust_checkpoint,
+        )
 
 
 @dataclass(frozen=True)
@@ -363,9 +369,9 @@ def prune(
         recorded = scores.recorded_path("model")
         if recorded is None:
             raise InputError(f"{importance_path} does not record its model; pass MODEL")
-        model = ModelSource(recorded, arch=_recorded(scores, "arch"), trust_checkpoint=False)
-    elif model.arch is None and _recorded(scores, "arch"):
-        model = replace(model, arch=scores.metadata["arch"])
+        model = ModelSource(recorded, default_arch=_recorded(scores, "arch"))
+    else:
+        model = replace(model, default_arch=_recorded(scores, "arch"))
 
     checkpoint = model.load()
     weights = ckpt.prunable_parameters(checkpoint.model, include, exclude)
@@ -504,13 +510,15 @@ def finetune(
     lr_gamma: float = 0.1,
     val_split: str | None = None,
     augment: bool = True,
+    dense: bool = False,
     seed: int = 0,
     progress: ProgressSink | None = None,
 ) -> FinetuneSummary:
     """Train the pruned model on its target labels with the masks enforced -> ``output``.
 
     Model and data default to what the masks file records. The validation split (``val`` when
-    present, or ``val_split``; ``"none"`` turns it off) picks the best epoch.
+    present, or ``val_split``; ``"none"`` turns it off) picks the best epoch. ``dense`` trains
+    ``model`` without any masks (the starting model of an experiment).
     """
     from .masks import apply_masks, nonzero_density
     from .training import finetune as train
@@ -528,14 +536,16 @@ def finetune(
             f"--lr-milestones {','.join(map(str, lr_milestones))}: increasing epochs between 1 and "
             f"{epochs - 1}"
         )
-    masks_artifact = _finetune_masks(masks, model)
+    if dense and (model is None or masks is not None):
+        raise InputError("dense training needs MODEL and no --masks")
+    masks_artifact = None if dense else _finetune_masks(masks, model)
     if model is None:
         recorded = masks_artifact.recorded_path("model")
         if recorded is None:
             raise InputError(f"{masks_artifact.path} does not record its model; pass MODEL")
-        model = ModelSource(recorded, arch=_recorded(masks_artifact, "arch"))
-    elif model.arch is None and _recorded(masks_artifact, "arch"):
-        model = replace(model, arch=masks_artifact.metadata["arch"])
+        model = ModelSource(recorded, default_arch=_recorded(masks_artifact, "arch"))
+    else:
+        model = replace(model, default_arch=_recorded(masks_artifact, "arch"))
     if masks_artifact is not None:
         spec = _data_spec_from(masks_artifact, data)
     elif data is None or data.root is None:

@@ -1,9 +1,9 @@
 """Generated group-labelled image folders and a small CNN: for the demo, tests and benchmarks.
 
 The data is biased on purpose: a majority and a minority group whose images carry the class in
-different ways (the majority by the orientation of stripes, the minority by which corner holds a
-bright blob), so a model has to learn the minority's cue separately, from fewer examples. That
-is the situation in which pruning can cost one group far more than another.
+different ways (the majority by the orientation of stripes, the minority by the colour of a few
+spots), so a model has to learn the minority's cue separately, from fewer examples. That is the
+situation in which pruning can cost one group far more than another.
 """
 
 from __future__ import annotations
@@ -38,29 +38,32 @@ def _stripes(size: int, vertical: bool, rng: np.random.Generator) -> np.ndarray:
     return pattern.astype(np.float32)
 
 
-def _blob(size: int, corner: int, rng: np.random.Generator) -> np.ndarray:
+def _blobs(size: int, rng: np.random.Generator, count: int = 3) -> np.ndarray:
+    """A few soft round spots at random places (position carries no information)."""
     pattern = np.zeros((size, size), dtype=np.float32)
-    half = size // 2
-    row0 = 0 if corner in (0, 1) else half
-    col0 = 0 if corner in (0, 2) else half
-    radius = size // 6
-    centre_r = row0 + half // 2 + rng.integers(-2, 3)
-    centre_c = col0 + half // 2 + rng.integers(-2, 3)
     rows, cols = np.ogrid[:size, :size]
-    pattern[(rows - centre_r) ** 2 + (cols - centre_c) ** 2 <= radius**2] = 1.0
+    radius = max(2, size // 10)
+    for _ in range(count):
+        centre_r, centre_c = rng.integers(radius, size - radius, size=2)
+        pattern[(rows - centre_r) ** 2 + (cols - centre_c) ** 2 <= radius**2] = 1.0
     return pattern
+
+
+# colour of the spots that carries the minority's class: reddish (class 0) or bluish (class 1)
+_SPOT_COLOURS = (np.array([0.95, 0.35, 0.25], dtype=np.float32), np.array([0.25, 0.45, 0.95], dtype=np.float32))
 
 
 def synthetic_image(group: int, label: int, spec: SyntheticSpec, rng: np.random.Generator) -> np.ndarray:
     size = spec.size
     if group == 0:  # majority: stripe orientation carries the class
         signal = _stripes(size, vertical=bool(label), rng=rng)
-        tint = np.array([0.9, 0.75, 0.6], dtype=np.float32)
-    else:  # minority: a blob in the top (class 0) or bottom (class 1) half carries the class
-        corner = rng.integers(0, 2) + (2 if label else 0)
-        signal = 0.35 * _stripes(size, vertical=bool(rng.integers(0, 2)), rng=rng) + _blob(size, corner, rng)
-        tint = np.array([0.45, 0.35, 0.3], dtype=np.float32)
-    image = signal[..., None] * tint[None, None, :] + spec.noise * rng.standard_normal((size, size, 3))
+        image = signal[..., None] * np.array([0.9, 0.75, 0.6], dtype=np.float32)
+    else:  # minority: the colour of a few spots carries it; faint stripes are a distractor
+        distractor = 0.3 * _stripes(size, vertical=bool(rng.integers(0, 2)), rng=rng)
+        image = distractor[..., None] * np.array([0.5, 0.4, 0.35], dtype=np.float32)
+        spots = _blobs(size, rng)[..., None]
+        image = image * (1 - spots) + spots * _SPOT_COLOURS[label]
+    image = image + spec.noise * rng.standard_normal((size, size, 3))
     return (np.clip(image, 0, 1) * 255).astype(np.uint8)
 
 

@@ -31,12 +31,21 @@ class _RateColumn(ProgressColumn):
         return Text(f"{speed:,.0f}/s" if speed else "", style="progress.data.speed")
 
 
+class _LazyProgress(Progress):
+    """Starts drawing at its first task, so a command that fails early prints nothing."""
+
+    def add_task(self, *args, **kwargs):
+        if not self.live.is_started:
+            self.start()
+        return super().add_task(*args, **kwargs)
+
+
 @contextlib.contextmanager
 def progress_display(quiet: bool) -> Iterator[Progress | None]:
     if quiet:
         yield None
         return
-    progress = Progress(
+    progress = _LazyProgress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -46,8 +55,11 @@ def progress_display(quiet: bool) -> Iterator[Progress | None]:
         TimeRemainingColumn(),
         console=stderr,
     )
-    with progress:
+    try:
         yield progress
+    finally:
+        if progress.live.is_started:
+            progress.stop()
 
 
 class _RichHandler(logging.Handler):

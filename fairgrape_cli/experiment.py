@@ -1,0 +1,120 @@
+"""One experiment, end to end: a biased dataset, a dense model trained on it, and the same pruning
+schedule run with several methods. Used by ``fairgrape demo`` and ``benchmarks/fairness.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+
+from . import stages
+from ._progress import ProgressSink
+from .data import DataSpec
+from .pipeline import load_config, run_schedule
+from .synthetic import TINY_ARCH, SyntheticSpec, TinyCNN, make_biased_dataset
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    data: SyntheticSpec = field(default_factory=SyntheticSpec)
+    dense_epochs: int = 10
+    dense_lr: float = 3e-3
+    rate: float = 0.9
+    keep_per_iter: float = 0.5
+    finetune_epochs: int = 1
+    finetune_lr: float = 1e-3
+    final_epochs: int = 3
+    batch_size: int = 32
+    seed: int = 0
+    workers: int = 0  # tiny images decode faster than worker processes start
+
+
+@dataclass
+class Prepared:
+    data: Path
+    model: Path
+
+
+def prepare(directory: Path, spec: ExperimentSpec, *, progress: ProgressSink | None = None) -> Prepared:
+    """Write the biased dataset and train the dense starting model (reused when already there)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    data = directory / "data"
+    if not (data / "labels.csv").exists():
+        make_biased_dataset(data, spec.data)
+    model = directory / "model.pt"
+    if not model.exists():
+        torch.manual_seed(spec.seed)
+        initial = directory / "initial.pt"
+        torch.save(
+            {
+                "arch": TINY_ARCH,
+                "num_classes": len(spec.data.classes),
+                "classes": list(spec.data.classes),
+                "state_dict": TinyCNN(num_classes=len(spec.data.classes)).state_dict(),
+                "image_size": spec.data.size,
+            },
+            initial,
+        )
+        stages.finetune(
+            model=stages.ModelSource(initial),
+            data=DataSpec(root=data),
+            dense=True,
+            output=model,
+            loading=stages.Loading(batch_size=spec.batch_size, workers=spec.workers),
+            epochs=spec.dense_epochs,
+            lr=spec.dense_lr,
+            seed=spec.seed,
+            progress=progress,
+        )
+        initial.unlink()
+    return Prepared(data=data, model=model)
+
+
+def write_config(directory: Path, prepared: Prepared, spec: ExperimentSpec, method: str) -> Path:
+    """The schedule of ``spec`` for ``method`` as a run config (paths relative to it)."""
+    config = {
+        "model": str(prepared.model.resolve()),
+        "data": str(prepared.data.resolve()),
+        "target": "label",
+        "groups": "group",
+        "image_size": spec.data.size,
+        "method": method,
+        "rate": spec.rate,
+        "keep_per_iter": spec.keep_per_iter,
+        "seed": spec.seed,
+        "output": f"runs/{method}-{spec.rate}",
+        "workers": spec.workers,
+        "score": {"batch_size": spec.batch_size},
+        "finetune": {"epochs": spec.finetune_epochs, "lr": spec.finetune_lr, "batch_size": spec.batch_size},
+        "final_finetune": {"epochs": spec.final_epochs, "lr": spec.finetune_lr, "batch_size": spec.batch_size},
+        "report": {"batch_size": 128},
+    }
+    path = directory / f"{method}-{spec.rate}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def run_methods(
+    directory: Path,
+    spec: ExperimentSpec,
+    methods: Sequence[str],
+    *,
+    progress: ProgressSink | None = None,
+    on_stage: Callable[[str, bool], None] | None = None,
+) -> dict[str, dict]:
+    """Prepare once, then run the same schedule with each method; reports by method."""
+    prepared = prepare(directory, spec, progress=progress)
+    reports = {}
+    for method in methods:
+        config = load_config(write_config(directory, prepared, spec, method))
+        labelled = None if on_stage is None else (lambda stage, runs, m=method: on_stage(f"{m}: {stage}", runs))
+        reports[method] = run_schedule(config, progress=progress, on_stage=labelled).report
+    return reports
+
+
+def describe(spec: ExperimentSpec) -> dict:
+    return asdict(spec)
