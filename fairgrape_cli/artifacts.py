@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -15,21 +16,89 @@ from .errors import InputError
 
 IMPORTANCE_FORMAT = "fairgrape.importance.v1"
 MASKS_FORMAT = "fairgrape.masks.v1"
+_DTYPES = {
+    "BOOL": torch.bool, "U8": torch.uint8, "I8": torch.int8, "I16": torch.int16, "I32": torch.int32,
+    "I64": torch.int64, "F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32,
+    "F64": torch.float64,
+}  # fmt: skip
+
+
+class TensorInfo(NamedTuple):
+    """What the file header says about one tensor, without reading it."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype | None
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
 
 
 @dataclass
 class Artifact:
-    """Tensors of one artifact file and its metadata (JSON values decoded)."""
+    """Tensors of one artifact file and its metadata (JSON values decoded).
+
+    ``tensors`` is a dict, or with ``lazy=True`` a mapping that reads a tensor each time it is
+    looked up (so a large file is never in memory at once); ``headers`` has every shape and dtype.
+    The file's sha256 is computed on a background thread from the moment it is read.
+    """
 
     path: Path
-    sha256: str
-    tensors: dict[str, torch.Tensor]
+    tensors: Mapping[str, torch.Tensor]
     metadata: dict[str, Any]
+    headers: dict[str, TensorInfo]
+    digest: Future | str
+
+    @property
+    def sha256(self) -> str:
+        if isinstance(self.digest, Future):
+            self.digest = self.digest.result()
+        return self.digest
 
     def recorded_path(self, key: str) -> Path | None:
         """A path the file records, resolved relative to the file itself."""
         value = self.metadata.get(key)
         return resolve_recorded(value, self.path) if value else None
+
+
+class LazyTensors(Mapping):
+    """Tensors of a safetensors file, each read when looked up and not kept.
+
+    Every lookup opens the file afresh: safetensors maps it into memory, so pages read through a
+    handle kept open would stay resident until the end; this way they go with the tensor.
+    """
+
+    def __init__(self, path: Path, keys: list[str]) -> None:
+        self.path = path
+        self._keys = keys
+        self._known = set(keys)
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        from safetensors import safe_open
+
+        if key not in self._known:
+            raise KeyError(key)
+        with safe_open(str(self.path), framework="pt") as handle:
+            return handle.get_tensor(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._known
+
+
+_hashing: ThreadPoolExecutor | None = None
+
+
+def _hash_in_background(path: Path) -> Future:
+    global _hashing
+    if _hashing is None:
+        _hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fairgrape-sha256")
+    return _hashing.submit(sha256_file, path)
 
 
 def write_artifact(
@@ -49,14 +118,16 @@ def write_artifact(
     return sha256_file(path)
 
 
-def read_artifact(path: str | Path, *, expected_format: str, what: str) -> Artifact:
+def read_artifact(path: str | Path, *, expected_format: str, what: str, lazy: bool = False) -> Artifact:
     from safetensors import safe_open
 
     path = require_file(path, what)
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+            keys = list(handle.keys())
+            headers = {key: _tensor_info(handle.get_slice(key)) for key in keys}
+            tensors = LazyTensors(path, keys) if lazy else {key: handle.get_tensor(key) for key in keys}
     except Exception as error:  # safetensors raises its own Rust-side error type
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise InputError(f"cannot read {what} {path}: not a valid safetensors file ({first})") from error
@@ -66,7 +137,13 @@ def read_artifact(path: str | Path, *, expected_format: str, what: str) -> Artif
             f"{path} is not a {what} file (format {found or 'missing'}, expected {expected_format})"
         )
     decoded = {key: _decode(value) for key, value in metadata.items()}
-    return Artifact(path=path, sha256=sha256_file(path), tensors=tensors, metadata=decoded)
+    return Artifact(
+        path=path, tensors=tensors, metadata=decoded, headers=headers, digest=_hash_in_background(path)
+    )
+
+
+def _tensor_info(view: Any) -> TensorInfo:
+    return TensorInfo(tuple(view.get_shape()), _DTYPES.get(view.get_dtype()))
 
 
 def _decode(text: str) -> Any:
@@ -78,12 +155,12 @@ def _decode(text: str) -> Any:
     return text
 
 
-def read_importance(path: str | Path) -> Artifact:
-    artifact = read_artifact(path, expected_format=IMPORTANCE_FORMAT, what="importance")
+def read_importance(path: str | Path, *, lazy: bool = False) -> Artifact:
+    artifact = read_artifact(path, expected_format=IMPORTANCE_FORMAT, what="importance", lazy=lazy)
     groups = artifact.metadata.get("groups")
     if not isinstance(groups, list) or not groups:
         raise InputError(f"{artifact.path}: metadata 'groups' must list the group names")
-    for key, tensor in artifact.tensors.items():
+    for key, tensor in artifact.headers.items():
         if tensor.ndim < 2 or tensor.shape[0] != len(groups):
             raise InputError(
                 f"{artifact.path}: {key} has shape {tuple(tensor.shape)}, expected "
@@ -94,14 +171,14 @@ def read_importance(path: str | Path) -> Artifact:
 
 def read_masks(path: str | Path) -> Artifact:
     artifact = read_artifact(path, expected_format=MASKS_FORMAT, what="masks")
-    for key, tensor in artifact.tensors.items():
+    for key, tensor in artifact.headers.items():
         if tensor.dtype != torch.bool:
             raise InputError(f"{artifact.path}: mask {key} is {tensor.dtype}, expected bool")
     return artifact
 
 
 def check_fits(
-    tensors: Mapping[str, torch.Tensor],
+    tensors: Mapping[str, torch.Tensor | TensorInfo],
     weights: Mapping[str, torch.Tensor],
     *,
     source: Path,

@@ -12,6 +12,8 @@ import traceback
 import typer
 
 from ._options import debug_enabled
+from .commands.compare import compare
+from .commands.demo import demo
 from .commands.finetune import finetune
 from .commands.prune import prune
 from .commands.report import report
@@ -32,6 +34,8 @@ app.command()(prune)
 app.command()(finetune)
 app.command()(report)
 app.command()(run)
+app.command()(compare)
+app.command()(demo)
 
 
 def main() -> None:

@@ -58,6 +58,7 @@ class GroupedTable:
     group_index: np.ndarray  # int64 per row, index into group_names
     group_names: list[str]
     dataset_target_values: list[str]  # distinct target values over all splits, sorted
+    target_names: dict[str, str] = field(default_factory=dict)  # code -> readable (UTKFace gender)
     dropped_groups: dict[str, int] = field(default_factory=dict)  # too small to use
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> rows left out
     notes: list[str] = field(default_factory=list)
@@ -87,7 +88,7 @@ def load_table(spec: DataSpec, *, default_split: Sequence[str] = ()) -> GroupedT
 
     rows, split = _select_split(raw, spec.split, default_split)
     dataset_targets = _sorted_distinct(v for v in raw.columns[target] if v)
-    target_values = _values(raw, target, rows)
+    target_values = _values(raw, target, rows, readable=False)  # codes: what models were trained on
     per_column = [_values(raw, column, rows) for column in group_columns]
     files = [raw.root / raw.paths[row] for row in rows]
     locations = [raw.where(row) for row in rows]
@@ -118,6 +119,7 @@ def load_table(spec: DataSpec, *, default_split: Sequence[str] = ()) -> GroupedT
         group_index=group_index,
         group_names=group_names,
         dataset_target_values=dataset_targets,
+        target_names=dict(raw.value_names.get(target, {})),
         skipped=skipped,
         notes=list(raw.notes),
     )
@@ -163,9 +165,9 @@ def _select_split(
     return rows, split
 
 
-def _values(raw: RawTable, column: str, rows: list[int]) -> list[str]:
+def _values(raw: RawTable, column: str, rows: list[int], *, readable: bool = True) -> list[str]:
     values = raw.columns[column]
-    names = raw.value_names.get(column, {})
+    names = raw.value_names.get(column, {}) if readable else {}
     selected = []
     for row in rows:
         value = values[row]
@@ -281,6 +283,9 @@ def resolve_classes(
     values = table.dataset_target_values
     if checkpoint_classes is not None:
         index = {name: i for i, name in enumerate(checkpoint_classes)}
+        for code, name in table.target_names.items():  # classes named readably, data in codes
+            if code not in index and name in index:
+                index[code] = index[name]
         unknown = [value for value in values if value not in index]
         if unknown:
             raise InputError(
@@ -289,9 +294,8 @@ def resolve_classes(
             )
         classes = list(checkpoint_classes)
     elif values and all(_INTEGER.fullmatch(v) and 0 <= int(v) < num_classes for v in values):
-        classes = [str(i) for i in range(num_classes)]
-        index = {name: i for i, name in enumerate(classes)}
-        index.update({value: int(value) for value in values})  # "01" means class 1 too
+        classes = [table.target_names.get(str(i), str(i)) for i in range(num_classes)]
+        index = {value: int(value) for value in values}  # "01" means class 1 too
     else:
         if len(values) != num_classes:
             shown = ", ".join(values[:8]) + (" ..." if len(values) > 8 else "")
@@ -315,7 +319,8 @@ def read_image(path: Path, image_size: int) -> torch.Tensor:
         if image.size != (image_size, image_size):
             image = image.resize((image_size, image_size), Image.BILINEAR)
         array = np.asarray(image, dtype=np.uint8)
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+    # one contiguous CHW copy: stacking strided views is a slow, thread-parallel copy per batch
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
 
 class ImageFiles(torch.utils.data.Dataset):

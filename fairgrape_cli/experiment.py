@@ -15,12 +15,14 @@ from . import stages
 from ._progress import ProgressSink
 from .data import DataSpec
 from .pipeline import load_config, run_schedule
-from .synthetic import TINY_ARCH, SyntheticSpec, TinyCNN, make_biased_dataset
+from .checkpoints import build_model
+from .synthetic import TINY_ARCH, WIDE_ARCH, SyntheticSpec, make_biased_dataset
 
 
 @dataclass(frozen=True)
 class ExperimentSpec:
     data: SyntheticSpec = field(default_factory=SyntheticSpec)
+    arch: str = TINY_ARCH
     dense_epochs: int = 10
     dense_lr: float = 3e-3
     rate: float = 0.9
@@ -31,6 +33,7 @@ class ExperimentSpec:
     batch_size: int = 32
     seed: int = 0
     workers: int = 0  # tiny images decode faster than worker processes start
+    device: str = "auto"
 
 
 @dataclass
@@ -51,10 +54,10 @@ def prepare(directory: Path, spec: ExperimentSpec, *, progress: ProgressSink | N
         initial = directory / "initial.pt"
         torch.save(
             {
-                "arch": TINY_ARCH,
+                "arch": spec.arch,
                 "num_classes": len(spec.data.classes),
                 "classes": list(spec.data.classes),
-                "state_dict": TinyCNN(num_classes=len(spec.data.classes)).state_dict(),
+                "state_dict": build_model(spec.arch, len(spec.data.classes)).state_dict(),
                 "image_size": spec.data.size,
             },
             initial,
@@ -64,7 +67,7 @@ def prepare(directory: Path, spec: ExperimentSpec, *, progress: ProgressSink | N
             data=DataSpec(root=data),
             dense=True,
             output=model,
-            loading=stages.Loading(batch_size=spec.batch_size, workers=spec.workers),
+            loading=stages.Loading(batch_size=spec.batch_size, device=spec.device, workers=spec.workers),
             epochs=spec.dense_epochs,
             lr=spec.dense_lr,
             seed=spec.seed,
@@ -88,6 +91,7 @@ def write_config(directory: Path, prepared: Prepared, spec: ExperimentSpec, meth
         "seed": spec.seed,
         "output": f"runs/{method}-{spec.rate}",
         "workers": spec.workers,
+        "device": spec.device,
         "score": {"batch_size": spec.batch_size},
         "finetune": {"epochs": spec.finetune_epochs, "lr": spec.finetune_lr, "batch_size": spec.batch_size},
         "final_finetune": {"epochs": spec.final_epochs, "lr": spec.finetune_lr, "batch_size": spec.batch_size},
@@ -118,3 +122,50 @@ def run_methods(
 
 def describe(spec: ExperimentSpec) -> dict:
     return asdict(spec)
+
+
+# ------------------------------------------------------------------------------------------ demo
+
+DEMO_SPEC = ExperimentSpec(
+    data=SyntheticSpec(
+        classes=("c0", "c1", "c2", "c3"),
+        noise=0.5,
+        per_split=(("train", 640), ("val", 160), ("test", 320)),
+    ),
+    arch=WIDE_ARCH,
+    rate=0.9,
+    keep_per_iter=0.5,
+)
+DEMO_METHODS = ("fairgrape", "magnitude")
+
+
+@dataclass
+class DemoResult:
+    directory: Path
+    reports: dict[str, dict]
+    comparison: dict
+    configs: dict[str, Path]
+    html: Path
+
+
+def run_demo(
+    directory: Path,
+    *,
+    spec: ExperimentSpec = DEMO_SPEC,
+    methods: Sequence[str] = DEMO_METHODS,
+    progress: ProgressSink | None = None,
+    on_stage: Callable[[str, bool], None] | None = None,
+) -> DemoResult:
+    """The demo: biased data, a dense model, the same schedule per method, compared."""
+    from ._files import atomic_output
+    from .comparison import compare_reports
+    from .report import history_html
+
+    reports = run_methods(directory, spec, methods, progress=progress, on_stage=on_stage)
+    sources = [str(directory / f"runs/{method}-{spec.rate}/report.json") for method in methods]
+    comparison = compare_reports(list(reports.values()), labels=list(methods), sources=sources)
+    html = directory / "comparison.html"
+    with atomic_output(html) as tmp:
+        tmp.write_text(history_html(list(reports.values()), comparison=comparison), encoding="utf-8")
+    configs = {method: directory / f"{method}-{spec.rate}.yaml" for method in methods}
+    return DemoResult(directory, reports, comparison, configs, html)

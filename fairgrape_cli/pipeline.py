@@ -15,7 +15,7 @@ import json
 import logging
 import math
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -115,8 +115,12 @@ class RunConfig:
         return Path(self.settings["output"])
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Read and validate a run config; relative paths are relative to the config file."""
+def load_config(path: str | Path, *, overrides: Sequence[str] = ()) -> RunConfig:
+    """Read and validate a run config; relative paths are relative to the config file.
+
+    ``overrides`` are ``KEY=VALUE`` settings applied on top (``method=magnitude``,
+    ``finetune.epochs=5``), values read as YAML.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"config {path} does not exist")
@@ -132,6 +136,8 @@ def load_config(path: str | Path) -> RunConfig:
         raise InputError(f"{path}{where}: not valid YAML ({getattr(error, 'problem', error)})") from error
     if not isinstance(raw, dict):
         raise InputError(f"{path}: expected a mapping of settings at the top level")
+    for override in overrides:
+        _apply_override(raw, override)
 
     sections = {}
     settings = _validated(raw, SCHEMA[""], path, prefix="", allowed_sections=set(SCHEMA) - {""})
@@ -152,6 +158,27 @@ def load_config(path: str | Path) -> RunConfig:
     settings["output"] = str(base / (settings.get("output") or f"runs/{path.stem}"))
     _check_schedule(settings, path)
     return RunConfig(path=path, settings=settings, sections=sections)
+
+
+def _apply_override(raw: dict, override: str) -> None:
+    import yaml
+
+    key, separator, text = override.partition("=")
+    if not separator or not key.strip():
+        raise InputError(f"--set {override!r}: expected KEY=VALUE, e.g. method=magnitude")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    section, _, option = key.strip().rpartition(".")
+    if not section:
+        raw[option] = value
+        return
+    if section not in SCHEMA:
+        raise InputError(f"--set {override!r}: unknown section '{section}'")
+    if not isinstance(raw.get(section), dict):
+        raw[section] = {}
+    raw[section][option] = value
 
 
 def _validated(

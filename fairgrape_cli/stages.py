@@ -7,8 +7,10 @@ without flags, refuses inputs that cannot fit, and warns when they look mismatch
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -155,8 +157,9 @@ def _data_spec_from(artifact: Artifact, given: DataSpec | None) -> DataSpec:
 
 def _warn_if_other_model(artifact: Artifact, checkpoint: ckpt.Checkpoint, what: str) -> None:
     made_from = artifact.metadata.get("model_sha256")
-    derived = checkpoint.provenance.get("masks_sha256") == artifact.sha256
-    if made_from and made_from != checkpoint.sha256 and not derived:
+    if not made_from or made_from == checkpoint.sha256:
+        return  # (before hashing the artifact: that can take a while for a large file)
+    if checkpoint.provenance.get("masks_sha256") != artifact.sha256:
         log.warning(
             "%s %s was made from %s, not from %s (expected after fine-tuning, suspicious "
             "otherwise)",
@@ -238,7 +241,7 @@ def score(
     for group, rows in batches:
         totals[group] += len(rows)
     tasks = [
-        progress.add_task(f"scoring {name}", total=totals[g])
+        progress.add_task(f"scoring {name}", total=totals[g], unit="images")
         for g, name in enumerate(table.group_names)
     ]
     mean, std = checkpoint.normalization
@@ -254,7 +257,9 @@ def score(
     )
     checkpoint.model.to("cpu")
 
-    stored = {name: values.to(STORED_DTYPES[dtype]) for name, values in result.importance.items()}
+    stored = result.importance
+    for name, values in stored.items():  # converted layer by layer: never two full copies
+        stored[name] = values.to(STORED_DTYPES[dtype])
     metadata = {
         "format": IMPORTANCE_FORMAT,
         "groups": table.group_names,
@@ -329,6 +334,22 @@ class PruneSummary:
     seconds: float = 0.0
 
 
+def _one_torch_thread(function):
+    """Run ``function`` with torch's own thread pool at one thread: selection runs its own two
+    threads; torch's pool beside them (or on a busy machine) made even the masks' bookkeeping
+    sums up to 50x slower (measured), and the sorts slower rather than faster."""
+
+    @functools.wraps(function)
+    def run(*args, **kwargs):
+        from .selection import torch_threads
+
+        with torch_threads(1):
+            return function(*args, **kwargs)
+
+    return run
+
+
+@_one_torch_thread
 def prune(
     *,
     rate: float,
@@ -346,8 +367,8 @@ def prune(
     progress: ProgressSink | None = None,
 ) -> PruneSummary:
     """Masks at ``rate`` from an importance file (and/or the model) -> masks + pruned checkpoint."""
-    from .masks import apply_masks, density
-    from .selection import build_masks, get_criterion
+    from .masks import apply_masks
+    from .selection import build_masks, get_criterion, warm_up
 
     started = time.perf_counter()
     progress = progress or NoProgress()
@@ -364,7 +385,7 @@ def prune(
                 f"{importance_path} not found: run `fairgrape score MODEL DATA --groups COL` first"
                 + ("" if criterion.needs_importance else ", or pass MODEL")
             )
-        scores = read_importance(importance_path)
+        scores = read_importance(importance_path, lazy=True)  # one layer in memory at a time
     if model is None:
         recorded = scores.recorded_path("model")
         if recorded is None:
@@ -373,15 +394,16 @@ def prune(
     else:
         model = replace(model, default_arch=_recorded(scores, "arch"))
 
+    threading.Thread(target=warm_up, name="fairgrape-warm-up", daemon=True).start()  # beside the load
     checkpoint = model.load()
     weights = ckpt.prunable_parameters(checkpoint.model, include, exclude)
     if scores is not None:
         check_fits(
-            scores.tensors, weights, source=scores.path, model_name=str(checkpoint.path),
+            scores.headers, weights, source=scores.path, model_name=str(checkpoint.path),
             leading_dims=1,
         )  # fmt: skip
         _warn_if_other_model(scores, checkpoint, "importance")
-        weights = {name: weights[name] for name in weights if name in scores.tensors}
+        weights = {name: weights[name] for name in weights if name in scores.headers}
     previous = _previous_masks(masks, scores, checkpoint, weights)
     refuse_overwriting_inputs(
         [output, model_output],
@@ -400,7 +422,9 @@ def prune(
         seed=seed,
         on_layer=lambda _name: progress.advance(task, 1),
     )
-    kept_fraction = density(built)
+    layers = {name: (int(mask.count_nonzero()), mask.numel()) for name, mask in built.items()}
+    total = sum(size for _, size in layers.values())
+    kept_fraction = sum(kept for kept, _ in layers.values()) / total if total else 1.0
     metadata = {
         "format": MASKS_FORMAT,
         "method": method,
@@ -447,7 +471,7 @@ def prune(
         rate=rate,
         scope=scope,
         density=kept_fraction,
-        layers={name: (int(mask.sum()), mask.numel()) for name, mask in built.items()},
+        layers=layers,
         seconds=time.perf_counter() - started,
     )
 
@@ -717,6 +741,7 @@ def report(
     loading: Loading = Loading(),
     fail_if: Sequence[str] = (),
     json_output: Path | None = None,
+    html_output: Path | None = None,
     progress: ProgressSink | None = None,
 ) -> ReportResult:
     """Per-group accuracy of ``model`` (and drop from ``baseline``), disparity, CI conditions."""
@@ -727,7 +752,7 @@ def report(
     conditions = [parse_condition(text, has_baseline=baseline is not None) for text in fail_if]
     if not data.group_columns:
         raise InputError("--groups is required: the column(s) to compare accuracy across")
-    refuse_overwriting_inputs([json_output], [model.path, baseline.path if baseline else None])
+    refuse_overwriting_inputs([json_output, html_output], [model.path, baseline.path if baseline else None])
 
     checkpoint = model.load()
     prepared = _prepare_data(
@@ -783,6 +808,11 @@ def report(
     if json_output is not None:
         with atomic_output(json_output) as tmp:
             tmp.write_text(json.dumps(result, indent=2) + "\n")
+    if html_output is not None:
+        from .report import history_html
+
+        with atomic_output(html_output) as tmp:
+            tmp.write_text(history_html(result), encoding="utf-8")
     failed = [condition.text for condition in conditions if condition.holds(result)]
     return ReportResult(result, failed, sum(table.skipped.values()) + loader.bad_images)
 

@@ -93,30 +93,36 @@ def test_importance_metadata(tmp_path, tiny_model_path, biased_data):
     assert set(keys) == set(prunable_parameters(load_checkpoint(tiny_model_path).model))
 
 
-def test_scoring_leaves_model_unchanged(tiny_model_path, biased_data):
+def _score_in_process(model, data_root, weights=None):
+    """compute_importance on the train split in batches of 8, without the stage around it."""
     from fairgrape_cli.data import ImageLoader, Normalizer, group_pure_batches, load_table, resolve_classes
     from fairgrape_cli.scoring import compute_importance
 
-    checkpoint = load_checkpoint(tiny_model_path)
-    model = checkpoint.model
-    model.train()  # scoring must switch to eval itself and restore the mode afterwards
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    table = load_table(DataSpec(root=biased_data, groups="group"), default_split=("train",))
-    _, targets = resolve_classes(table, num_classes=2, checkpoint_classes=checkpoint.classes, model_name="m")
-    batches = group_pure_batches(table.group_index, 2, batch_size=8)
-    compute_importance(
+    table = load_table(DataSpec(root=data_root, groups="group"), default_split=("train",))
+    _, targets = resolve_classes(table, num_classes=2, checkpoint_classes=["no", "yes"], model_name="m")
+    batches = [rows for _, rows in group_pure_batches(table.group_index, 2, batch_size=8)]
+    result = compute_importance(
         model=model,
-        weights=prunable_parameters(model),
-        batches=ImageLoader(table, 32, [rows for _, rows in batches]),
+        weights=weights if weights is not None else prunable_parameters(model),
+        batches=ImageLoader(table, 32, batches),
         prepare=Normalizer((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), torch.device("cpu")),
         targets=targets,
         group_index=table.group_index,
         group_names=table.group_names,
     )
+    return result, len(batches)
+
+
+def test_scoring_leaves_model_unchanged(tiny_model_path, biased_data):
+    model = load_checkpoint(tiny_model_path).model
+    model.train()  # scoring must switch to eval itself and restore the mode afterwards
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    _score_in_process(model, biased_data)
     assert model.training
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), key  # weights and BatchNorm statistics
     assert all(p.grad is None for p in model.parameters())
+    assert all(p.requires_grad for p in model.parameters())
 
 
 def test_max_batches_and_masked_weights_get_zero(tmp_path, tiny_model_path, biased_data):
@@ -147,3 +153,54 @@ def test_score_requires_groups(tmp_path, tiny_model_path, biased_data, cli):
     result = cli("score", tiny_model_path, biased_data, "-o", tmp_path / "i.safetensors")
     assert result.code == 2 and "--groups" in result.err
     assert not (tmp_path / "i.safetensors").exists()
+
+
+def test_leftover_gradients_neither_leak_in_nor_get_lost(tiny_model_path, biased_data):
+    model = load_checkpoint(tiny_model_path).model
+    clean = _score_in_process(model, biased_data)[0].importance
+    leftovers = {name: torch.full_like(p, 3.0) for name, p in model.named_parameters()}
+    for name, param in model.named_parameters():
+        param.grad = leftovers[name]
+    for name, values in _score_in_process(model, biased_data)[0].importance.items():
+        torch.testing.assert_close(values, clean[name])
+    for name, param in model.named_parameters():
+        assert param.grad is leftovers[name], name
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_stored_dtype_rounds_the_float32_scores(tmp_path, tiny_model_path, biased_data, dtype):
+    def run(name, stored):
+        stages.score(
+            model=stages.ModelSource(tiny_model_path),
+            data=DataSpec(root=biased_data, groups="group"),
+            output=tmp_path / name,
+            loading=stages.Loading(batch_size=8, workers=0),
+            dtype=stored,
+        )
+        with safe_open(str(tmp_path / name), framework="pt") as handle:
+            return {key: handle.get_tensor(key) for key in handle.keys()}
+
+    full, small = run("full.safetensors", "float32"), run("small.safetensors", dtype)
+    for name, values in small.items():
+        assert values.dtype == getattr(torch, dtype)
+        torch.testing.assert_close(values, full[name].to(values.dtype))
+
+
+def test_unknown_dtype_is_refused(tmp_path, tiny_model_path, biased_data, cli):
+    result = cli("score", tiny_model_path, biased_data, "-g", "group", "--dtype", "int8", "-o", tmp_path / "i.safetensors")
+    assert result.code == 2 and "--dtype int8" in result.err
+
+
+def test_one_layer_gradient_alive_at_a_time(tiny_model_path, biased_data):
+    """Peak memory is model + G x prunable weights + one batch: each layer's gradient is folded
+    into the sums as soon as the backward pass produces it, never all of them at once."""
+    model = load_checkpoint(tiny_model_path).model
+    weights = prunable_parameters(model)
+    alive_counts = []
+    for weight in weights.values():  # registered first, so it runs before scoring's own hook
+        weight.register_post_accumulate_grad_hook(
+            lambda _: alive_counts.append(sum(w.grad is not None for w in weights.values()))
+        )
+    _, num_batches = _score_in_process(model, biased_data, weights)
+    assert len(alive_counts) == len(weights) * num_batches
+    assert max(alive_counts) == 1

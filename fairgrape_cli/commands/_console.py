@@ -24,11 +24,12 @@ stderr = Console(stderr=True, soft_wrap=True)
 
 
 class _RateColumn(ProgressColumn):
-    """Items per second (images/s while reading data)."""
+    """Items per second, named by the task's ``unit`` field when it has one (``images/s``)."""
 
     def render(self, task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f}/s" if speed else "", style="progress.data.speed")
+        unit = f" {task.fields['unit']}" if task.fields.get("unit") else ""
+        return Text(f"{speed:,.0f}{unit}/s" if speed else "", style="progress.data.speed")
 
 
 class _LazyProgress(Progress):

@@ -18,6 +18,9 @@ def report(
         Optional[Path], typer.Option("--baseline", help="Dense model to measure each group's accuracy drop against.")
     ] = None,
     json_output: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON.")] = None,
+    html_output: Annotated[
+        Optional[Path], typer.Option("--html", help="Also write the report as a self-contained HTML page.")
+    ] = None,
     fail_if: Annotated[
         Optional[list[str]],
         typer.Option("--fail-if", help="Exit 1 when METRIC>VALUE (or <, >=, <=) holds, e.g. drop_gap>0.05 (repeatable)."),
@@ -64,6 +67,7 @@ def report(
             loading=stages.Loading(image_size, batch_size, device, workers),
             fail_if=fail_if or (),
             json_output=json_output,
+            html_output=html_output,
             progress=progress,
         )
     stdout.print(render_report(result.report))
@@ -71,7 +75,8 @@ def report(
         stdout.print(render_conditions(result.failed, list(fail_if)))
     if result.skipped_images:
         info(f"skipped {result.skipped_images} bad image(s)", quiet)
-    if json_output is not None:
-        info(f"wrote {json_output}", quiet)
+    for written in (json_output, html_output):
+        if written is not None:
+            info(f"wrote {written}", quiet)
     if result.failed:
         raise typer.Exit(1)

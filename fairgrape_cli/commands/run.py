@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -12,6 +12,10 @@ from .. import _options as opt
 
 def run(
     config: Annotated[Path, typer.Argument(help="YAML config (see sample_configs/).")],
+    set_: Annotated[
+        Optional[list[str]],
+        typer.Option("--set", help="Override a setting: KEY=VALUE, e.g. method=magnitude or finetune.epochs=5 (repeatable)."),
+    ] = None,
     quiet: opt.Quiet = False,
     debug: opt.Debug = False,
 ) -> None:
@@ -23,16 +27,18 @@ def run(
     report.json (with the per-iteration history). A stage reruns only when its settings or
     inputs changed.
 
-    Example:
+    Examples:
 
-        fairgrape run sample_configs/demo.yaml
+        fairgrape run schedule.yaml
+
+        fairgrape run schedule.yaml --set method=magnitude --set output=runs/magnitude
     """
     from ..pipeline import load_config, run_schedule
-    from ..report import render_report
+    from ..report import render_history, render_report
     from ._console import info, progress_display, setup_logging, stderr, stdout
 
     setup_logging(quiet)
-    settings = load_config(config)
+    settings = load_config(config, overrides=set_ or ())
 
     with progress_display(quiet) as progress:
 
@@ -48,6 +54,7 @@ def run(
 
         result = run_schedule(settings, progress=progress, on_stage=announce)
     stdout.print(render_report(result.report))
+    stdout.print(render_history(result.report))
     info(
         f"{len(result.ran)} stage(s) ran, {len(result.skipped)} up to date; "
         f"outputs in {result.output}",

@@ -1,0 +1,306 @@
+"""Side-by-side comparison of report files: methods, their per-group accuracy and disparity.
+
+Pure data in, data out: :func:`compare_reports` takes report dicts (as written by
+``fairgrape report --json`` or ``fairgrape run``) and returns one entry per report plus, per
+column, which entries are best. Column directions are defined once, in ``COLUMNS`` and
+``GROUP_COLUMNS``; rendering lives in ``report.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._files import atomic_output, refuse_overwriting_inputs, require_file
+from .errors import InputError
+
+
+@dataclass(frozen=True)
+class Column:
+    """A compared metric: how to read it from a report, which way is better, how to show it."""
+
+    better: str | None  # "higher", "lower", or None when the column is context, not a score
+    unit: str  # "fraction" (density), "accuracy" (percent), "points" (difference of accuracies)
+    read: Callable[[dict], float | None]
+
+
+def _overall_drop(report: dict) -> float | None:
+    overall = report["overall"]
+    if overall.get("baseline_accuracy") is None or overall.get("accuracy") is None:
+        return None
+    return overall["baseline_accuracy"] - overall["accuracy"]
+
+
+# Whole-report columns, in display order. Density is context: methods are compared at a density,
+# not ranked by it, so it is never marked best.
+COLUMNS: dict[str, Column] = {
+    "density": Column(None, "fraction", lambda report: report["density"]),
+    "accuracy": Column("higher", "accuracy", lambda report: report["overall"]["accuracy"]),
+    "accuracy_drop": Column("lower", "points", _overall_drop),
+    "worst_group_accuracy": Column("higher", "accuracy", lambda r: r["disparity"]["worst_group_accuracy"]),
+    "accuracy_gap": Column("lower", "points", lambda report: report["disparity"]["accuracy_gap"]),
+    "drop_std": Column("lower", "points", lambda report: report["disparity"].get("drop_std")),
+    "drop_gap": Column("lower", "points", lambda report: report["disparity"].get("drop_gap")),
+}
+
+# Per-group columns: the key of the report's group row -> direction and unit.
+GROUP_COLUMNS: dict[str, Column] = {
+    "accuracy": Column("higher", "accuracy", lambda row: row["accuracy"]),
+    "drop": Column("lower", "points", lambda row: row.get("drop")),
+}
+
+# Reports compare only when they measure the same thing on the same rows.
+_SAME_EVALUATION = ("target", "attribute", "split")
+
+_REQUIRED = {
+    "": ("data", "target", "attribute", "density", "overall", "groups", "disparity"),
+    "overall": ("n", "accuracy"),
+    "disparity": ("accuracy_gap", "worst_group_accuracy"),
+}
+_REQUIRED_GROUP_KEYS = ("group", "n", "accuracy")
+
+# Two numbers this close are a tie (both are marked): equal counts can give floats that differ
+# in the last bits once subtracted or averaged.
+_TIE_TOLERANCE = 1e-9
+
+
+# ------------------------------------------------------------------------------------- reading
+
+
+def load_report(path: str | Path) -> dict:
+    """Read and check one report file; every problem is an InputError naming the file."""
+    file = require_file(path, "report")
+    try:
+        report = json.loads(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise InputError(f"{file} is not a fairgrape report: not UTF-8 text") from None
+    except json.JSONDecodeError as error:
+        raise InputError(
+            f"{file} is not a fairgrape report: invalid JSON (line {error.lineno}: {error.msg})"
+        ) from None
+    check_report(report, source=str(file))
+    return report
+
+
+def check_report(report: object, *, source: str) -> None:
+    """Refuse anything that is not shaped like a fairgrape report (see DESIGN.md, Report)."""
+    if not isinstance(report, dict):
+        raise InputError(f"{source} is not a fairgrape report: expected a JSON object")
+    for section, keys in _REQUIRED.items():
+        holder = report if not section else report.get(section)
+        if not isinstance(holder, dict):
+            raise InputError(f"{source} is not a fairgrape report: no '{section}' object")
+        missing = [key for key in keys if key not in holder]
+        if missing:
+            where = f"'{section}' lacks" if section else "lacks"
+            raise InputError(f"{source} is not a fairgrape report: {where} {', '.join(missing)}")
+    groups = report["groups"]
+    if not isinstance(groups, list) or not groups:
+        raise InputError(f"{source} is not a fairgrape report: 'groups' is not a non-empty list")
+    for row in groups:
+        if not isinstance(row, dict) or any(key not in row for key in _REQUIRED_GROUP_KEYS):
+            raise InputError(
+                f"{source} is not a fairgrape report: each group needs {', '.join(_REQUIRED_GROUP_KEYS)}"
+            )
+    names = [str(row["group"]) for row in groups]
+    if len(set(names)) != len(names):
+        raise InputError(f"{source} is not a fairgrape report: a group is listed twice")
+
+
+# ----------------------------------------------------------------------------------- comparing
+
+
+def compare_reports(
+    reports: Sequence[dict],
+    *,
+    labels: Sequence[str] | None = None,
+    sources: Sequence[str] | None = None,
+) -> dict:
+    """Reports side by side: one entry per report and, per column, the labels of the best entries.
+
+    ``labels`` name the entries; without them an entry is named by its pruning method and rate
+    (from the masks or the run config), else by its file's stem (``sources``: the file each
+    report came from, also used in error messages). Repeated names get ``(2)``, ``(3)``, ...
+    Reports that do not measure the same groups on the same data are refused.
+    """
+    if not reports:
+        raise InputError("nothing to compare: give at least one report")
+    sources = list(sources) if sources is not None else [f"report {i + 1}" for i in range(len(reports))]
+    if len(sources) != len(reports):
+        raise ValueError("one source per report")
+    if labels is not None and len(labels) != len(reports):
+        raise InputError(f"got {len(labels)} --label(s) for {len(reports)} report(s); give one per report")
+    for report, source in zip(reports, sources):
+        check_report(report, source=source)
+    _check_comparable(reports, sources)
+
+    names = labels if labels is not None else [_default_label(r, s) for r, s in zip(reports, sources)]
+    names = _unique(names)
+    group_order = [str(row["group"]) for row in reports[0]["groups"]]
+    entries = [
+        _entry(report, label=name, source=source, group_order=group_order)
+        for report, name, source in zip(reports, names, sources)
+    ]
+    first = reports[0]
+    return {
+        "data": first["data"],
+        "split": first.get("split"),
+        "target": first["target"],
+        "attribute": first["attribute"],
+        "groups": group_order,
+        "columns": {name: {"better": column.better, "unit": column.unit} for name, column in COLUMNS.items()},
+        "group_columns": {
+            name: {"better": column.better, "unit": column.unit} for name, column in GROUP_COLUMNS.items()
+        },
+        "entries": entries,
+        "best": _best(entries, group_order),
+    }
+
+
+def _entry(report: dict, *, label: str, source: str, group_order: list[str]) -> dict:
+    rows = {str(row["group"]): row for row in report["groups"]}
+    entry = {"label": label, "source": source, "model": report.get("model")}
+    entry.update({name: _number(column.read(report)) for name, column in COLUMNS.items()})
+    entry["groups"] = [
+        {"group": group, "n": rows[group]["n"]}
+        | {name: _number(column.read(rows[group])) for name, column in GROUP_COLUMNS.items()}
+        for group in group_order
+    ]
+    entry["has_history"] = bool(report.get("history"))
+    return entry
+
+
+def _number(value: object) -> float | None:
+    """A metric as a float, or None when it is missing or not a number (NaN: an empty group)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return None if math.isnan(value) else float(value)
+
+
+def _best(entries: list[dict], group_order: list[str]) -> dict:
+    """Per column, the labels of the best entries (all of them on a tie; never a null value)."""
+    best: dict = {
+        name: _best_labels([(e["label"], e[name]) for e in entries], column.better)
+        for name, column in COLUMNS.items()
+        if column.better is not None
+    }
+    best["groups"] = {
+        group: {
+            name: _best_labels([(e["label"], e["groups"][position][name]) for e in entries], column.better)
+            for name, column in GROUP_COLUMNS.items()
+        }
+        for position, group in enumerate(group_order)
+    }
+    return best
+
+
+def _best_labels(values: list[tuple[str, float | None]], better: str) -> list[str]:
+    present = [(label, value) for label, value in values if value is not None]
+    if not present:
+        return []
+    choose = max if better == "higher" else min
+    target = choose(value for _, value in present)
+    return [label for label, value in present if abs(value - target) <= _TIE_TOLERANCE]
+
+
+def _check_comparable(reports: Sequence[dict], sources: Sequence[str]) -> None:
+    first, first_source = reports[0], sources[0]
+    expected_groups = {str(row["group"]): row["n"] for row in first["groups"]}
+    for report, source in zip(reports[1:], sources[1:]):
+        differs = f"{source} does not compare with {first_source}"
+        if _dataset_name(report["data"]) != _dataset_name(first["data"]):
+            raise InputError(f"{differs}: data {report['data']} vs {first['data']}")
+        for key in _SAME_EVALUATION:
+            if report.get(key) != first.get(key):
+                raise InputError(f"{differs}: {key} {report.get(key)!r} vs {first.get(key)!r}")
+        groups = {str(row["group"]): row["n"] for row in report["groups"]}
+        if set(groups) != set(expected_groups):
+            extra = sorted(set(groups) - set(expected_groups))
+            absent = sorted(set(expected_groups) - set(groups))
+            detail = "; ".join(
+                part
+                for part in (
+                    f"extra group(s) {', '.join(extra)}" if extra else "",
+                    f"missing group(s) {', '.join(absent)}" if absent else "",
+                )
+                if part
+            )
+            raise InputError(f"{differs}: different groups ({detail})")
+        for group, n in groups.items():
+            if n != expected_groups[group]:
+                # same data and split but other rows (skipped images, another labels file)
+                raise InputError(f"{differs}: group {group} has {n} images vs {expected_groups[group]}")
+
+
+def _dataset_name(data: str) -> str:
+    """The data folder's name: reports written from different working directories record the
+    same folder as ``data``, ``./data/`` or an absolute path, which must still compare."""
+    return Path(str(data).rstrip("/\\")).name
+
+
+def _default_label(report: dict, source: str) -> str:
+    for settings in (report.get("pruning"), report.get("run")):
+        if isinstance(settings, dict) and settings.get("method"):
+            label = str(settings["method"])
+            if settings.get("rate") is not None:
+                label += f" {_short_number(settings['rate'])}"
+            if settings.get("scope") not in (None, "layer"):  # layer is the default scope
+                label += f" {settings['scope']}"
+            return label
+    return Path(source).stem
+
+
+def _short_number(value: object) -> str:
+    """0.9 for 0.9 or "0.9" (masks metadata stores strings)."""
+    try:
+        return f"{float(value):g}"  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _unique(labels: Sequence[str]) -> list[str]:
+    """Make repeated labels unique: the first keeps its name, later ones get (2), (3), ..."""
+    taken: set[str] = set()
+    result = []
+    for label in labels:
+        candidate, copy = label, 1
+        while candidate in taken:
+            copy += 1
+            candidate = f"{label} ({copy})"
+        taken.add(candidate)
+        result.append(candidate)
+    return result
+
+
+# ------------------------------------------------------------------------------- files in, out
+
+
+@dataclass
+class ComparisonResult:
+    comparison: dict
+    reports: list[dict]  # as read, in the order given (the history charts need them whole)
+
+
+def compare_files(
+    paths: Sequence[Path],
+    *,
+    labels: Sequence[str] | None = None,
+    json_output: Path | None = None,
+    html_output: Path | None = None,
+) -> ComparisonResult:
+    """Read report files, compare them, and write the comparison as JSON and/or HTML."""
+    refuse_overwriting_inputs([json_output, html_output], paths)
+    reports = [load_report(path) for path in paths]
+    comparison = compare_reports(reports, labels=labels, sources=[str(path) for path in paths])
+    if json_output is not None:
+        with atomic_output(json_output) as tmp:
+            tmp.write_text(json.dumps(comparison, indent=2) + "\n", encoding="utf-8")
+    if html_output is not None:
+        from .report import history_html
+
+        with atomic_output(html_output) as tmp:
+            tmp.write_text(history_html(reports, comparison=comparison), encoding="utf-8")
+    return ComparisonResult(comparison, reports)
