@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -91,6 +92,44 @@ class LazyTensors(Mapping):
         return key in self._known
 
 
+class UnscaledTensors(Mapping):
+    """Float16 importance read back as float32 with each layer's stored scale divided out."""
+
+    def __init__(self, tensors: Mapping[str, torch.Tensor], scales: Mapping[str, float]) -> None:
+        self._tensors = tensors
+        self._scales = scales
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        values = self._tensors[key]
+        scale = self._scales.get(key)
+        return values if scale is None else values.float().div_(scale)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tensors)
+
+    def __len__(self) -> int:
+        return len(self._tensors)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._tensors
+
+
+# Squared gradient products sit far below float16's smallest normal number (6e-5), so each layer
+# is stored multiplied by a power of two that puts its largest value near 2**14; a power of two
+# keeps the scaling itself exact.
+FLOAT16_TOP_EXPONENT = 14
+
+
+def float16_scaled(values: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """``values`` (float32) as float16 times a power of two; the factor to divide by on reading."""
+    largest = float(values.max()) if values.numel() else 0.0
+    if not (0.0 < largest < float("inf")):
+        return values.to(torch.float16), 1.0
+    _, exponent = math.frexp(largest)  # largest = m * 2**exponent with 0.5 <= m < 1
+    scale = 2.0 ** (FLOAT16_TOP_EXPONENT + 1 - exponent)
+    return (values * scale).to(torch.float16), scale
+
+
 _hashing: ThreadPoolExecutor | None = None
 
 
@@ -166,6 +205,11 @@ def read_importance(path: str | Path, *, lazy: bool = False) -> Artifact:
                 f"{artifact.path}: {key} has shape {tuple(tensor.shape)}, expected "
                 f"[{len(groups)}, *weight.shape] for {len(groups)} groups"
             )
+    scales = artifact.metadata.get("scales")
+    if scales is not None:
+        if not isinstance(scales, dict) or not all(isinstance(v, (int, float)) and v > 0 for v in scales.values()):
+            raise InputError(f"{artifact.path}: metadata 'scales' must map layers to positive numbers")
+        artifact.tensors = UnscaledTensors(artifact.tensors, scales)
     return artifact
 
 

@@ -25,6 +25,7 @@ app = typer.Typer(
     help="Prune image classifiers without making them unfair (FairGRAPE, ECCV 2022).\n\n"
     "score -> prune -> finetune -> report, each reading and writing plain files.",
     no_args_is_help=True,
+    rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},

@@ -27,6 +27,7 @@ from .artifacts import (
     MASKS_FORMAT,
     Artifact,
     check_fits,
+    float16_scaled,
     read_importance,
     read_masks,
     write_artifact,
@@ -257,9 +258,12 @@ def score(
     )
     checkpoint.model.to("cpu")
 
-    stored = result.importance
+    stored, scales = result.importance, {}
     for name, values in stored.items():  # converted layer by layer: never two full copies
-        stored[name] = values.to(STORED_DTYPES[dtype])
+        if dtype == "float16":
+            stored[name], scales[name] = float16_scaled(values)
+        else:
+            stored[name] = values.to(STORED_DTYPES[dtype])
     metadata = {
         "format": IMPORTANCE_FORMAT,
         "groups": table.group_names,
@@ -278,6 +282,7 @@ def score(
         "image_size": str(prepared.image_size),
         "batch_size": str(loading.batch_size),
         "dropped_groups": table.dropped_groups or None,
+        "scales": scales or None,
     }
     if masks_artifact is not None:
         metadata["masks"] = record_path(masks_artifact.path, output)

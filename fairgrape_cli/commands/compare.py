@@ -26,10 +26,12 @@ def compare(
     quiet: opt.Quiet = False,
     debug: opt.Debug = False,
 ) -> None:
-    """Compare pruning methods: per-group accuracy and drop, overall accuracy, density,
-    drop_std, drop_gap and worst-group accuracy of each REPORT side by side, the best value
-    of each row marked with *. Reports must be on the same data, split, target and groups.
-    Runs' histories (accuracy per group as density falls) are drawn below the table.
+    """Put the reports of several pruning methods side by side.
+
+    Per-group accuracy and drop, overall accuracy, density, drop_std, drop_gap and worst-group
+    accuracy of each REPORT, the best value of each row marked with *. Reports must be on the
+    same data, split, target and groups. Runs' histories (accuracy per group as density falls)
+    are drawn below the table.
 
     Columns are named by --label, else by the pruning method and rate, else by the file name.
 

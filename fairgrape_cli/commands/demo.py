@@ -18,9 +18,11 @@ def demo(
     quiet: opt.Quiet = False,
     debug: opt.Debug = False,
 ) -> None:
-    """See what FairGRAPE does in a few minutes, offline: generate a biased image dataset
-    (a majority and a minority group that show their class differently), train a small CNN,
-    prune it 90% with FairGRAPE and with magnitude pruning under the same schedule, and compare.
+    """See what FairGRAPE does in a few minutes, offline.
+
+    Generates a biased image dataset (a majority and a minority group that show their class
+    differently), trains a small CNN, prunes it 90% with FairGRAPE and with magnitude pruning
+    under the same schedule, and compares the two.
 
     Re-running reuses what is already in the output folder.
 
@@ -63,11 +65,15 @@ def _explanation(comparison: dict) -> str:
     entries = {entry["label"]: entry for entry in comparison["entries"]}
     fair, other = entries["fairgrape"], entries["magnitude"]
     return (
-        "What to look at: both models keep 10% of their weights. 'drop' is the accuracy a group lost "
+        f"What to look at: both models keep {_percent(fair['density'])} of their weights. 'drop' is the accuracy a group lost "
         "against the dense model, and drop_gap the difference between the groups' drops:\n"
         f"FairGRAPE lost {_pp(fair['drop_gap'])} more on one group than the other at {fair['accuracy']:.1%} "
         f"overall accuracy; magnitude pruning {_pp(other['drop_gap'])} at {other['accuracy']:.1%}."
     )
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
 
 
 def _pp(value: float | None) -> str:

@@ -43,8 +43,13 @@ def finetune(
     quiet: opt.Quiet = False,
     debug: opt.Debug = False,
 ) -> None:
-    """Fine-tune the pruned model on its target labels (Adam, random flips) with masked weights
-    held at exactly zero; keeps the best epoch on the val split when there is one.
+    """Fine-tune a pruned model with its masked weights held at exactly zero.
+
+    Trains on the target labels (Adam, random flips) and keeps the best epoch on the val split
+    when there is one.
+
+    The model and data default to what masks.safetensors records. Writes finetuned.pt, which
+    loads into a plain torchvision model with load_state_dict.
 
     Examples:
 

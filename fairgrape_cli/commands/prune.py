@@ -36,8 +36,13 @@ def prune(
     quiet: opt.Quiet = False,
     debug: opt.Debug = False,
 ) -> None:
-    """Choose the weights to keep: FairGRAPE's greedy keeps every group's share of importance
-    (or a baseline: taylor, magnitude, random). Writes masks.safetensors and pruned.pt.
+    """Choose the weights to keep, with FairGRAPE or a baseline.
+
+    FairGRAPE's greedy keeps every group's share of importance in every layer; the baselines are
+    taylor, magnitude and random. Writes masks.safetensors and pruned.pt.
+
+    Reads importance.safetensors and the model it names unless told otherwise; weights already
+    masked (--masks, or the masks the importance was scored under) stay masked.
 
     Examples:
 

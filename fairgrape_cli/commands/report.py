@@ -23,7 +23,7 @@ def report(
     ] = None,
     fail_if: Annotated[
         Optional[list[str]],
-        typer.Option("--fail-if", help="Exit 1 when METRIC>VALUE (or <, >=, <=) holds, e.g. drop_gap>0.05 (repeatable)."),
+        typer.Option("--fail-if", help="Exit 1 when METRIC>VALUE (or <, >=, <=) holds, quoted in a shell, e.g. 'drop_gap>0.05' (repeatable)."),
     ] = None,
     target: opt.Target = None,
     split: opt.Split = None,
@@ -39,15 +39,17 @@ def report(
     quiet: opt.Quiet = False,
     debug: opt.Debug = False,
 ) -> None:
-    """Evaluate MODEL per group (the test split by default, else val) and, with --baseline,
-    each group's accuracy drop; print a table and exit 1 if a --fail-if condition holds.
+    """Per-group accuracy, drops against a baseline, and a CI gate.
+
+    Evaluates MODEL per group (the test split by default, else val) and, with --baseline, each
+    group's accuracy drop; prints a table and exits 1 if a --fail-if condition holds.
 
     Metrics for --fail-if: accuracy_gap, worst_group_accuracy, drop_std, drop_gap, accuracy,
     baseline_accuracy, accuracy_drop, density.
 
     Example:
 
-        fairgrape report finetuned.pt data/ --groups race --baseline model.pt --json report.json --fail-if drop_gap>0.05
+        fairgrape report finetuned.pt data/ --groups race --baseline model.pt --json report.json --fail-if 'drop_gap>0.05'
     """
     from .. import stages
     from ..data import DataSpec

@@ -19,10 +19,10 @@ def run(
     quiet: opt.Quiet = False,
     debug: opt.Debug = False,
 ) -> None:
-    """Run the iterative score -> prune -> fine-tune schedule of a config, then a final
-    fine-tune and a report against the starting model; re-running resumes.
+    """Run a whole iterative pruning schedule from a YAML config, resumably.
 
-    Iteration i prunes to min(1 - keep_per_iter**i, rate). Outputs go to the config's output
+    Scores, prunes and fine-tunes in steps, then fine-tunes once more and reports against the
+    starting model. Iteration i prunes to min(1 - keep_per_iter**i, rate). Outputs go to the config's output
     folder: iter-NN/{importance,masks}.safetensors, pruned.pt, finetuned.pt, final.pt and
     report.json (with the per-iteration history). A stage reruns only when its settings or
     inputs changed.

@@ -38,8 +38,10 @@ def score(
     quiet: opt.Quiet = False,
     debug: opt.Debug = False,
 ) -> None:
-    """Score every prunable weight's importance for each group: (w * dL/dw)^2 averaged over
-    group-pure batches (one forward and backward pass per image, model unchanged).
+    """Score every prunable weight's importance for each group.
+
+    Importance is (w * dL/dw)^2 averaged over group-pure batches: one forward and backward pass
+    per image, the model in eval mode and unchanged.
 
     Defaults to the train split when the data has one. Writes importance.safetensors.
 
