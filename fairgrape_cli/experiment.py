@@ -25,6 +25,7 @@ class ExperimentSpec:
     arch: str = TINY_ARCH
     dense_epochs: int = 10
     dense_lr: float = 3e-3
+    dense_lr_milestones: tuple[int, ...] = ()  # a converged dense model: later drops are pruning's
     rate: float = 0.9
     keep_per_iter: float = 0.5
     finetune_epochs: int = 1
@@ -70,6 +71,7 @@ def prepare(directory: Path, spec: ExperimentSpec, *, progress: ProgressSink | N
             loading=stages.Loading(batch_size=spec.batch_size, device=spec.device, workers=spec.workers),
             epochs=spec.dense_epochs,
             lr=spec.dense_lr,
+            lr_milestones=spec.dense_lr_milestones,
             seed=spec.seed,
             progress=progress,
         )
@@ -129,10 +131,12 @@ def describe(spec: ExperimentSpec) -> dict:
 DEMO_SPEC = ExperimentSpec(
     data=SyntheticSpec(
         classes=("c0", "c1", "c2", "c3"),
-        noise=0.5,
+        noise=1.4,
         per_split=(("train", 640), ("val", 160), ("test", 320)),
     ),
     arch=WIDE_ARCH,
+    dense_epochs=16,
+    dense_lr_milestones=(10, 14),
     rate=0.9,
     keep_per_iter=0.5,
 )

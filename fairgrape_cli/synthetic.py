@@ -1,8 +1,8 @@
 """Generated group-labelled image folders and a small CNN: for the demo, tests and benchmarks.
 
 The data is biased on purpose: a majority and a minority group (20% of the images by default)
-whose images carry the class in different ways (both by the orientation of stripes, but the
-minority's look different and map orientations to classes in another order), so a model has to
+whose images carry the class in different ways (both by the orientation and width of stripes,
+but the minority's look different and map them to classes in another order), so a model has to
 learn the minority's cue separately, from fewer examples. That is the situation in which pruning
 can cost one group far more than another.
 """
@@ -30,25 +30,27 @@ class SyntheticSpec:
     classes: tuple[str, ...] = ("no", "yes")  # up to 4
 
 
-def _stripes(size: int, angle: int, rng: np.random.Generator) -> np.ndarray:
-    """Square-wave stripes at 0, 45, 90 or 135 degrees with a random period and phase."""
-    period = int(rng.integers(4, 7))
-    rows, cols = np.mgrid[:size, :size]
-    position = {0: rows, 90: cols, 45: rows + cols, 135: rows - cols + size}[angle]
-    return (((position + rng.integers(0, period)) // (period // 2)) % 2).astype(np.float32)
-
-
-_ANGLES = (0, 90, 45, 135)
+# The class cue: stripe orientation and width. Only horizontal and vertical stripes, because the
+# horizontal flips used in fine-tuning would turn a 45-degree image into a 135-degree one.
+_CUES = ((0, 2), (90, 2), (0, 4), (90, 4))  # (angle, band width in pixels) per class
 _TINTS = (np.array([0.9, 0.75, 0.6], dtype=np.float32), np.array([0.45, 0.6, 0.9], dtype=np.float32))
 
 
+def _stripes(size: int, cue: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Square-wave stripes, horizontal (0) or vertical (90), with the given band width, random phase."""
+    angle, band = cue
+    rows, cols = np.mgrid[:size, :size]
+    position = rows if angle == 0 else cols
+    return (((position + rng.integers(0, 2 * band)) // band) % 2).astype(np.float32)
+
+
 def synthetic_image(group: int, label: int, spec: SyntheticSpec, rng: np.random.Generator) -> np.ndarray:
-    """Both groups show the class as the orientation of stripes, equally hard to see, but the
-    minority's images look different (cool tint, inverted contrast) and map orientations to
-    classes in another order: a model must learn the minority's cue separately."""
+    """Both groups show the class as stripes (orientation and width), equally hard to see, but the
+    minority's images look different (cool tint, inverted contrast) and map the cues to classes
+    in another order: a model must learn the minority's cue separately."""
     size = spec.size
-    angle = _ANGLES[label] if group == 0 else _ANGLES[(label + 1) % len(spec.classes)]
-    stripes = _stripes(size, angle, rng)
+    cue = _CUES[label] if group == 0 else _CUES[(label + 1) % len(spec.classes)]
+    stripes = _stripes(size, cue, rng)
     if group == 1:
         stripes = 1.0 - stripes
     image = (0.15 + 0.7 * stripes)[..., None] * _TINTS[group]

@@ -16,6 +16,7 @@ SMALL_DEMO = replace(
     data=SyntheticSpec(classes=("c0", "c1", "c2"), per_split=(("train", 48), ("val", 16), ("test", 32))),
     arch=TINY_ARCH,
     dense_epochs=1,
+    dense_lr_milestones=(),
     final_epochs=1,
     batch_size=16,
     rate=0.75,
