@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -102,7 +103,7 @@ class UnscaledTensors(Mapping):
     def __getitem__(self, key: str) -> torch.Tensor:
         values = self._tensors[key]
         scale = self._scales.get(key)
-        return values if scale is None else values.float().div_(scale)
+        return values if scale is None else values.to(torch.float32) / scale  # never in place
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._tensors)
@@ -116,8 +117,10 @@ class UnscaledTensors(Mapping):
 
 # Squared gradient products sit far below float16's smallest normal number (6e-5), so each layer
 # is stored multiplied by a power of two that puts its largest value near 2**14; a power of two
-# keeps the scaling itself exact.
+# keeps the scaling itself exact. The factor stays within float32 (2**127): a layer smaller than
+# that allows still underflows, as it would unscaled.
 FLOAT16_TOP_EXPONENT = 14
+LARGEST_SCALE_EXPONENT = 127
 
 
 def float16_scaled(values: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -126,7 +129,7 @@ def float16_scaled(values: torch.Tensor) -> tuple[torch.Tensor, float]:
     if not (0.0 < largest < float("inf")):
         return values.to(torch.float16), 1.0
     _, exponent = math.frexp(largest)  # largest = m * 2**exponent with 0.5 <= m < 1
-    scale = 2.0 ** (FLOAT16_TOP_EXPONENT + 1 - exponent)
+    scale = 2.0 ** min(FLOAT16_TOP_EXPONENT + 1 - exponent, LARGEST_SCALE_EXPONENT)
     return (values * scale).to(torch.float16), scale
 
 
@@ -207,10 +210,23 @@ def read_importance(path: str | Path, *, lazy: bool = False) -> Artifact:
             )
     scales = artifact.metadata.get("scales")
     if scales is not None:
-        if not isinstance(scales, dict) or not all(isinstance(v, (int, float)) and v > 0 for v in scales.values()):
+        if not isinstance(scales, dict) or not all(_valid_scale(v) for v in scales.values()):
             raise InputError(f"{artifact.path}: metadata 'scales' must map layers to positive numbers")
+        unknown = sorted(set(scales) - set(artifact.headers))
+        if unknown:
+            raise InputError(f"{artifact.path}: metadata 'scales' names {unknown[0]}, which the file does not hold")
         artifact.tensors = UnscaledTensors(artifact.tensors, scales)
+    elif any(info.dtype == torch.float16 for info in artifact.headers.values()):
+        logging.getLogger("fairgrape").warning(
+            "%s holds float16 importance without per-layer scales: small scores may have underflowed "
+            "to 0; rescore with --dtype bfloat16 or this version's float16",
+            artifact.path,
+        )
     return artifact
+
+
+def _valid_scale(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf
 
 
 def read_masks(path: str | Path) -> Artifact:

@@ -4,6 +4,7 @@ schedule run with several methods. Used by ``fairgrape demo`` and ``benchmarks/f
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ import yaml
 from . import stages
 from ._progress import ProgressSink
 from .data import DataSpec
+from .errors import InputError
 from .pipeline import load_config, run_schedule
 from .checkpoints import build_model
 from .synthetic import TINY_ARCH, WIDE_ARCH, SyntheticSpec, make_biased_dataset
@@ -43,10 +45,40 @@ class Prepared:
     model: Path
 
 
+SETTINGS_FILE = "experiment.json"
+
+
+def _dense_settings(spec: ExperimentSpec) -> dict:
+    """The settings the dataset and the dense model depend on, as JSON would read them back."""
+    fields = ("data", "arch", "dense_epochs", "dense_lr", "dense_lr_milestones", "batch_size", "seed")
+    return json.loads(json.dumps({name: asdict(spec)[name] for name in fields}))
+
+
 def prepare(directory: Path, spec: ExperimentSpec, *, progress: ProgressSink | None = None) -> Prepared:
-    """Write the biased dataset and train the dense starting model (reused when already there)."""
+    """Write the biased dataset and train the dense starting model (reused when already there,
+    if made with the same settings: an experiment never mixes data or models of two settings)."""
+    from ._files import atomic_output
+
+    if directory.exists() and not directory.is_dir():
+        raise InputError(f"{directory} is a file; the output must be a folder")
     directory.mkdir(parents=True, exist_ok=True)
     data = directory / "data"
+    record, settings = directory / SETTINGS_FILE, _dense_settings(spec)
+    if record.exists():
+        try:
+            same = json.loads(record.read_text(encoding="utf-8")) == settings
+        except (ValueError, UnicodeDecodeError):
+            same = False
+    else:
+        same = not (data.exists() or (directory / "model.pt").exists())
+    if not same:
+        raise InputError(
+            f"{directory} holds data or a model made with other settings (or by an older fairgrape); "
+            "choose another output folder or delete it"
+        )
+    if not record.exists():
+        with atomic_output(record) as tmp:
+            tmp.write_text(json.dumps(settings, indent=1), encoding="utf-8")
     if not (data / "labels.csv").exists():
         make_biased_dataset(data, spec.data)
     model = directory / "model.pt"

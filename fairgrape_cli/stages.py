@@ -373,12 +373,19 @@ def prune(
 ) -> PruneSummary:
     """Masks at ``rate`` from an importance file (and/or the model) -> masks + pruned checkpoint."""
     from .masks import apply_masks
-    from .selection import build_masks, get_criterion, warm_up
+    from .selection import SCOPES, build_masks, get_criterion, warm_up
 
     started = time.perf_counter()
     progress = progress or NoProgress()
     if not 0.0 <= rate < 1.0:
         raise InputError(f"--rate {rate}: must be in [0, 1) (the fraction of weights pruned)")
+    if scope not in SCOPES:
+        raise InputError(f"--scope {scope}: choose {' or '.join(SCOPES)}")
+    if scope == "global" and min_layer_density > 1.0 - rate + 1e-12:
+        raise InputError(
+            f"--min-layer-density {min_layer_density}: more than the {1.0 - rate:.4g} of the weights "
+            f"--rate {rate} keeps; it would override the rate"
+        )
     criterion = get_criterion(method)
     model_output = model_output or output.with_name(DEFAULT_PRUNED)
 
@@ -561,10 +568,8 @@ def finetune(
     milestones = list(lr_milestones)
     in_range = all(isinstance(m, int) and 0 < m < epochs for m in milestones)
     if not in_range or milestones != sorted(set(milestones)):
-        raise InputError(
-            f"--lr-milestones {','.join(map(str, lr_milestones))}: increasing epochs between 1 and "
-            f"{epochs - 1}"
-        )
+        allowed = f"increasing epochs between 1 and {epochs - 1}" if epochs > 1 else "none with --epochs 1"
+        raise InputError(f"--lr-milestones {','.join(map(str, lr_milestones))}: {allowed}")
     if dense and (model is None or masks is not None):
         raise InputError("dense training needs MODEL and no --masks")
     masks_artifact = None if dense else _finetune_masks(masks, model)

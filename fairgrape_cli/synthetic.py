@@ -2,8 +2,8 @@
 
 The data is biased on purpose: a majority and a minority group (20% of the images by default)
 whose images carry the class in different ways (both by the orientation and width of stripes,
-but the minority's look different and map them to classes in another order), so a model has to
-learn the minority's cue separately, from fewer examples. That is the situation in which pruning
+but the minority's are tinted differently and map them to classes in another order), so a model
+has to learn the minority's mapping separately, from fewer examples. That is the situation in which pruning
 can cost one group far more than another.
 """
 
@@ -27,7 +27,11 @@ class SyntheticSpec:
     noise: float = 0.35
     seed: int = 0
     groups: tuple[str, str] = ("majority", "minority")
-    classes: tuple[str, ...] = ("no", "yes")  # up to 4
+    classes: tuple[str, ...] = ("no", "yes")  # 2 to 4, one per stripe cue
+
+    def __post_init__(self) -> None:
+        if not 2 <= len(self.classes) <= len(_CUES):
+            raise ValueError(f"SyntheticSpec: 2 to {len(_CUES)} classes, got {len(self.classes)}")
 
 
 # The class cue: stripe orientation and width. Only horizontal and vertical stripes, because the
@@ -46,13 +50,11 @@ def _stripes(size: int, cue: tuple[int, int], rng: np.random.Generator) -> np.nd
 
 def synthetic_image(group: int, label: int, spec: SyntheticSpec, rng: np.random.Generator) -> np.ndarray:
     """Both groups show the class as stripes (orientation and width), equally hard to see, but the
-    minority's images look different (cool tint, inverted contrast) and map the cues to classes
-    in another order: a model must learn the minority's cue separately."""
+    minority's images look different (a cool tint) and map the cues to classes in another order:
+    a model must learn the minority's mapping separately."""
     size = spec.size
     cue = _CUES[label] if group == 0 else _CUES[(label + 1) % len(spec.classes)]
     stripes = _stripes(size, cue, rng)
-    if group == 1:
-        stripes = 1.0 - stripes
     image = (0.15 + 0.7 * stripes)[..., None] * _TINTS[group]
     image = image + spec.noise * rng.standard_normal((size, size, 3))
     return (np.clip(image, 0, 1) * 255).astype(np.uint8)

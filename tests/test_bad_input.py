@@ -130,6 +130,15 @@ def test_rate_out_of_range_is_refused_before_any_work(tmp_path, cli, rate):
     _one_line_error(cli("prune", "--rate", rate, cwd=tmp_path), f"--rate {float(rate)}", "[0, 1)")
 
 
+@pytest.mark.parametrize(
+    ("flags", "culprit"),
+    [(["--scope", "pool"], "--scope pool"), (["--scope", "global", "--min-layer-density", "0.5"], "--min-layer-density 0.5")],
+)
+def test_prune_options_that_contradict_are_refused_before_any_work(tmp_path, cli, tiny_model_path, flags, culprit):
+    _one_line_error(cli("prune", tiny_model_path, "--method", "magnitude", "--rate", "0.9", *flags, cwd=tmp_path), culprit)
+    assert not (tmp_path / "masks.safetensors").exists()
+
+
 def test_outputs_never_overwrite_inputs(tmp_path, cli, tiny_model_path, biased_data):
     model = tmp_path / "model.pt"
     shutil.copy(tiny_model_path, model)

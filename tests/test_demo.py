@@ -49,3 +49,21 @@ def test_demo_reuses_what_it_already_built(tmp_path, cli, monkeypatch):
     assert second.code == 0 and model.stat().st_mtime_ns == before
     assert "drop_gap" in second.out
 
+
+
+def test_demo_refuses_a_folder_made_with_other_settings_and_a_file(tmp_path, cli, monkeypatch):
+    monkeypatch.setattr(experiment, "DEMO_SPEC", SMALL_DEMO)
+    assert cli("demo", "-o", tmp_path / "demo", "--device", "cpu", "-q").code == 0
+    monkeypatch.setattr(experiment, "DEMO_SPEC", replace(SMALL_DEMO, seed=1))
+    stale = cli("demo", "-o", tmp_path / "demo", "--device", "cpu", "-q")
+    assert stale.code == 2 and "made with other settings" in stale.err and len(stale.err.strip().splitlines()) == 1
+    afile = tmp_path / "notes.txt"
+    afile.write_text("mine")
+    refused = cli("demo", "-o", afile, "-q")
+    assert refused.code == 2 and "is a file" in refused.err and afile.read_text() == "mine"
+
+
+def test_the_real_demo_spec_is_consistent():
+    spec = experiment.DEMO_SPEC
+    assert all(0 < milestone < spec.dense_epochs for milestone in spec.dense_lr_milestones)
+    assert 0 < spec.rate < 1 and 0 < spec.keep_per_iter < 1 and len(spec.data.classes) <= 4

@@ -21,9 +21,17 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
+FENCE_LANGUAGES = {"bash", "yaml", "bibtex"}
+
+
 def readme_blocks() -> list[tuple[str, str]]:
     """(language, text) of every fenced block after the Quick start's, in order."""
-    blocks = [(match.group(1), match.group(2)) for match in BLOCK.finditer(README.read_text(encoding="utf-8"))]
+    text = README.read_text(encoding="utf-8")
+    blocks = [(match.group(1), match.group(2)) for match in BLOCK.finditer(text)]
+    fences = sum(line.startswith("```") for line in text.splitlines())
+    # an untagged or otherwise tagged block would be skipped silently: refuse it instead
+    assert fences == 2 * len(blocks), "every fenced block in README.md needs a language tag"
+    assert {language for language, _ in blocks} <= FENCE_LANGUAGES, {language for language, _ in blocks}
     assert blocks and blocks[0][0] == "bash", "README.md must open with the Quick start bash block"
     return blocks[1:]
 
@@ -75,15 +83,16 @@ def test_readme_command_lines_run_as_written(workdir, cli):
         if language != "bash":
             continue
         for args in command_lines(text):
-            if args[:2] == ["run", "sample_configs/utkface_resnet34_race_by_gender.yaml"]:
-                continue  # needs UTKFace; the sample configs are validated in test_pipeline.py
             args = _small(args)
             result = cli(*args, cwd=workdir)
             allowed = {0, 1} if "--fail-if" in args else {0}  # a gate may hold on a tiny model
             assert result.code in allowed, (args, result)
             assert "Traceback" not in result.err
-            ran.append(args[0])
-    assert {"score", "prune", "finetune", "report", "run", "compare"} <= set(ran)
+            ran.append(args)
+    written = [args for language, text in readme_blocks() if language == "bash" for args in command_lines(text)]
+    assert len(ran) == len(written) >= 8
+    assert {"score", "prune", "finetune", "report", "run", "compare"} <= {args[0] for args in ran}
+    assert any("--fail-if" in args for args in ran)
     # what the README says the lines produce is there
     for name in ("importance.safetensors", "masks.safetensors", "pruned.pt", "finetuned.pt", "report.json",
                  "runs/fairgrape/report.json", "runs/magnitude/report.json", "comparison.html"):  # fmt: skip
@@ -98,3 +107,19 @@ def _small(args: list[str]) -> list[str]:
     if args[0] in {"score", "finetune", "report"} and "--batch-size" not in args:
         return [*args, "--batch-size", "16"]
     return args
+
+
+def test_every_flag_the_readme_names_exists():
+    import typer.main
+
+    from fairgrape_cli.cli import app
+
+    known = {"--help"}
+    for command in typer.main.get_command(app).commands.values():
+        for parameter in command.params:
+            known.update(name for name in parameter.opts + parameter.secondary_opts if name.startswith("--"))
+    text = README.read_text(encoding="utf-8")
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*[a-z]", " ".join(re.findall(r"`([^`]*)`", text))))
+    named |= {flag for _, block in readme_blocks() for args in command_lines(block) for flag in args if flag.startswith("--")}
+    assert len(named) > 15
+    assert named <= known, sorted(named - known)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 
 import pytest
 import torch
@@ -232,3 +233,17 @@ def test_float16_importance_prunes_like_float32_in_a_global_pool(tmp_path, tiny_
             kept[dtype] = torch.cat([handle.get_tensor(key).flatten() for key in sorted(handle.keys())])
     agreement = (kept["float32"] == kept["float16"]).float().mean().item()
     assert agreement > 0.97
+
+
+def test_float16_scaling_is_exact_bounded_and_read_back_without_side_effects():
+    from fairgrape_cli.artifacts import UnscaledTensors, float16_scaled
+
+    values = torch.tensor([3e-12, 1e-13, 0.0])
+    stored, scale = float16_scaled(values)
+    assert math.log2(scale).is_integer() and stored.max() >= 2**14
+    torch.testing.assert_close(stored.float() / scale, values, rtol=2**-10, atol=0)
+    tiny, tiny_scale = float16_scaled(torch.tensor([1e-40, 0.0]))  # below what any float32 factor lifts
+    assert math.isfinite(tiny_scale) and torch.isfinite(tiny.float() / tiny_scale).all()
+    plain = {"layer": torch.tensor([[0.5]])}  # float32 values: reading must not divide them in place
+    reader = UnscaledTensors(plain, {"layer": 2.0})
+    assert [reader["layer"].item() for _ in range(3)] == [0.25, 0.25, 0.25]

@@ -234,13 +234,13 @@ def test_lazily_read_importance_gives_the_same_masks_as_tensors_in_memory(tmp_pa
 
 def test_cli_prune_global_scope_with_min_layer_density(tmp_path, cli, tiny_model_path):
     path, tensors, weights = _write_importance(tmp_path, tiny_model_path)
-    result = cli("prune", "--rate", "0.95", "--scope", "global", "--min-layer-density", "0.2", "-q", cwd=tmp_path)
+    result = cli("prune", "--rate", "0.95", "--scope", "global", "--min-layer-density", "0.04", "-q", cwd=tmp_path)
     assert result.code == 0, result
     masks = read_masks(tmp_path / "masks.safetensors")
-    assert masks.metadata["scope"] == "global" and masks.metadata["min_layer_density"] == "0.2"
+    assert masks.metadata["scope"] == "global" and masks.metadata["min_layer_density"] == "0.04"
     total = sum(w.numel() for w in weights.values())
     kept = {name: int(masks.tensors[name].sum()) for name in weights}
-    floors = {name: math.ceil(0.2 * w.numel()) for name, w in weights.items()}
+    floors = {name: math.ceil(0.04 * w.numel()) for name, w in weights.items()}
     assert all(kept[name] >= floors[name] for name in weights), (kept, floors)
     assert sum(kept.values()) == max(kept_count(0.95, total), sum(floors.values()))
     assert abs(float(masks.metadata["density"]) - sum(kept.values()) / total) < 1e-9

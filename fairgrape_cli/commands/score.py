@@ -74,7 +74,7 @@ def score(
             progress=progress,
         )
     per_group = ", ".join(
-        f"{name}: {n} images / {b} batches"
+        f"{name}: {n} images / {b} batch{'es' if b != 1 else ''}"
         for name, n, b in zip(summary.groups, summary.samples_per_group, summary.batches_per_group)
     )
     info(f"scored {summary.weights:,} weights in {summary.layers} layers on split "
