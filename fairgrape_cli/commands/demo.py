@@ -65,8 +65,9 @@ def _explanation(comparison: dict) -> str:
     entries = {entry["label"]: entry for entry in comparison["entries"]}
     fair, other = entries["fairgrape"], entries["magnitude"]
     return (
-        f"What to look at: both models keep {_percent(fair['density'])} of their weights. 'drop' is the accuracy a group lost "
-        "against the dense model, and drop_gap the difference between the groups' drops:\n"
+        f"What to look at: both models keep {_percent(fair['density'])} of their weights. 'drop' is "
+        "the accuracy a group lost against the dense model, and drop_gap the difference between "
+        "the groups' drops:\n"
         f"FairGRAPE lost {_pp(fair['drop_gap'])} more on one group than the other at {fair['accuracy']:.1%} "
         f"overall accuracy; magnitude pruning {_pp(other['drop_gap'])} at {other['accuracy']:.1%}."
     )

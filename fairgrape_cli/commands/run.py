@@ -22,10 +22,10 @@ def run(
     """Run a whole iterative pruning schedule from a YAML config, resumably.
 
     Scores, prunes and fine-tunes in steps, then fine-tunes once more and reports against the
-    starting model. Iteration i prunes to min(1 - keep_per_iter**i, rate). Outputs go to the config's output
-    folder: iter-NN/{importance,masks}.safetensors, pruned.pt, finetuned.pt, final.pt and
-    report.json (with the per-iteration history). A stage reruns only when its settings or
-    inputs changed.
+    starting model. Iteration i prunes to min(1 - keep_per_iter**i, rate). Outputs go to the
+    config's output folder: iter-NN/{importance,masks}.safetensors, pruned.pt, finetuned.pt,
+    final.pt and report.json (with the per-iteration history). A stage reruns only when its
+    settings or inputs changed.
 
     Examples:
 
