@@ -55,8 +55,10 @@ def demo(
     stdout.print(render_comparison(result.comparison))
     stdout.print(_explanation(result.comparison))
     stdout.print(
-        f"\nCharts: {result.html}. Your own model: `fairgrape score model.pt data/ --groups COLUMN`, "
-        f"then prune, finetune, report (README.md); the demo's schedules are {', '.join(map(str, result.configs.values()))}.",
+        f"\nCharts: {result.html}. Which method wins depends on the model and data (README.md, "
+        "'What the method does, and its limits'): compare them on yours with "
+        "`fairgrape score model.pt data/ --groups COLUMN`, then prune, finetune, report; the demo's "
+        f"schedules are {', '.join(map(str, result.configs.values()))}.",
         highlight=False,
     )
 
