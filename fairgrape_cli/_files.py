@@ -36,6 +36,12 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def write_text_atomically(path: str | os.PathLike, text: str) -> None:
+    """``path`` holds ``text`` (UTF-8) afterwards, or its previous content if writing failed."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
 def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

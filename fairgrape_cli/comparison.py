@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._files import atomic_output, refuse_overwriting_inputs, require_file
+from ._files import refuse_overwriting_inputs, require_file, write_text_atomically
 from .errors import InputError
 
 
@@ -296,11 +296,9 @@ def compare_files(
     reports = [load_report(path) for path in paths]
     comparison = compare_reports(reports, labels=labels, sources=[str(path) for path in paths])
     if json_output is not None:
-        with atomic_output(json_output) as tmp:
-            tmp.write_text(json.dumps(comparison, indent=2) + "\n", encoding="utf-8")
+        write_text_atomically(json_output, json.dumps(comparison, indent=2) + "\n")
     if html_output is not None:
         from .report import history_html
 
-        with atomic_output(html_output) as tmp:
-            tmp.write_text(history_html(reports, comparison=comparison), encoding="utf-8")
+        write_text_atomically(html_output, history_html(reports, comparison=comparison))
     return ComparisonResult(comparison, reports)

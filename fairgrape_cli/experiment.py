@@ -57,7 +57,7 @@ def _dense_settings(spec: ExperimentSpec) -> dict:
 def prepare(directory: Path, spec: ExperimentSpec, *, progress: ProgressSink | None = None) -> Prepared:
     """Write the biased dataset and train the dense starting model (reused when already there,
     if made with the same settings: an experiment never mixes data or models of two settings)."""
-    from ._files import atomic_output
+    from ._files import write_text_atomically
 
     if directory.exists() and not directory.is_dir():
         raise InputError(f"{directory} is a file; the output must be a folder")
@@ -77,8 +77,7 @@ def prepare(directory: Path, spec: ExperimentSpec, *, progress: ProgressSink | N
             "choose another output folder or delete it"
         )
     if not record.exists():
-        with atomic_output(record) as tmp:
-            tmp.write_text(json.dumps(settings, indent=1), encoding="utf-8")
+        write_text_atomically(record, json.dumps(settings, indent=1))
     if not (data / "labels.csv").exists():
         make_biased_dataset(data, spec.data)
     model = directory / "model.pt"
@@ -193,7 +192,7 @@ def run_demo(
     on_stage: Callable[[str, bool], None] | None = None,
 ) -> DemoResult:
     """The demo: biased data, a dense model, the same schedule per method, compared."""
-    from ._files import atomic_output
+    from ._files import write_text_atomically
     from .comparison import compare_reports
     from .report import history_html
 
@@ -201,7 +200,6 @@ def run_demo(
     sources = [str(directory / f"runs/{method}-{spec.rate}/report.json") for method in methods]
     comparison = compare_reports(list(reports.values()), labels=list(methods), sources=sources)
     html = directory / "comparison.html"
-    with atomic_output(html) as tmp:
-        tmp.write_text(history_html(list(reports.values()), comparison=comparison), encoding="utf-8")
+    write_text_atomically(html, history_html(list(reports.values()), comparison=comparison))
     configs = {method: directory / f"{method}-{spec.rate}.yaml" for method in methods}
     return DemoResult(directory, reports, comparison, configs, html)

@@ -15,22 +15,11 @@ def apply_masks(weights: Mapping[str, torch.Tensor], masks: Mapping[str, torch.T
         weight.mul_(mask.to(device=weight.device, dtype=weight.dtype))
 
 
-def density(masks: Mapping[str, torch.Tensor]) -> float:
-    """Kept fraction over all masked weights."""
-    total = sum(mask.numel() for mask in masks.values())
-    kept = sum(int(mask.sum()) for mask in masks.values())
-    return kept / total if total else 1.0
-
-
 def nonzero_density(weights: Mapping[str, torch.Tensor]) -> float:
     """Fraction of weights that are not exactly zero: the density a model actually has."""
     total = sum(weight.numel() for weight in weights.values())
     kept = sum(int(torch.count_nonzero(weight)) for weight in weights.values())
     return kept / total if total else 1.0
-
-
-def layer_densities(masks: Mapping[str, torch.Tensor]) -> dict[str, float]:
-    return {name: float(mask.float().mean()) for name, mask in masks.items()}
 
 
 class MaskEnforcer:

@@ -13,15 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import stages
-from ._files import atomic_output, sha256_file
+from ._files import atomic_output, sha256_file, write_text_atomically
 from ._progress import NoProgress, ProgressSink
 from .data import DataSpec
 from .errors import InputError
@@ -274,8 +273,7 @@ class RunState:
 
     def save(self) -> None:
         data = {"stages": {key: record.__dict__ for key, record in self.records.items()}}
-        with atomic_output(self.path) as tmp:
-            tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        write_text_atomically(self.path, json.dumps(data, indent=1) + "\n")
 
     def up_to_date(self, stage: str, fingerprint: str) -> StageRecord | None:
         record = self.records.get(stage)
@@ -577,13 +575,9 @@ def _write_report(runner: _Runner, final: Path, start: Path, history, rates, out
         "schedule": rates,
         "seed": settings["seed"],
     }
-    with atomic_output(outputs[0]) as tmp:
-        tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    if len(outputs) > 1:
-        from .report import history_html
+    from .report import save_report
 
-        with atomic_output(outputs[1]) as tmp:
-            tmp.write_text(history_html(result), encoding="utf-8")
+    save_report(result, json_output=outputs[0], html_output=outputs[1] if len(outputs) > 1 else None)
 
 
 def _copy_atomically(source: Path, target: Path) -> None:

@@ -8,8 +8,10 @@ goes into rich as ``Text`` (never parsed as markup) and into HTML escaped.
 from __future__ import annotations
 
 import html
+import json
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -269,6 +271,16 @@ svg text { font-family: inherit; font-size: 12px; fill: #333; }
 
 def _escape(value: object) -> str:
     return html.escape(str(value), quote=True)
+
+
+def save_report(result: dict, *, json_output: Path | None = None, html_output: Path | None = None) -> None:
+    """Write a report as JSON and/or as a self-contained HTML page (each atomically)."""
+    from ._files import write_text_atomically
+
+    if json_output is not None:
+        write_text_atomically(json_output, json.dumps(result, indent=2) + "\n")
+    if html_output is not None:
+        write_text_atomically(html_output, history_html(result))
 
 
 def history_html(reports: dict | Sequence[dict], *, comparison: dict | None = None) -> str:

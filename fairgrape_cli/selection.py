@@ -100,6 +100,23 @@ class LayerInputs:
     weight: torch.Tensor
 
 
+def check_options(*, rate: float, scope: str, min_layer_density: float) -> None:
+    """Refuse a rate, scope or layer floor that cannot be met, before any work."""
+    if not 0.0 <= rate < 1.0:
+        raise InputError(f"--rate {rate}: must be in [0, 1) (the fraction of weights pruned)")
+    if scope not in SCOPES:
+        raise InputError(f"--scope {scope}: choose {' or '.join(SCOPES)}")
+    if scope != "global":
+        return
+    if not 0.0 <= min_layer_density <= 1.0:
+        raise InputError(f"--min-layer-density {min_layer_density}: must be in [0, 1]")
+    if min_layer_density > 1.0 - rate + 1e-12:
+        raise InputError(
+            f"--min-layer-density {min_layer_density}: more than the {1.0 - rate:.4g} of the weights "
+            f"--rate {rate} keeps; it would override the rate"
+        )
+
+
 def build_masks(
     *,
     weights: Mapping[str, torch.Tensor],
@@ -121,12 +138,7 @@ def build_masks(
     chosen = get_criterion(method)
     if chosen.needs_importance and importance is None:
         raise InputError(f"--method {method} needs an importance file (run fairgrape score first)")
-    if not 0.0 <= rate < 1.0:
-        raise InputError(f"--rate {rate}: must be in [0, 1)")
-    if scope not in SCOPES:
-        raise InputError(f"--scope {scope}: choose layer or global")
-    if scope == "global" and not 0.0 <= min_layer_density <= 1.0:
-        raise InputError(f"--min-layer-density {min_layer_density}: must be in [0, 1]")
+    check_options(rate=rate, scope=scope, min_layer_density=min_layer_density)
     names = [name for name in weights if importance is None or name in importance]
     generator = torch.Generator().manual_seed(seed)
 

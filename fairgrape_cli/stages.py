@@ -8,7 +8,6 @@ without flags, refuses inputs that cannot fit, and warns when they look mismatch
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import threading
 import time
@@ -20,7 +19,7 @@ from typing import Any
 import torch
 
 from . import checkpoints as ckpt
-from ._files import atomic_output, record_path, refuse_overwriting_inputs, resolve_recorded
+from ._files import record_path, refuse_overwriting_inputs, resolve_recorded
 from ._progress import NoProgress, ProgressSink
 from .artifacts import (
     IMPORTANCE_FORMAT,
@@ -373,19 +372,11 @@ def prune(
 ) -> PruneSummary:
     """Masks at ``rate`` from an importance file (and/or the model) -> masks + pruned checkpoint."""
     from .masks import apply_masks
-    from .selection import SCOPES, build_masks, get_criterion, warm_up
+    from .selection import build_masks, check_options, get_criterion, warm_up
 
     started = time.perf_counter()
     progress = progress or NoProgress()
-    if not 0.0 <= rate < 1.0:
-        raise InputError(f"--rate {rate}: must be in [0, 1) (the fraction of weights pruned)")
-    if scope not in SCOPES:
-        raise InputError(f"--scope {scope}: choose {' or '.join(SCOPES)}")
-    if scope == "global" and min_layer_density > 1.0 - rate + 1e-12:
-        raise InputError(
-            f"--min-layer-density {min_layer_density}: more than the {1.0 - rate:.4g} of the weights "
-            f"--rate {rate} keeps; it would override the rate"
-        )
+    check_options(rate=rate, scope=scope, min_layer_density=min_layer_density)
     criterion = get_criterion(method)
     model_output = model_output or output.with_name(DEFAULT_PRUNED)
 
@@ -757,6 +748,7 @@ def report(
     """Per-group accuracy of ``model`` (and drop from ``baseline``), disparity, CI conditions."""
     from .masks import nonzero_density
     from .metrics import build_report, group_accuracies, parse_condition, predict
+    from .report import save_report
 
     progress = progress or NoProgress()
     conditions = [parse_condition(text, has_baseline=baseline is not None) for text in fail_if]
@@ -815,14 +807,7 @@ def report(
     )
     result["baseline"] = str(baseline.path) if baseline else None
     result["pruning"] = _pruning_settings(checkpoint)
-    if json_output is not None:
-        with atomic_output(json_output) as tmp:
-            tmp.write_text(json.dumps(result, indent=2) + "\n")
-    if html_output is not None:
-        from .report import history_html
-
-        with atomic_output(html_output) as tmp:
-            tmp.write_text(history_html(result), encoding="utf-8")
+    save_report(result, json_output=json_output, html_output=html_output)
     failed = [condition.text for condition in conditions if condition.holds(result)]
     return ReportResult(result, failed, sum(table.skipped.values()) + loader.bad_images)
 

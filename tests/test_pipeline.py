@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fairgrape_cli import pipeline, stages
+from fairgrape_cli import stages
 from fairgrape_cli.artifacts import read_masks
 from fairgrape_cli.errors import InputError
 from fairgrape_cli.pipeline import load_config, run_schedule, schedule
