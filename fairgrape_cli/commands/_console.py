@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from rich.console import Console
 from rich.progress import (
@@ -61,6 +61,22 @@ def progress_display(quiet: bool) -> Iterator[Progress | None]:
     finally:
         if progress.live.is_started:
             progress.stop()
+
+
+def stage_announcer(progress: Progress | None, *, show_up_to_date: bool) -> Callable[[str, bool], None]:
+    """The ``on_stage`` callback of a schedule: clears the last stage's bars, names the next one."""
+
+    def announce(stage: str, runs: bool) -> None:
+        if progress is None:  # quiet
+            return
+        for task in list(progress.task_ids):  # one stage's bars at a time
+            progress.remove_task(task)
+        if runs:
+            stderr.print(f"[bold]{stage}[/bold]", highlight=False)
+        elif show_up_to_date:
+            stderr.print(f"{stage}: up to date", style="dim", highlight=False)
+
+    return announce
 
 
 class _RichHandler(logging.Handler):

@@ -34,20 +34,12 @@ def demo(
 
     from ..experiment import DEMO_SPEC, run_demo
     from ..report import render_comparison
-    from ._console import progress_display, setup_logging, stderr, stdout
+    from ._console import progress_display, setup_logging, stage_announcer, stderr, stdout
 
     setup_logging(quiet)
     spec = replace(DEMO_SPEC, device=device)
     with progress_display(quiet) as progress:
-
-        def announce(stage: str, runs: bool) -> None:
-            if quiet:
-                return
-            for task in list(progress.task_ids):
-                progress.remove_task(task)
-            if runs:
-                stderr.print(stage, highlight=False)
-
+        announce = stage_announcer(progress, show_up_to_date=False)
         if not quiet:
             stderr.print(f"building the dataset and training the dense model in {output} ...")
         result = run_demo(output, spec=spec, progress=progress, on_stage=announce)

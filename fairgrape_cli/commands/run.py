@@ -35,23 +35,13 @@ def run(
     """
     from ..pipeline import load_config, run_schedule
     from ..report import render_history, render_report
-    from ._console import info, progress_display, setup_logging, stderr, stdout
+    from ._console import info, progress_display, setup_logging, stage_announcer, stdout
 
     setup_logging(quiet)
     settings = load_config(config, overrides=set_ or ())
 
     with progress_display(quiet) as progress:
-
-        def announce(stage: str, runs: bool) -> None:
-            if quiet:
-                return
-            for task in list(progress.task_ids):  # one stage's bars at a time
-                progress.remove_task(task)
-            if runs:
-                stderr.print(f"[bold]{stage}[/bold]", highlight=False)
-            else:
-                stderr.print(f"{stage}: up to date", style="dim", highlight=False)
-
+        announce = stage_announcer(progress, show_up_to_date=True)
         result = run_schedule(settings, progress=progress, on_stage=announce)
     stdout.print(render_report(result.report))
     stdout.print(render_history(result.report))
