@@ -1,7 +1,7 @@
 """Fairness benchmark: does FairGRAPE lose less on the worst-served group than the baselines?
 
 For each seed: generate a biased dataset (a majority and a 20% minority whose images show the class
-differently, see fairgrape_cli/synthetic.py), train a CNN on it, then run the same iterative
+differently, see fairgrape_cli/flows/synthetic.py), train a CNN on it, then run the same iterative
 schedule (keep half per iteration, one fine-tuning epoch per iteration, three at the end) with
 each method at each rate, and evaluate on the test split against the dense model. Prints mean and
 standard deviation over seeds, and for each baseline how many seeds FairGRAPE's drop_gap was no
@@ -28,7 +28,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from fairgrape_cli.experiment import DEMO_SPEC, run_methods
+from fairgrape_cli.flows.experiment import DEMO_SPEC, run_methods
 
 METHODS = ("fairgrape", "taylor", "magnitude", "random")
 # metric -> (how to read it from a report, True when higher is better)

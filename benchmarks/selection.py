@@ -42,7 +42,7 @@ with safe_open(sys.argv[1], framework="pt") as handle:
         torch.sort(scores.reshape(scores.shape[0], -1), dim=-1, descending=True, stable=True)
 """
 
-IMPORT_SCRIPT = "import torch, torchvision, numba, safetensors.torch, fairgrape_cli.stages, fairgrape_cli.selection"
+IMPORT_SCRIPT = "import torch, torchvision, numba, safetensors.torch, fairgrape_cli.stages, fairgrape_cli.method.selection"
 
 
 # ------------------------------------------------------------------------------------ workload
@@ -53,8 +53,8 @@ def build_workload(work: Path, *, groups: int, seed: int) -> tuple[Path, Path]:
     import torchvision
     from safetensors.torch import save_file
 
-    from fairgrape_cli._files import sha256_file
-    from fairgrape_cli.checkpoints import prunable_parameters
+    from fairgrape_cli.io.checkpoints import prunable_parameters
+    from fairgrape_cli.io.files import sha256_file
 
     model_path, importance_path = work / "resnet34.pt", work / f"importance-g{groups}-s{seed}.safetensors"
     if model_path.exists() and importance_path.exists():
@@ -137,7 +137,8 @@ def largest_layer_inputs(importance: Path) -> torch.Tensor:
 def compiled_throughput(scores: torch.Tensor, rate: float) -> tuple[int, float, float]:
     """Selections, ranking seconds and greedy seconds of one layer, as prune runs it (one torch
     thread; prune runs two layers at a time)."""
-    from fairgrape_cli.selection import kept_count, plan_selection, torch_threads
+    from fairgrape_cli.method.ranking import torch_threads
+    from fairgrape_cli.method.selection import kept_count, plan_selection
 
     n = scores.shape[1]
     candidates = torch.ones(n, dtype=torch.bool)
@@ -225,7 +226,7 @@ def main() -> None:
 
 
 def run(args, work: Path, model_path: Path, importance: Path) -> None:
-    from fairgrape_cli.checkpoints import load_checkpoint, prunable_parameters
+    from fairgrape_cli.io.checkpoints import load_checkpoint, prunable_parameters
 
     weights = prunable_parameters(load_checkpoint(model_path).model)
     prunable = sum(w.numel() for w in weights.values())

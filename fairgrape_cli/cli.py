@@ -11,7 +11,7 @@ import traceback
 
 import typer
 
-from ._options import debug_enabled
+from .commands._options import debug_enabled
 from .commands.compare import compare
 from .commands.demo import demo
 from .commands.finetune import finetune

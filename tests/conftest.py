@@ -9,7 +9,7 @@ import pytest
 import torch
 import torchvision
 
-from fairgrape_cli.synthetic import TINY_ARCH, SyntheticSpec, TinyCNN, make_biased_dataset
+from fairgrape_cli.flows.synthetic import TINY_ARCH, SyntheticSpec, TinyCNN, make_biased_dataset
 
 SMALL = SyntheticSpec(per_split=(("train", 48), ("val", 16), ("test", 32)), minority_fraction=0.3)
 
@@ -70,8 +70,8 @@ class CliResult:
 @pytest.fixture
 def cli(capsys, monkeypatch):
     """Run ``fairgrape ARGS...`` in-process through the real entry point; returns a CliResult."""
-    from fairgrape_cli import _options
     from fairgrape_cli.cli import main
+    from fairgrape_cli.commands import _options
 
     def run(*args: str, cwd: Path | None = None) -> CliResult:
         if cwd is not None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fairgrape_cli.synthetic import TINY_ARCH, TinyCNN
+from fairgrape_cli.flows.synthetic import TINY_ARCH, TinyCNN
 
 
 def _one_line_error(result, *fragments: str) -> None:
@@ -154,7 +154,7 @@ def test_debug_shows_the_traceback(tmp_path, cli, biased_data):
 
 
 def test_interrupted_write_leaves_previous_file(tmp_path):
-    from fairgrape_cli._files import atomic_output
+    from fairgrape_cli.io.files import atomic_output
 
     target = tmp_path / "masks.safetensors"
     target.write_bytes(b"previous")

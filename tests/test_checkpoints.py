@@ -9,9 +9,9 @@ import torch
 import torchvision
 from safetensors.torch import save_file
 
-from fairgrape_cli.checkpoints import load_checkpoint, prunable_parameters, save_checkpoint
 from fairgrape_cli.errors import InputError
-from fairgrape_cli.synthetic import TINY_ARCH, TinyCNN
+from fairgrape_cli.flows.synthetic import TINY_ARCH, TinyCNN
+from fairgrape_cli.io.checkpoints import load_checkpoint, prunable_parameters, save_checkpoint
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -143,3 +143,12 @@ def test_callable_arch_must_be_a_model_factory(tmp_path):
     torch.save(TinyCNN().state_dict(), path)
     with pytest.raises(InputError, match="neither an nn.Module class nor a function"):
         load_checkpoint(path, arch="os:system")
+
+
+def test_checkpoints_naming_the_synthetic_models_old_module_still_load(tmp_path):
+    """Before the layout of issue 15 the demo's models lived in fairgrape_cli.synthetic."""
+    path = tmp_path / "old.pt"
+    torch.save({"arch": "fairgrape_cli.synthetic:TinyCNN", "num_classes": 2, "state_dict": TinyCNN(2).state_dict()}, path)
+    loaded = load_checkpoint(path)
+    assert isinstance(loaded.model, TinyCNN)
+    assert loaded.arch == TINY_ARCH  # written back under the present name

@@ -7,8 +7,9 @@ import json
 import torch
 from safetensors import safe_open
 
-from fairgrape_cli.artifacts import read_masks
-from fairgrape_cli.checkpoints import load_checkpoint, prunable_parameters
+from fairgrape_cli.io.artifacts import read_masks
+from fairgrape_cli.io.checkpoints import load_checkpoint, prunable_parameters
+
 from greedy_reference import reference_keep
 
 

@@ -9,9 +9,12 @@ import statistics
 import pytest
 from rich.console import Console
 
-from fairgrape_cli.comparison import compare_reports, load_report
 from fairgrape_cli.errors import InputError
-from fairgrape_cli.report import BEST_MARK, history_html, render_comparison, render_history
+from fairgrape_cli.io.reports import load_report
+from fairgrape_cli.method.comparison import compare_reports
+from fairgrape_cli.render.comparison import BEST_MARK, render_comparison
+from fairgrape_cli.render.html import history_html
+from fairgrape_cli.render.report import render_history
 
 
 def make_report(accuracies, *, baselines=None, counts=None, pruning=None, **extra) -> dict:

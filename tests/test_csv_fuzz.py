@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from fairgrape_cli.data import DataSpec, load_table, resolve_classes
 from fairgrape_cli.errors import InputError
+from fairgrape_cli.io.data import DataSpec, load_table, resolve_classes
 
 _NAMES = st.sampled_from(["path", "file", "label", "g", "split", "race", "", " path", "label,x", 'q"uote'])
 _VALUES = st.one_of(

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fairgrape_cli.data import DataSpec, group_pure_batches, load_table, resolve_classes
 from fairgrape_cli.errors import InputError
+from fairgrape_cli.io.data import DataSpec, load_table, resolve_classes
+from fairgrape_cli.method.batches import group_pure_batches
 
 
 def _image(path: Path, value: int = 0) -> None:

@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 import yaml
 
-from fairgrape_cli import experiment
-from fairgrape_cli.synthetic import TINY_ARCH, SyntheticSpec
+from fairgrape_cli.flows import experiment
+from fairgrape_cli.flows.synthetic import TINY_ARCH, SyntheticSpec
 
 SMALL_DEMO = replace(
     experiment.DEMO_SPEC,

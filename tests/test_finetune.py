@@ -7,9 +7,9 @@ import torch
 import torchvision
 
 from fairgrape_cli import stages
-from fairgrape_cli.artifacts import read_masks
-from fairgrape_cli.checkpoints import load_checkpoint, prunable_parameters
-from fairgrape_cli.data import DataSpec
+from fairgrape_cli.io.artifacts import read_masks
+from fairgrape_cli.io.checkpoints import load_checkpoint, prunable_parameters
+from fairgrape_cli.io.data import DataSpec
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
-from fairgrape_cli.data import DataSpec, load_table, resolve_classes
 from fairgrape_cli.errors import InputError
-from fairgrape_cli.synthetic import TINY_ARCH, TinyCNN
+from fairgrape_cli.flows.synthetic import TINY_ARCH, TinyCNN
+from fairgrape_cli.io.data import DataSpec, load_table, resolve_classes
 
 FAIRFACE_HEADER = ["file", "age", "gender", "race", "service_test"]
 FAIRFACE_TRAIN = [

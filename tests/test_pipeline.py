@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from fairgrape_cli import stages
-from fairgrape_cli.artifacts import read_masks
 from fairgrape_cli.errors import InputError
-from fairgrape_cli.pipeline import load_config, run_schedule, schedule
+from fairgrape_cli.flows.pipeline import load_config, run_schedule, schedule
+from fairgrape_cli.io.artifacts import read_masks
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_configs"
 

@@ -9,10 +9,10 @@ import statistics
 import pytest
 import torch
 
-from fairgrape_cli.checkpoints import load_checkpoint
-from fairgrape_cli.data import read_image
-from fairgrape_cli.metrics import parse_condition
 from fairgrape_cli.errors import InputError
+from fairgrape_cli.io.checkpoints import load_checkpoint
+from fairgrape_cli.io.images import read_image
+from fairgrape_cli.method.metrics import parse_condition
 
 
 def _hand_accuracies(model_path, data_root, split="test"):

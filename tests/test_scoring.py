@@ -11,9 +11,10 @@ import torch.nn.functional as F
 from safetensors import safe_open
 
 from fairgrape_cli import stages
-from fairgrape_cli.artifacts import read_importance
-from fairgrape_cli.checkpoints import load_checkpoint, prunable_parameters
-from fairgrape_cli.data import DataSpec, read_image
+from fairgrape_cli.io.artifacts import read_importance
+from fairgrape_cli.io.checkpoints import load_checkpoint, prunable_parameters
+from fairgrape_cli.io.data import DataSpec
+from fairgrape_cli.io.images import read_image
 
 
 def _rows(data_root, split="train"):
@@ -97,8 +98,10 @@ def test_importance_metadata(tmp_path, tiny_model_path, biased_data):
 
 def _score_in_process(model, data_root, weights=None):
     """compute_importance on the train split in batches of 8, without the stage around it."""
-    from fairgrape_cli.data import ImageLoader, Normalizer, group_pure_batches, load_table, resolve_classes
-    from fairgrape_cli.scoring import compute_importance
+    from fairgrape_cli.io.data import load_table, resolve_classes
+    from fairgrape_cli.io.images import ImageLoader, Normalizer
+    from fairgrape_cli.method.batches import group_pure_batches
+    from fairgrape_cli.method.scoring import compute_importance
 
     table = load_table(DataSpec(root=data_root, groups="group"), default_split=("train",))
     _, targets = resolve_classes(table, num_classes=2, checkpoint_classes=["no", "yes"], model_name="m")
@@ -128,7 +131,7 @@ def test_scoring_leaves_model_unchanged(tiny_model_path, biased_data):
 
 
 def test_max_batches_and_masked_weights_get_zero(tmp_path, tiny_model_path, biased_data):
-    from fairgrape_cli.artifacts import write_artifact
+    from fairgrape_cli.io.artifacts import write_artifact
 
     checkpoint = load_checkpoint(tiny_model_path)
     weights = prunable_parameters(checkpoint.model)
@@ -236,7 +239,7 @@ def test_float16_importance_prunes_like_float32_in_a_global_pool(tmp_path, tiny_
 
 
 def test_float16_scaling_is_exact_bounded_and_read_back_without_side_effects():
-    from fairgrape_cli.artifacts import UnscaledTensors, float16_scaled
+    from fairgrape_cli.io.artifacts import UnscaledTensors, float16_scaled
 
     values = torch.tensor([3e-12, 1e-13, 0.0])
     stored, scale = float16_scaled(values)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from fairgrape_cli.errors import InputError
-from fairgrape_cli.selection import CRITERIA, build_masks, kept_count, select
+from fairgrape_cli.method.selection import CRITERIA, build_masks, kept_count, select
+
 from greedy_reference import reference_keep
 
 

@@ -10,12 +10,13 @@ import math
 import pytest
 import torch
 
-from fairgrape_cli import selection
-from fairgrape_cli._files import sha256_file
-from fairgrape_cli.artifacts import IMPORTANCE_FORMAT, read_importance, read_masks, write_artifact
-from fairgrape_cli.checkpoints import load_checkpoint, prunable_parameters
 from fairgrape_cli.errors import InputError
-from fairgrape_cli.selection import build_masks, kept_count, ranking_places, select
+from fairgrape_cli.io.artifacts import IMPORTANCE_FORMAT, read_importance, read_masks, write_artifact
+from fairgrape_cli.io.checkpoints import load_checkpoint, prunable_parameters
+from fairgrape_cli.io.files import sha256_file
+from fairgrape_cli.method import selection
+from fairgrape_cli.method.selection import build_masks, kept_count, ranking_places, select
+
 from greedy_reference import reference_keep
 
 

@@ -1,1 +1,4 @@
-"""One module per command: parse flags, call a library function, render what it returns."""
+"""One module per command: parse flags, call one library function (stages or flows), render what
+it returns. Shared option aliases live in ``_options``, terminal output in ``_console``. Only
+``cli.py`` imports from here.
+"""

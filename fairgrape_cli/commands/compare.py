@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import _options as opt
+from . import _options as opt
 
 
 def compare(
@@ -39,8 +39,9 @@ def compare(
 
         fairgrape compare fairgrape.json taylor.json magnitude.json --html comparison.html
     """
-    from ..comparison import compare_files
-    from ..report import render_comparison, render_history
+    from ..render.comparison import render_comparison
+    from ..render.report import render_history
+    from ..stages import compare_files
     from ._console import info, stdout
 
     result = compare_files(reports, labels=label, json_output=json_output, html_output=html_output)

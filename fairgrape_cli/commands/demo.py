@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .. import _options as opt
+from . import _options as opt
 
 
 def demo(
@@ -32,8 +32,8 @@ def demo(
     """
     from dataclasses import replace
 
-    from ..experiment import DEMO_SPEC, run_demo
-    from ..report import render_comparison
+    from ..flows.experiment import DEMO_SPEC, run_demo
+    from ..render.comparison import render_comparison
     from ._console import progress_display, setup_logging, stage_announcer, stderr, stdout
 
     setup_logging(quiet)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import _options as opt
+from . import _options as opt
 
 
 def finetune(
@@ -58,7 +58,7 @@ def finetune(
         fairgrape finetune pruned.pt data/ --masks masks.safetensors --epochs 5 --lr 1e-4
     """
     from .. import stages
-    from ..data import DataSpec
+    from ..io.data import DataSpec
     from ._console import info, progress_display, setup_logging
 
     setup_logging(quiet)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import _options as opt
+from . import _options as opt
 
 
 def prune(

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import _options as opt
+from . import _options as opt
 
 
 def report(
@@ -52,8 +52,8 @@ def report(
         fairgrape report finetuned.pt data/ --groups race --baseline model.pt --json report.json --fail-if 'drop_gap>0.05'
     """
     from .. import stages
-    from ..data import DataSpec
-    from ..report import render_conditions, render_report
+    from ..io.data import DataSpec
+    from ..render.report import render_conditions, render_report
     from ._console import info, progress_display, setup_logging, stdout
 
     setup_logging(quiet)

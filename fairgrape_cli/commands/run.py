@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import _options as opt
+from . import _options as opt
 
 
 def run(
@@ -33,8 +33,8 @@ def run(
 
         fairgrape run schedule.yaml --set method=magnitude --set output=runs/magnitude
     """
-    from ..pipeline import load_config, run_schedule
-    from ..report import render_history, render_report
+    from ..flows.pipeline import load_config, run_schedule
+    from ..render.report import render_history, render_report
     from ._console import info, progress_display, setup_logging, stage_announcer, stdout
 
     setup_logging(quiet)

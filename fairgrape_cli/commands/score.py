@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import _options as opt
+from . import _options as opt
 
 
 def score(
@@ -50,7 +50,7 @@ def score(
         fairgrape score model.pt data/ --groups race --target label
     """
     from .. import stages
-    from ..data import DataSpec
+    from ..io.data import DataSpec
     from ._console import info, progress_display, setup_logging
 
     setup_logging(quiet)

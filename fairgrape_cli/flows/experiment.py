@@ -12,12 +12,12 @@ from pathlib import Path
 import torch
 import yaml
 
-from . import stages
-from ._progress import ProgressSink
-from .data import DataSpec
-from .errors import InputError
+from .. import stages
+from .._progress import ProgressSink
+from ..errors import InputError
+from ..io.checkpoints import build_model
+from ..io.data import DataSpec
 from .pipeline import load_config, run_schedule
-from .checkpoints import build_model
 from .synthetic import TINY_ARCH, WIDE_ARCH, SyntheticSpec, make_biased_dataset
 
 
@@ -57,7 +57,7 @@ def _dense_settings(spec: ExperimentSpec) -> dict:
 def prepare(directory: Path, spec: ExperimentSpec, *, progress: ProgressSink | None = None) -> Prepared:
     """Write the biased dataset and train the dense starting model (reused when already there,
     if made with the same settings: an experiment never mixes data or models of two settings)."""
-    from ._files import write_text_atomically
+    from ..io.files import write_text_atomically
 
     if directory.exists() and not directory.is_dir():
         raise InputError(f"{directory} is a file; the output must be a folder")
@@ -192,9 +192,9 @@ def run_demo(
     on_stage: Callable[[str, bool], None] | None = None,
 ) -> DemoResult:
     """The demo: biased data, a dense model, the same schedule per method, compared."""
-    from ._files import write_text_atomically
-    from .comparison import compare_reports
-    from .report import history_html
+    from ..io.files import write_text_atomically
+    from ..method.comparison import compare_reports
+    from ..render.html import history_html
 
     reports = run_methods(directory, spec, methods, progress=progress, on_stage=on_stage)
     sources = [str(directory / f"runs/{method}-{spec.rate}/report.json") for method in methods]

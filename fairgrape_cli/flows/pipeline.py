@@ -2,7 +2,7 @@
 
 Iteration i prunes to ``min(1 - keep_per_iter**i, rate)`` on a freshly scored model, then
 fine-tunes it; a final fine-tune and a report (against the starting model) follow. Every stage is
-one of the library stages in :mod:`stages`, run only when its *fingerprint* (its settings and
+one of the library stages in ``fairgrape_cli.stages``, run only when its *fingerprint* (its settings and
 the sha256 of its inputs) differs from the one recorded when it last finished, so re-running a
 config resumes after the last finished stage and a changed setting reruns from the first stage
 it affects. Outputs are written atomically, so a run killed mid-stage resumes cleanly.
@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import stages
-from ._files import atomic_output, sha256_file, write_text_atomically
-from ._progress import NoProgress, ProgressSink
-from .data import DataSpec
-from .errors import InputError
-from .layouts import read_layout
+from .. import stages
+from .._progress import NoProgress, ProgressSink
+from ..errors import InputError
+from ..io.data import DataSpec
+from ..io.files import atomic_output, sha256_file, write_text_atomically
+from ..io.layouts import read_layout
 
 log = logging.getLogger("fairgrape")
 
@@ -392,7 +392,7 @@ def run_schedule(
 
     ``on_stage(name, runs)`` is told about each stage before it runs or is skipped.
     """
-    from .selection import get_criterion
+    from ..method.selection import get_criterion
 
     runner = _Runner(config, progress or NoProgress(), on_stage)
     settings, sections = config.settings, config.sections
@@ -575,9 +575,7 @@ def _write_report(runner: _Runner, final: Path, start: Path, history, rates, out
         "schedule": rates,
         "seed": settings["seed"],
     }
-    from .report import save_report
-
-    save_report(result, json_output=outputs[0], html_output=outputs[1] if len(outputs) > 1 else None)
+    stages.save_report(result, json_output=outputs[0], html_output=outputs[1] if len(outputs) > 1 else None)
 
 
 def _copy_atomically(source: Path, target: Path) -> None:

@@ -106,5 +106,5 @@ def wide_cnn(num_classes: int = 2) -> TinyCNN:
     return TinyCNN(num_classes=num_classes, width=64)
 
 
-TINY_ARCH = "fairgrape_cli.synthetic:TinyCNN"
-WIDE_ARCH = "fairgrape_cli.synthetic:wide_cnn"
+TINY_ARCH = "fairgrape_cli.flows.synthetic:TinyCNN"
+WIDE_ARCH = "fairgrape_cli.flows.synthetic:wide_cnn"

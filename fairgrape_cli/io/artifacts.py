@@ -13,8 +13,8 @@ from typing import Any, NamedTuple
 
 import torch
 
-from ._files import atomic_output, require_file, resolve_recorded, sha256_file
-from .errors import InputError
+from ..errors import InputError
+from .files import atomic_output, require_file, resolve_recorded, sha256_file
 
 IMPORTANCE_FORMAT = "fairgrape.importance.v1"
 MASKS_FORMAT = "fairgrape.masks.v1"

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._files import atomic_output, require_file, sha256_file
-from .errors import InputError
+from ..errors import InputError
+from .files import atomic_output, require_file, sha256_file
 
 NATIVE_FORMAT = "fairgrape.checkpoint.v1"
 MODULE_FORMAT = "fairgrape.module.v1"
@@ -31,6 +31,10 @@ PRUNABLE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 _SCRIPTED_PRUNABLE_NAMES = {"Conv1d", "Conv2d", "Conv3d", "Linear"}
 _TORCHSCRIPT_META = "fairgrape.json"
 _UNSUPPORTED_GLOBAL = re.compile(r"(?:GLOBAL|unsupported GLOBAL) ([\w.]+)")
+
+# Architectures of this package that moved: checkpoints written before the move name the old
+# module, and keep loading (they are written back under the new name).
+_MOVED_ARCHS = {"fairgrape_cli.synthetic:": "fairgrape_cli.flows.synthetic:"}
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -94,7 +98,7 @@ def load_checkpoint(
         )  # fmt: skip
 
     state_dict = _strip_data_parallel_prefix(fields["state_dict"])
-    chosen_arch = arch or fields.get("arch") or default_arch
+    chosen_arch = current_arch_name(arch or fields.get("arch") or default_arch)
     if not chosen_arch:
         raise InputError(
             f"{path} is a plain state dict and does not say which architecture it is; "
@@ -287,6 +291,14 @@ def _first_line(error: BaseException) -> str:
 
 
 # --------------------------------------------------------------------------------------- building
+
+
+def current_arch_name(arch: str | None) -> str | None:
+    """``arch`` under its present name (see ``_MOVED_ARCHS``)."""
+    for old, new in _MOVED_ARCHS.items():
+        if arch and arch.startswith(old):
+            return new + arch[len(old) :]
+    return arch
 
 
 def build_model(arch: str, num_classes: int) -> nn.Module:

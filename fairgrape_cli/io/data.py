@@ -1,19 +1,20 @@
-"""Group-labelled image datasets: choose split, target and groups; read images; batch by group."""
+"""Group-labelled image datasets: choose the split, target and groups of a layout's rows; map
+classes to indices. Images are read by ``images``."""
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from .errors import InputError
-from .layouts import RawTable, read_layout
+from ..errors import InputError
+from .layouts import read_layout
+from .tables import RawTable
 
 DEFAULT_TARGET = "label"
 DEFAULT_IMAGE_SIZE = 224
@@ -307,146 +308,3 @@ def resolve_classes(
         index = {name: i for i, name in enumerate(classes)}
     targets = torch.tensor([index[value] for value in table.target_values], dtype=torch.long)
     return classes, targets
-
-
-# ----------------------------------------------------------------------------------------- images
-
-
-def read_image(path: Path, image_size: int) -> torch.Tensor:
-    """RGB, resized to a square with PIL bilinear (as torchvision's Resize), as uint8 CHW."""
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-        if image.size != (image_size, image_size):
-            image = image.resize((image_size, image_size), Image.BILINEAR)
-        array = np.asarray(image, dtype=np.uint8)
-    # one contiguous CHW copy: stacking strided views is a slow, thread-parallel copy per batch
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
-
-
-class ImageFiles(torch.utils.data.Dataset):
-    """Images by index; a file that cannot be decoded comes back as its error, not an exception,
-    so the main process can name it (errors raised in loader workers lose their type)."""
-
-    def __init__(self, files: Sequence[Path], image_size: int):
-        self.files = list(files)
-        self.image_size = image_size
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int):
-        try:
-            return read_image(self.files[index], self.image_size), index, None
-        except Exception as error:  # PIL raises many types for broken files
-            return None, index, str(error).splitlines()[0] if str(error) else type(error).__name__
-
-
-def _collate(items):
-    good = [(image, index) for image, index, error in items if error is None]
-    failed = [(index, error) for _, index, error in items if error is not None]
-    if good:
-        images = torch.stack([image for image, _ in good])
-        indices = torch.tensor([index for _, index in good], dtype=torch.long)
-    else:
-        images, indices = None, torch.empty(0, dtype=torch.long)
-    return images, indices, failed
-
-
-@dataclass
-class ImageLoader:
-    """Batches of uint8 images with their row indices, from a fixed list of index batches."""
-
-    table: GroupedTable
-    image_size: int
-    batches: list[list[int]]
-    workers: int = 0
-    pin_memory: bool = False
-    skip_bad_images: bool = False
-    bad_images: int = 0
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        loader = torch.utils.data.DataLoader(
-            ImageFiles(self.table.files, self.image_size),
-            batch_sampler=self.batches,
-            num_workers=self.workers,
-            collate_fn=_collate,
-            pin_memory=self.pin_memory,
-            prefetch_factor=4 if self.workers else None,
-        )
-        for images, indices, failed in loader:
-            if failed:
-                self._handle_failures(failed)
-            if images is not None:
-                yield images, indices
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def _handle_failures(self, failed: list[tuple[int, str]]) -> None:
-        if not self.skip_bad_images:
-            index, error = failed[0]
-            raise InputError(
-                f"{self.table.locations[index]}: cannot read image {self.table.files[index]} "
-                f"({error}); pass --skip-bad-images to leave such images out"
-            )
-        self.bad_images += len(failed)
-
-
-def default_workers(num_batches: int) -> int:
-    """Decode in worker processes unless there is too little to decode to pay for starting them."""
-    if num_batches <= 2:
-        return 0
-    return max(1, min(8, (os.cpu_count() or 1)))
-
-
-class Normalizer:
-    """uint8 batches -> float, scaled and normalised on the device (the same ops as torchvision's
-    ToTensor + Normalize, so the numbers match a torchvision pipeline exactly)."""
-
-    def __init__(self, mean: Sequence[float], std: Sequence[float], device: torch.device):
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        self.device = device
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        batch = images.to(self.device, non_blocking=True).float().div_(255)
-        return batch.sub_(self.mean).div_(self.std)
-
-
-# ---------------------------------------------------------------------------------------- batches
-
-
-def group_pure_batches(
-    group_index: np.ndarray,
-    num_groups: int,
-    *,
-    batch_size: int,
-    max_batches: int | None = None,
-    samples_per_group: int | None = None,
-    seed: int = 0,
-) -> list[tuple[int, list[int]]]:
-    """``(group, row indices)`` batches in which every row belongs to the group.
-
-    Rows keep table order within a group; the last batch of a group may be smaller.
-    ``samples_per_group`` takes a seeded random subset of that size from each larger group.
-    """
-    generator = np.random.default_rng(seed)
-    batches: list[tuple[int, list[int]]] = []
-    for group in range(num_groups):
-        rows = np.flatnonzero(group_index == group)
-        if samples_per_group is not None and len(rows) > samples_per_group:
-            rows = np.sort(generator.choice(rows, size=samples_per_group, replace=False))
-        chunks = [rows[start : start + batch_size] for start in range(0, len(rows), batch_size)]
-        if max_batches is not None:
-            chunks = chunks[:max_batches]
-        batches.extend((group, chunk.tolist()) for chunk in chunks)
-    return batches
-
-
-def shuffled_batches(num_rows: int, batch_size: int, generator: torch.Generator) -> list[list[int]]:
-    order = torch.randperm(num_rows, generator=generator).tolist()
-    return [order[start : start + batch_size] for start in range(0, num_rows, batch_size)]
-
-
-def sequential_batches(num_rows: int, batch_size: int) -> list[list[int]]:
-    return [list(range(start, min(start + batch_size, num_rows))) for start in range(0, num_rows, batch_size)]

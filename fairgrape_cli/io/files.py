@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from .errors import InputError
+from ..errors import InputError
 
 _HASH_CHUNK = 1 << 20
 

@@ -1,21 +1,19 @@
-"""Side-by-side comparison of report files: methods, their per-group accuracy and disparity.
+"""Side-by-side comparison of reports: methods, their per-group accuracy and disparity.
 
 Pure data in, data out: :func:`compare_reports` takes report dicts (as written by
 ``fairgrape report --json`` or ``fairgrape run``) and returns one entry per report plus, per
 column, which entries are best. Column directions are defined once, in ``COLUMNS`` and
-``GROUP_COLUMNS``; rendering lives in ``report.py``.
+``GROUP_COLUMNS``; reading files is ``io.reports``, rendering ``render.comparison``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._files import refuse_overwriting_inputs, require_file, write_text_atomically
-from .errors import InputError
+from ..errors import InputError
 
 
 @dataclass(frozen=True)
@@ -53,61 +51,13 @@ GROUP_COLUMNS: dict[str, Column] = {
 }
 
 # Reports compare only when they measure the same thing on the same rows.
-_SAME_EVALUATION = ("target", "attribute", "split")
 
-_REQUIRED = {
-    "": ("data", "target", "attribute", "density", "overall", "groups", "disparity"),
-    "overall": ("n", "accuracy"),
-    "disparity": ("accuracy_gap", "worst_group_accuracy"),
-}
-_REQUIRED_GROUP_KEYS = ("group", "n", "accuracy")
+# Reports compare only when they measure the same thing on the same rows.
+_SAME_EVALUATION = ("target", "attribute", "split")
 
 # Two numbers this close are a tie (both are marked): equal counts can give floats that differ
 # in the last bits once subtracted or averaged.
 _TIE_TOLERANCE = 1e-9
-
-
-# ------------------------------------------------------------------------------------- reading
-
-
-def load_report(path: str | Path) -> dict:
-    """Read and check one report file; every problem is an InputError naming the file."""
-    file = require_file(path, "report")
-    try:
-        report = json.loads(file.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise InputError(f"{file} is not a fairgrape report: not UTF-8 text") from None
-    except json.JSONDecodeError as error:
-        raise InputError(
-            f"{file} is not a fairgrape report: invalid JSON (line {error.lineno}: {error.msg})"
-        ) from None
-    check_report(report, source=str(file))
-    return report
-
-
-def check_report(report: object, *, source: str) -> None:
-    """Refuse anything that is not shaped like a fairgrape report (see DESIGN.md, Report)."""
-    if not isinstance(report, dict):
-        raise InputError(f"{source} is not a fairgrape report: expected a JSON object")
-    for section, keys in _REQUIRED.items():
-        holder = report if not section else report.get(section)
-        if not isinstance(holder, dict):
-            raise InputError(f"{source} is not a fairgrape report: no '{section}' object")
-        missing = [key for key in keys if key not in holder]
-        if missing:
-            where = f"'{section}' lacks" if section else "lacks"
-            raise InputError(f"{source} is not a fairgrape report: {where} {', '.join(missing)}")
-    groups = report["groups"]
-    if not isinstance(groups, list) or not groups:
-        raise InputError(f"{source} is not a fairgrape report: 'groups' is not a non-empty list")
-    for row in groups:
-        if not isinstance(row, dict) or any(key not in row for key in _REQUIRED_GROUP_KEYS):
-            raise InputError(
-                f"{source} is not a fairgrape report: each group needs {', '.join(_REQUIRED_GROUP_KEYS)}"
-            )
-    names = [str(row["group"]) for row in groups]
-    if len(set(names)) != len(names):
-        raise InputError(f"{source} is not a fairgrape report: a group is listed twice")
 
 
 # ----------------------------------------------------------------------------------- comparing
@@ -124,7 +74,8 @@ def compare_reports(
     ``labels`` name the entries; without them an entry is named by its pruning method and rate
     (from the masks or the run config), else by its file's stem (``sources``: the file each
     report came from, also used in error messages). Repeated names get ``(2)``, ``(3)``, ...
-    Reports that do not measure the same groups on the same data are refused.
+    Reports that do not measure the same groups on the same data are refused; each must be shaped
+    as ``io.reports.load_report`` checks.
     """
     if not reports:
         raise InputError("nothing to compare: give at least one report")
@@ -133,8 +84,6 @@ def compare_reports(
         raise ValueError("one source per report")
     if labels is not None and len(labels) != len(reports):
         raise InputError(f"got {len(labels)} --label(s) for {len(reports)} report(s); give one per report")
-    for report, source in zip(reports, sources):
-        check_report(report, source=source)
     _check_comparable(reports, sources)
 
     names = labels if labels is not None else [_default_label(r, s) for r, s in zip(reports, sources)]
@@ -275,30 +224,3 @@ def _unique(labels: Sequence[str]) -> list[str]:
     return result
 
 
-# ------------------------------------------------------------------------------- files in, out
-
-
-@dataclass
-class ComparisonResult:
-    comparison: dict
-    reports: list[dict]  # as read, in the order given (the history charts need them whole)
-
-
-def compare_files(
-    paths: Sequence[Path],
-    *,
-    labels: Sequence[str] | None = None,
-    json_output: Path | None = None,
-    html_output: Path | None = None,
-) -> ComparisonResult:
-    """Read report files, compare them, and write the comparison as JSON and/or HTML."""
-    refuse_overwriting_inputs([json_output, html_output], paths)
-    reports = [load_report(path) for path in paths]
-    comparison = compare_reports(reports, labels=labels, sources=[str(path) for path in paths])
-    if json_output is not None:
-        write_text_atomically(json_output, json.dumps(comparison, indent=2) + "\n")
-    if html_output is not None:
-        from .report import history_html
-
-        write_text_atomically(html_output, history_html(reports, comparison=comparison))
-    return ComparisonResult(comparison, reports)

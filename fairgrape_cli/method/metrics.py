@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import InputError
+from ..errors import InputError
 
 
 @torch.no_grad()

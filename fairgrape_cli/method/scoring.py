@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import InputError
+from ..errors import InputError
 
 CRITERION = "squared_taylor"  # (w * dL/dw)^2, the first-order Taylor term squared
 

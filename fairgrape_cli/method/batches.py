@@ -1,0 +1,43 @@
+"""Which rows go into which batch: group-pure batches for scoring, shuffled ones for training,
+sequential ones for evaluation. Row indices only; no images."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def group_pure_batches(
+    group_index: np.ndarray,
+    num_groups: int,
+    *,
+    batch_size: int,
+    max_batches: int | None = None,
+    samples_per_group: int | None = None,
+    seed: int = 0,
+) -> list[tuple[int, list[int]]]:
+    """``(group, row indices)`` batches in which every row belongs to the group.
+
+    Rows keep table order within a group; the last batch of a group may be smaller.
+    ``samples_per_group`` takes a seeded random subset of that size from each larger group.
+    """
+    generator = np.random.default_rng(seed)
+    batches: list[tuple[int, list[int]]] = []
+    for group in range(num_groups):
+        rows = np.flatnonzero(group_index == group)
+        if samples_per_group is not None and len(rows) > samples_per_group:
+            rows = np.sort(generator.choice(rows, size=samples_per_group, replace=False))
+        chunks = [rows[start : start + batch_size] for start in range(0, len(rows), batch_size)]
+        if max_batches is not None:
+            chunks = chunks[:max_batches]
+        batches.extend((group, chunk.tolist()) for chunk in chunks)
+    return batches
+
+
+def shuffled_batches(num_rows: int, batch_size: int, generator: torch.Generator) -> list[list[int]]:
+    order = torch.randperm(num_rows, generator=generator).tolist()
+    return [order[start : start + batch_size] for start in range(0, num_rows, batch_size)]
+
+
+def sequential_batches(num_rows: int, batch_size: int) -> list[list[int]]:
+    return [list(range(start, min(start + batch_size, num_rows))) for start in range(0, num_rows, batch_size)]

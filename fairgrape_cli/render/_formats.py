@@ -1,0 +1,54 @@
+"""How numbers are written in every rendering (terminal and HTML), and the series a run's history
+charts draw. Strings from files go into rich as ``Text`` and into HTML escaped, never as markup.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+BEST_MARK = "*"  # beside the best value of a row: survives terminals without colour
+
+
+def percent(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{100 * value:.2f}%"
+
+
+def points(value: float | None) -> str:
+    """A difference of accuracies, in percentage points."""
+    return "-" if value is None or math.isnan(value) else f"{100 * value:+.2f} pp"
+
+
+def fraction(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+# comparison column unit -> how a value of it is written
+FORMATS: dict[str, Callable[[float | None], str]] = {
+    "fraction": fraction,
+    "accuracy": percent,
+    "points": points,
+}
+
+
+def history_series(report: dict) -> list[tuple[str, list[float | None]]]:
+    """Accuracy per history entry: ``overall`` first, then each group in the report's order."""
+    history = report.get("history") or []
+    groups = [str(row["group"]) for row in report["groups"]]
+    for entry in history:  # groups only in the history (none expected) still get a line
+        groups += [str(name) for name in entry.get("groups", {}) if str(name) not in groups]
+    series = [("overall", [clean(entry.get("accuracy")) for entry in history])]
+    for group in groups:
+        series.append((group, [clean(entry.get("groups", {}).get(group)) for entry in history]))
+    return series
+
+
+def clean(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        return None
+    return float(value)
+
+
+def density_label(value: object) -> str:
+    number = clean(value)
+    return "?" if number is None else f"{number:.3g}"

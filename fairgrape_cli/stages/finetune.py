@@ -1,0 +1,249 @@
+"""The finetune stage: train a pruned model with its masks held -> finetuned.pt."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .._progress import NoProgress, ProgressSink
+from ..devices import resolve_device, seed_everything
+from ..errors import InputError
+from ..io import checkpoints as ckpt
+from ..io.artifacts import Artifact, check_fits, read_masks
+from ..io.data import DataSpec
+from ..io.files import record_path, refuse_overwriting_inputs, resolve_recorded
+from ..io.images import Normalizer
+from ..method.batches import sequential_batches, shuffled_batches
+from ._inputs import (
+    DEFAULT_FINETUNED,
+    DEFAULT_MASKS,
+    Loading,
+    ModelSource,
+    PreparedData,
+    data_spec_from,
+    image_loader,
+    int_or_none,
+    prepare_data,
+    recorded_value,
+    warn_if_other_model,
+)
+
+log = logging.getLogger("fairgrape")
+
+
+@dataclass
+class FinetuneSummary:
+    output: Path
+    masks: Path | None
+    history: list[Any]
+    best_epoch: int | None
+    density: float
+    train_split: str | None
+    val_split: str | None
+    seconds: float = 0.0
+
+
+def finetune(
+    *,
+    model: ModelSource | None = None,
+    data: DataSpec | None = None,
+    masks: Path | None = None,
+    output: Path = DEFAULT_FINETUNED,
+    loading: Loading = Loading(),
+    epochs: int = 3,
+    lr: float = 1e-4,
+    lr_milestones: Sequence[int] = (),
+    lr_gamma: float = 0.1,
+    val_split: str | None = None,
+    augment: bool = True,
+    dense: bool = False,
+    seed: int = 0,
+    progress: ProgressSink | None = None,
+) -> FinetuneSummary:
+    """Train the pruned model on its target labels with the masks enforced -> ``output``.
+
+    Model and data default to what the masks file records. The validation split (``val`` when
+    present, or ``val_split``; ``"none"`` turns it off) picks the best epoch. ``dense`` trains
+    ``model`` without any masks (the starting model of an experiment).
+    """
+    from ..method.masks import apply_masks, nonzero_density
+    from ..method.training import finetune as train
+
+    started = time.perf_counter()
+    progress = progress or NoProgress()
+    if epochs < 1:
+        raise InputError(f"--epochs {epochs}: must be at least 1")
+    if not lr > 0:
+        raise InputError(f"--lr {lr}: must be positive")
+    milestones = list(lr_milestones)
+    in_range = all(isinstance(m, int) and 0 < m < epochs for m in milestones)
+    if not in_range or milestones != sorted(set(milestones)):
+        allowed = f"increasing epochs between 1 and {epochs - 1}" if epochs > 1 else "none with --epochs 1"
+        raise InputError(f"--lr-milestones {','.join(map(str, lr_milestones))}: {allowed}")
+    if dense and (model is None or masks is not None):
+        raise InputError("dense training needs MODEL and no --masks")
+    masks_artifact = None if dense else _finetune_masks(masks, model)
+    if model is None:
+        recorded = masks_artifact.recorded_path("model")
+        if recorded is None:
+            raise InputError(f"{masks_artifact.path} does not record its model; pass MODEL")
+        model = ModelSource(recorded, default_arch=recorded_value(masks_artifact, "arch"))
+    else:
+        model = replace(model, default_arch=recorded_value(masks_artifact, "arch"))
+    if masks_artifact is not None:
+        spec = data_spec_from(masks_artifact, data)
+    elif data is None or data.root is None:
+        raise InputError("pass DATA: there is no masks file to record it")
+    else:
+        spec = data
+    refuse_overwriting_inputs(
+        [output], [model.path, masks_artifact.path if masks_artifact else None]
+    )
+    seed_everything(seed)
+
+    checkpoint = model.load()
+    weights = ckpt.prunable_parameters(checkpoint.model)
+    if masks_artifact is not None:
+        check_fits(
+            masks_artifact.tensors, weights, source=masks_artifact.path,
+            model_name=str(checkpoint.path),
+        )  # fmt: skip
+        warn_if_other_model(masks_artifact, checkpoint, "masks")
+        apply_masks(weights, masks_artifact.tensors)
+    image_size = (
+        loading.image_size
+        or checkpoint.image_size
+        or int_or_none(recorded_value(masks_artifact, "image_size"))
+    )
+    classes = checkpoint.classes or recorded_value(masks_artifact, "classes")
+    train_data = prepare_data(
+        spec, checkpoint, image_size=image_size, default_split=("train",), classes=classes
+    )
+    val_data = _validation_data(spec, checkpoint, train_data, val_split)
+
+    device = resolve_device(loading.device)
+    checkpoint.model.to(device)
+    mean, std = checkpoint.normalization
+    prepare = Normalizer(mean, std, device)
+    generator = torch.Generator().manual_seed(seed)
+    rows = len(train_data.table)
+    task = progress.add_task("fine-tuning", total=epochs * rows)
+
+    def train_batches(epoch: int):
+        batches = shuffled_batches(rows, loading.batch_size, generator)
+        if len(batches) > 1 and len(batches[-1]) == 1:
+            batches.pop()  # BatchNorm cannot train on a batch of one
+        progress.update(task, description=f"fine-tuning epoch {epoch}/{epochs}")
+        return image_loader(train_data, batches, loading, spec, device)
+
+    def val_batches():
+        batches = sequential_batches(len(val_data.table), loading.batch_size)
+        return image_loader(val_data, batches, loading, spec, device)
+
+    masks_tensors = masks_artifact.tensors if masks_artifact is not None else {}
+    result = train(
+        model=checkpoint.model,
+        weights=weights,
+        masks=masks_tensors,
+        train_batches=train_batches,
+        val_batches=val_batches if val_data is not None else None,
+        prepare=prepare,
+        targets=train_data.targets,
+        val_targets=val_data.targets if val_data is not None else None,
+        epochs=epochs,
+        lr=lr,
+        lr_milestones=tuple(lr_milestones),
+        lr_gamma=lr_gamma,
+        seed=seed,
+        augment=augment,
+        on_batch=lambda n: progress.advance(task, n),
+    )
+    checkpoint.model.to("cpu")
+    history = [record.__dict__ for record in result.history]
+    provenance = {
+        "stage": "finetune",
+        "source": record_path(checkpoint.path, output),
+        "source_sha256": checkpoint.sha256,
+        "epochs": epochs,
+        "lr": lr,
+        "lr_milestones": list(lr_milestones),
+        "lr_gamma": lr_gamma,
+        "best_epoch": result.best_epoch,
+        "history": history,
+    }
+    if masks_artifact is not None:
+        provenance["masks"] = record_path(masks_artifact.path, output)
+        provenance["masks_sha256"] = masks_artifact.sha256
+    ckpt.save_checkpoint(
+        output,
+        checkpoint.model,
+        like=replace(checkpoint, image_size=train_data.image_size),
+        classes=train_data.classes,
+        provenance=provenance,
+    )
+    return FinetuneSummary(
+        output=output,
+        masks=masks_artifact.path if masks_artifact else None,
+        history=history,
+        best_epoch=result.best_epoch,
+        density=nonzero_density(weights),
+        train_split=train_data.table.split,
+        val_split=val_data.table.split if val_data else None,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _finetune_masks(masks: Path | None, model: ModelSource | None) -> Artifact | None:
+    if masks is not None:
+        return read_masks(masks)
+    if model is not None:
+        named = _masks_named_by(model.path)
+        if named is not None:
+            return read_masks(named)
+    if DEFAULT_MASKS.exists():
+        return read_masks(DEFAULT_MASKS)
+    if model is None:
+        raise InputError(
+            f"{DEFAULT_MASKS} not found: run `fairgrape prune --rate R` first, or pass --masks"
+        )
+    log.warning("no masks: fine-tuning %s densely (every weight may change)", model.path)
+    return None
+
+
+def _masks_named_by(path: Path) -> Path | None:
+    """Masks a fairgrape checkpoint names, read from the file without building the model."""
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a native .pt; the real load reports any problem
+        return None
+    recorded = (loaded.get("fairgrape") or {}).get("masks") if isinstance(loaded, dict) else None
+    if not recorded:
+        return None
+    resolved = resolve_recorded(recorded, path)
+    return resolved if resolved.is_file() else None
+
+
+def _validation_data(
+    spec: DataSpec, checkpoint: ckpt.Checkpoint, train_data: PreparedData, val_split: str | None
+) -> PreparedData | None:
+    if val_split == "none" or train_data.table.split is None:
+        return None
+    try:
+        val_data = prepare_data(
+            replace(spec, split=val_split or "val", min_group_size=1),
+            checkpoint,
+            image_size=train_data.image_size,
+            default_split=(),
+            classes=train_data.classes,
+        )
+    except InputError:
+        if val_split is not None:
+            raise
+        return None  # no "val" split: keep the last epoch
+    return val_data

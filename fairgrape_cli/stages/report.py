@@ -1,0 +1,125 @@
+"""The report stage: per-group accuracy, drops from a baseline, disparity, CI conditions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .._progress import NoProgress, ProgressSink
+from ..devices import resolve_device
+from ..errors import InputError
+from ..io import checkpoints as ckpt
+from ..io.artifacts import read_masks
+from ..io.data import DataSpec, resolve_classes
+from ..io.files import refuse_overwriting_inputs, resolve_recorded, write_text_atomically
+from ..io.images import Normalizer
+from ..method.batches import sequential_batches
+from ..render.html import history_html
+from ._inputs import Loading, ModelSource, image_loader, prepare_data
+
+
+@dataclass
+class ReportResult:
+    report: dict
+    failed: list[str]  # the --fail-if conditions that hold
+    skipped_images: int = 0
+
+
+def report(
+    *,
+    model: ModelSource,
+    data: DataSpec,
+    baseline: ModelSource | None = None,
+    loading: Loading = Loading(),
+    fail_if: Sequence[str] = (),
+    json_output: Path | None = None,
+    html_output: Path | None = None,
+    progress: ProgressSink | None = None,
+) -> ReportResult:
+    """Per-group accuracy of ``model`` (and drop from ``baseline``), disparity, CI conditions."""
+    from ..method.masks import nonzero_density
+    from ..method.metrics import build_report, group_accuracies, parse_condition, predict
+
+    progress = progress or NoProgress()
+    conditions = [parse_condition(text, has_baseline=baseline is not None) for text in fail_if]
+    if not data.group_columns:
+        raise InputError("--groups is required: the column(s) to compare accuracy across")
+    refuse_overwriting_inputs([json_output, html_output], [model.path, baseline.path if baseline else None])
+
+    checkpoint = model.load()
+    prepared = prepare_data(
+        data, checkpoint, image_size=loading.image_size, default_split=("test", "val")
+    )
+    models = [checkpoint]
+    if baseline is not None:
+        reference = baseline.load()
+        _, _ = resolve_classes(
+            prepared.table, num_classes=reference.num_classes,
+            checkpoint_classes=reference.classes, model_name=str(reference.path),
+        )  # fmt: skip
+        if reference.classes is not None and reference.classes != prepared.classes:
+            raise InputError(
+                f"{reference.path} orders its classes differently from {checkpoint.path}"
+            )
+        models.append(reference)
+
+    device = resolve_device(loading.device)
+    table = prepared.table
+    batches = sequential_batches(len(table), loading.batch_size)
+    loader = image_loader(prepared, batches, loading, data, device)
+    task = progress.add_task("evaluating", total=len(table))
+    prepares = []
+    for loaded in models:
+        loaded.model.to(device)
+        prepares.append(Normalizer(*loaded.normalization, device))
+    predictions = predict(
+        [loaded.model for loaded in models],
+        loader,
+        prepares,
+        len(table),
+        on_batch=lambda n: progress.advance(task, n),
+    )
+    groups = group_accuracies(predictions[0], prepared.targets, table.group_index, table.group_names)
+    baseline_groups = None
+    if baseline is not None:
+        baseline_groups = group_accuracies(
+            predictions[1], prepared.targets, table.group_index, table.group_names
+        )
+    result = build_report(
+        model=str(model.path),
+        data=str(data.root),
+        split=table.split,
+        target=table.target,
+        attribute=table.attribute,
+        density=nonzero_density(ckpt.prunable_parameters(checkpoint.model)),
+        groups=groups,
+        baseline_groups=baseline_groups,
+    )
+    result["baseline"] = str(baseline.path) if baseline else None
+    result["pruning"] = _pruning_settings(checkpoint)
+    save_report(result, json_output=json_output, html_output=html_output)
+    failed = [condition.text for condition in conditions if condition.holds(result)]
+    return ReportResult(result, failed, sum(table.skipped.values()) + loader.bad_images)
+
+
+def _pruning_settings(checkpoint: ckpt.Checkpoint) -> dict | None:
+    """Method, rate and scope of the masks a checkpoint names, when they can still be read."""
+    recorded = checkpoint.provenance.get("masks")
+    if not recorded:
+        return None
+    path = resolve_recorded(recorded, checkpoint.path)
+    try:
+        metadata = read_masks(path).metadata
+    except InputError:
+        return None
+    return {key: metadata.get(key) for key in ("method", "rate", "scope", "density")}
+
+
+def save_report(result: dict, *, json_output: Path | None = None, html_output: Path | None = None) -> None:
+    """Write a report as JSON and/or as a self-contained HTML page (each atomically)."""
+    if json_output is not None:
+        write_text_atomically(json_output, json.dumps(result, indent=2) + "\n")
+    if html_output is not None:
+        write_text_atomically(html_output, history_html(result))

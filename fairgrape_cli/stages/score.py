@@ -1,0 +1,174 @@
+"""The score stage: per-group importance of every prunable weight -> importance.safetensors."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .._progress import NoProgress, ProgressSink
+from ..devices import resolve_device, seed_everything
+from ..errors import InputError
+from ..io import checkpoints as ckpt
+from ..io.artifacts import IMPORTANCE_FORMAT, Artifact, check_fits, float16_scaled, read_masks, write_artifact
+from ..io.data import DataSpec
+from ..io.files import record_path, refuse_overwriting_inputs, resolve_recorded
+from ..io.images import Normalizer
+from ..method.batches import group_pure_batches
+from ._inputs import DEFAULT_IMPORTANCE, STORED_DTYPES, Loading, ModelSource, image_loader, prepare_data
+
+log = logging.getLogger("fairgrape")
+
+
+@dataclass
+class ScoreSummary:
+    output: Path
+    groups: list[str]
+    samples_per_group: list[int]
+    batches_per_group: list[int]
+    layers: int
+    weights: int
+    split: str | None
+    dropped_groups: dict[str, int] = field(default_factory=dict)
+    skipped_images: int = 0
+    seconds: float = 0.0
+
+
+def score(
+    *,
+    model: ModelSource,
+    data: DataSpec,
+    output: Path = DEFAULT_IMPORTANCE,
+    masks: Path | None = None,
+    loading: Loading = Loading(),
+    max_batches: int | None = None,
+    samples_per_group: int | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    dtype: str = "float32",
+    seed: int = 0,
+    progress: ProgressSink | None = None,
+) -> ScoreSummary:
+    """Per-group importance of every prunable weight of ``model`` on ``data`` -> ``output``."""
+    from ..method.masks import apply_masks
+    from ..method.scoring import CRITERION, compute_importance
+
+    started = time.perf_counter()
+    progress = progress or NoProgress()
+    if not data.group_columns:
+        raise InputError("--groups is required: the column(s) whose groups importance is kept for")
+    if dtype not in STORED_DTYPES:
+        raise InputError(f"--dtype {dtype}: choose one of {', '.join(STORED_DTYPES)}")
+    for flag, value in (("--max-batches", max_batches), ("--samples-per-group", samples_per_group)):
+        if value is not None and value < 1:
+            raise InputError(f"{flag} {value}: must be at least 1")
+    refuse_overwriting_inputs([output], [model.path, masks])
+    seed_everything(seed)
+
+    checkpoint = model.load()
+    prepared = prepare_data(data, checkpoint, image_size=loading.image_size, default_split=("train",))
+    table = prepared.table
+    weights = ckpt.prunable_parameters(checkpoint.model, include, exclude)
+    masks_artifact = _scoring_masks(masks, checkpoint, weights)
+    if masks_artifact is not None:
+        apply_masks(weights, masks_artifact.tensors)
+
+    device = resolve_device(loading.device)
+    checkpoint.model.to(device)
+    batches = group_pure_batches(
+        table.group_index,
+        len(table.group_names),
+        batch_size=loading.batch_size,
+        max_batches=max_batches,
+        samples_per_group=samples_per_group,
+        seed=seed,
+    )
+    loader = image_loader(prepared, [rows for _, rows in batches], loading, data, device)
+    totals = [0] * len(table.group_names)
+    for group, rows in batches:
+        totals[group] += len(rows)
+    tasks = [
+        progress.add_task(f"scoring {name}", total=totals[g], unit="images")
+        for g, name in enumerate(table.group_names)
+    ]
+    mean, std = checkpoint.normalization
+    result = compute_importance(
+        model=checkpoint.model,
+        weights=weights,
+        batches=loader,
+        prepare=Normalizer(mean, std, device),
+        targets=prepared.targets,
+        group_index=table.group_index,
+        group_names=table.group_names,
+        on_batch=lambda group, n: progress.advance(tasks[group], n),
+    )
+    checkpoint.model.to("cpu")
+
+    stored, scales = result.importance, {}
+    for name, values in stored.items():  # converted layer by layer: never two full copies
+        if dtype == "float16":
+            stored[name], scales[name] = float16_scaled(values)
+        else:
+            stored[name] = values.to(STORED_DTYPES[dtype])
+    metadata = {
+        "format": IMPORTANCE_FORMAT,
+        "groups": table.group_names,
+        "attribute": table.attribute,
+        "criterion": CRITERION,
+        "samples_per_group": dict(zip(table.group_names, result.samples_per_group)),
+        "batches_per_group": dict(zip(table.group_names, result.batches_per_group)),
+        "model": record_path(checkpoint.path, output),
+        "model_sha256": checkpoint.sha256,
+        "arch": checkpoint.arch,
+        "data": record_path(data.root, output),
+        "labels": record_path(data.labels, output) if data.labels else None,
+        "split": table.split or "",
+        "target": table.target,
+        "classes": prepared.classes,
+        "image_size": str(prepared.image_size),
+        "batch_size": str(loading.batch_size),
+        "dropped_groups": table.dropped_groups or None,
+        "scales": scales or None,
+    }
+    if masks_artifact is not None:
+        metadata["masks"] = record_path(masks_artifact.path, output)
+        metadata["masks_sha256"] = masks_artifact.sha256
+    write_artifact(output, stored, metadata)
+    return ScoreSummary(
+        output=output,
+        groups=table.group_names,
+        samples_per_group=result.samples_per_group,
+        batches_per_group=result.batches_per_group,
+        layers=len(weights),
+        weights=sum(w.numel() for w in weights.values()),
+        split=table.split,
+        dropped_groups=table.dropped_groups,
+        skipped_images=sum(table.skipped.values()) + loader.bad_images,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _scoring_masks(
+    masks: Path | None, checkpoint: ckpt.Checkpoint, weights: dict[str, torch.Tensor]
+) -> Artifact | None:
+    """Masks to score under: ``--masks``, else the ones a pruned checkpoint names."""
+    path = masks
+    if path is None and checkpoint.provenance.get("masks"):
+        recorded = resolve_recorded(checkpoint.provenance["masks"], checkpoint.path)
+        if recorded.is_file():
+            path = recorded
+        else:
+            log.warning(
+                "%s names masks %s, which no longer exist; scoring without them",
+                checkpoint.path,
+                recorded,
+            )
+    if path is None:
+        return None
+    artifact = read_masks(path)
+    check_fits(artifact.tensors, weights, source=artifact.path, model_name=str(checkpoint.path))
+    return artifact
