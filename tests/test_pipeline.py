@@ -11,7 +11,8 @@ import yaml
 
 from fairgrape_cli import stages
 from fairgrape_cli.errors import InputError
-from fairgrape_cli.flows.pipeline import load_config, run_schedule, schedule
+from fairgrape_cli.flows.config import load_config, schedule
+from fairgrape_cli.flows.pipeline import run_schedule
 from fairgrape_cli.io.artifacts import read_masks
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_configs"

@@ -33,7 +33,8 @@ def run(
 
         fairgrape run schedule.yaml --set method=magnitude --set output=runs/magnitude
     """
-    from ..flows.pipeline import load_config, run_schedule
+    from ..flows.config import load_config
+    from ..flows.pipeline import run_schedule
     from ..render.report import render_history, render_report
     from ._console import info, progress_display, setup_logging, stage_announcer, stdout
 

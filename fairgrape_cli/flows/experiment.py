@@ -17,7 +17,8 @@ from .._progress import ProgressSink
 from ..errors import InputError
 from ..io.checkpoints import build_model
 from ..io.data import DataSpec
-from .pipeline import load_config, run_schedule
+from .config import load_config
+from .pipeline import run_schedule
 from .synthetic import TINY_ARCH, WIDE_ARCH, SyntheticSpec, make_biased_dataset
 
 

@@ -10,11 +10,10 @@ it affects. Outputs are written atomically, so a run killed mid-stage resumes cl
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,292 +22,12 @@ from .. import stages
 from .._progress import NoProgress, ProgressSink
 from ..errors import InputError
 from ..io.data import DataSpec
-from ..io.files import atomic_output, sha256_file, write_text_atomically
+from ..io.files import atomic_output, sha256_file
 from ..io.layouts import read_layout
+from .config import RunConfig, schedule
+from .run_state import RunState, StageRecord, fingerprint
 
 log = logging.getLogger("fairgrape")
-
-STATE_FILE = "run-state.json"
-_FLOAT_SLACK = 1e-9  # 1 - r**i computed in floating point may fall a hair short of the rate
-
-
-# ---------------------------------------------------------------------------------------- config
-
-
-@dataclass(frozen=True)
-class Option:
-    kind: type | tuple[type, ...]
-    default: Any = None
-    required: bool = False
-    choices: tuple[str, ...] | None = None
-
-
-_FINETUNE_OPTIONS = {
-    "split": Option(str),
-    "val_split": Option(str),
-    "batch_size": Option(int, 64),
-    "epochs": Option(int, 3),
-    "lr": Option(float, 1e-4),
-    "lr_milestones": Option(list, []),
-    "lr_gamma": Option(float, 0.1),
-    "augment": Option(bool, True),
-}
-
-# section -> option -> definition; "" is the top level
-SCHEMA: dict[str, dict[str, Option]] = {
-    "": {
-        "model": Option(str, required=True),
-        "arch": Option(str),
-        "trust_checkpoint": Option(bool, False),
-        "data": Option(str, required=True),
-        "labels": Option(str),
-        "target": Option(str),
-        "groups": Option((str, list), required=True),
-        "image_size": Option(int),
-        "method": Option(str, "fairgrape", choices=("fairgrape", "taylor", "magnitude", "random")),
-        "rate": Option(float, required=True),
-        "keep_per_iter": Option(float),
-        "iterations": Option(int),
-        "seed": Option(int, 0),
-        "output": Option(str),
-        "device": Option(str, "auto", choices=("auto", "cpu", "cuda", "mps")),
-        "workers": Option(int),
-        "include": Option(list, []),
-        "exclude": Option(list, []),
-    },
-    "score": {
-        "split": Option(str),
-        "batch_size": Option(int, 64),
-        "max_batches": Option(int),
-        "samples_per_group": Option(int),
-        "min_group_size": Option(int, 1),
-        "dtype": Option(str, "float32", choices=("float32", "float16", "bfloat16")),
-        "skip_bad_images": Option(bool, False),
-    },
-    "prune": {
-        "scope": Option(str, "layer", choices=("layer", "global")),
-        "min_layer_density": Option(float, 0.01),
-    },
-    "finetune": _FINETUNE_OPTIONS,
-    "final_finetune": _FINETUNE_OPTIONS,
-    "report": {
-        "split": Option(str),
-        "batch_size": Option(int, 64),
-        "min_group_size": Option(int, 1),
-        "html": Option(bool, False),
-    },
-}
-
-
-@dataclass
-class RunConfig:
-    path: Path
-    settings: dict[str, Any]  # top-level options, defaults filled in, paths resolved
-    sections: dict[str, dict[str, Any]]  # section -> options, defaults filled in
-
-    def __getitem__(self, key: str) -> Any:
-        return self.settings[key]
-
-    @property
-    def output(self) -> Path:
-        return Path(self.settings["output"])
-
-
-def load_config(path: str | Path, *, overrides: Sequence[str] = ()) -> RunConfig:
-    """Read and validate a run config; relative paths are relative to the config file.
-
-    ``overrides`` are ``KEY=VALUE`` settings applied on top (``method=magnitude``,
-    ``finetune.epochs=5``), values read as YAML.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"config {path} does not exist")
-    import yaml
-
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as error:
-        raise InputError(f"{path} is not UTF-8") from error
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{path}{where}: not valid YAML ({getattr(error, 'problem', error)})") from error
-    if not isinstance(raw, dict):
-        raise InputError(f"{path}: expected a mapping of settings at the top level")
-    for override in overrides:
-        _apply_override(raw, override)
-
-    sections = {}
-    settings = _validated(raw, SCHEMA[""], path, prefix="", allowed_sections=set(SCHEMA) - {""})
-    for name in SCHEMA:
-        if not name:
-            continue
-        value = raw.get(name) or {}
-        if not isinstance(value, dict):
-            raise InputError(f"{path}: '{name}' must be a mapping of {name} options")
-        sections[name] = _validated(value, SCHEMA[name], path, prefix=f"{name}.")
-
-    if isinstance(settings["groups"], list):
-        settings["groups"] = ",".join(str(column) for column in settings["groups"])
-    base = path.resolve().parent
-    for key in ("model", "data", "labels"):
-        if settings.get(key):
-            settings[key] = str(base / settings[key])
-    settings["output"] = str(base / (settings.get("output") or f"runs/{path.stem}"))
-    _check_schedule(settings, path)
-    return RunConfig(path=path, settings=settings, sections=sections)
-
-
-def _apply_override(raw: dict, override: str) -> None:
-    import yaml
-
-    key, separator, text = override.partition("=")
-    if not separator or not key.strip():
-        raise InputError(f"--set {override!r}: expected KEY=VALUE, e.g. method=magnitude")
-    try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
-        value = text
-    section, _, option = key.strip().rpartition(".")
-    if not section:
-        raw[option] = value
-        return
-    if section not in SCHEMA:
-        raise InputError(f"--set {override!r}: unknown section '{section}'")
-    if not isinstance(raw.get(section), dict):
-        raw[section] = {}
-    raw[section][option] = value
-
-
-def _validated(
-    values: dict, schema: dict[str, Option], path: Path, *, prefix: str, allowed_sections=frozenset()
-) -> dict[str, Any]:
-    result = {}
-    for key in values:
-        if key not in schema and key not in allowed_sections:
-            import difflib
-
-            close = difflib.get_close_matches(str(key), list(schema) + list(allowed_sections), n=1)
-            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
-            raise InputError(f"{path}: unknown key '{prefix}{key}'{hint}")
-    for key, option in schema.items():
-        if key not in values or values[key] is None:
-            if option.required:
-                raise InputError(f"{path}: missing required key '{prefix}{key}'")
-            result[key] = list(option.default) if isinstance(option.default, list) else option.default
-            continue
-        result[key] = _typed(values[key], option, f"{prefix}{key}", path)
-    return result
-
-
-def _typed(value: Any, option: Option, key: str, path: Path) -> Any:
-    kinds = option.kind if isinstance(option.kind, tuple) else (option.kind,)
-    if float in kinds and isinstance(value, str):
-        try:  # YAML 1.1 reads 1e-4 (no dot) as a string
-            value = float(value)
-        except ValueError:
-            pass
-    if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    is_bool = isinstance(value, bool)
-    if not isinstance(value, kinds) or (is_bool and bool not in kinds):
-        names = " or ".join(kind.__name__ for kind in kinds).replace("str", "text").replace("float", "number")
-        raise InputError(f"{path}: '{key}' must be {names}, got {value!r}")
-    if option.choices is not None and value not in option.choices:
-        raise InputError(f"{path}: '{key}' must be one of {', '.join(option.choices)}, got {value!r}")
-    return value
-
-
-def _check_schedule(settings: dict, path: Path) -> None:
-    rate, keep, iterations = settings["rate"], settings["keep_per_iter"], settings["iterations"]
-    if not 0.0 < rate < 1.0:
-        raise InputError(f"{path}: 'rate' must be in (0, 1), got {rate}")
-    if keep is not None and iterations is not None:
-        raise InputError(f"{path}: set 'keep_per_iter' or 'iterations', not both")
-    if keep is not None and not 0.0 < keep < 1.0:
-        raise InputError(f"{path}: 'keep_per_iter' must be in (0, 1), got {keep}")
-    if iterations is not None and iterations < 1:
-        raise InputError(f"{path}: 'iterations' must be at least 1, got {iterations}")
-
-
-def schedule(rate: float, *, keep_per_iter: float | None = None, iterations: int | None = None) -> list[float]:
-    """Cumulative pruning rate of each iteration: ``min(1 - keep**i, rate)`` until ``rate``.
-
-    With ``iterations`` instead of ``keep_per_iter`` the keep fraction is the one that reaches
-    ``rate`` in that many equal steps; with neither, one step.
-    """
-    if keep_per_iter is None:
-        steps = iterations or 1
-        keep_per_iter = (1.0 - rate) ** (1.0 / steps)
-    rates = []
-    while not rates or rates[-1] < rate:
-        pruned = 1.0 - keep_per_iter ** (len(rates) + 1)
-        rates.append(rate if pruned >= rate - _FLOAT_SLACK else pruned)
-    return rates
-
-
-# ----------------------------------------------------------------------------------------- state
-
-
-@dataclass
-class StageRecord:
-    fingerprint: str
-    outputs: dict[str, dict[str, Any]]  # relative path -> {"sha256", "size", "mtime_ns"}
-    result: Any = None  # small JSON data a later stage needs (an evaluation's accuracies)
-
-
-class RunState:
-    """What finished, with which fingerprint, producing which files: OUTPUT/run-state.json."""
-
-    def __init__(self, directory: Path):
-        self.directory = directory
-        self.path = directory / STATE_FILE
-        self.records: dict[str, StageRecord] = {}
-        if self.path.exists():
-            try:
-                data = json.loads(self.path.read_text(encoding="utf-8"))
-                self.records = {key: StageRecord(**value) for key, value in data["stages"].items()}
-            except (ValueError, KeyError, TypeError):
-                log.warning("%s is unreadable; rerunning every stage", self.path)
-
-    def save(self) -> None:
-        data = {"stages": {key: record.__dict__ for key, record in self.records.items()}}
-        write_text_atomically(self.path, json.dumps(data, indent=1) + "\n")
-
-    def up_to_date(self, stage: str, fingerprint: str) -> StageRecord | None:
-        record = self.records.get(stage)
-        if record is None or record.fingerprint != fingerprint:
-            return None
-        for relative, stamp in record.outputs.items():
-            if not self._unchanged(self.directory / relative, stamp):
-                return None
-        return record
-
-    def finish(self, stage: str, fingerprint: str, outputs: list[Path], result: Any = None) -> StageRecord:
-        stamps = {}
-        for output in outputs:
-            stat = output.stat()
-            stamps[output.relative_to(self.directory).as_posix()] = {
-                "sha256": sha256_file(output), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-            }  # fmt: skip
-        record = StageRecord(fingerprint, stamps, result)
-        self.records[stage] = record
-        self.save()
-        return record
-
-    @staticmethod
-    def _unchanged(path: Path, stamp: dict[str, Any]) -> bool:
-        if not path.is_file():
-            return False
-        stat = path.stat()
-        if stat.st_size == stamp["size"] and stat.st_mtime_ns == stamp["mtime_ns"]:
-            return True  # cheap check first; hash only when the file was touched
-        return stat.st_size == stamp["size"] and sha256_file(path) == stamp["sha256"]
-
-
-def _fingerprint(parts: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-
 
 # ------------------------------------------------------------------------------------------- run
 
@@ -347,8 +66,8 @@ class _Runner:
 
         ``keep_result`` records what ``action`` returns (small JSON data) for later runs.
         """
-        fingerprint = _fingerprint(parts)
-        record = self.state.up_to_date(name, fingerprint)
+        key = fingerprint(parts)
+        record = self.state.up_to_date(name, key)
         if record is not None:
             self.skipped.append(name)
             if self.on_stage is not None:
@@ -358,7 +77,7 @@ class _Runner:
             self.on_stage(name, True)
         result = action()
         self.ran.append(name)
-        return self.state.finish(name, fingerprint, outputs, result if keep_result else None)
+        return self.state.finish(name, key, outputs, result if keep_result else None)
 
     def sha(self, record: StageRecord, path: Path) -> str:
         return record.outputs[path.relative_to(self.directory).as_posix()]["sha256"]
