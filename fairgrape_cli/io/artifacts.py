@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import torch
 
 from ..errors import InputError
-from .files import atomic_output, require_file, resolve_recorded, sha256_file
+from .files import atomic_output, require_file, resolve_recorded, save_safetensors, sha256_file
 
 IMPORTANCE_FORMAT = "fairgrape.importance.v1"
 MASKS_FORMAT = "fairgrape.masks.v1"
@@ -147,16 +147,13 @@ def write_artifact(
     path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, Any]
 ) -> str:
     """Write a safetensors file atomically; metadata values become strings (JSON when not)."""
-    from safetensors.torch import save_file
-
     encoded = {
         key: value if isinstance(value, str) else json.dumps(value)
         for key, value in metadata.items()
         if value is not None
     }
-    contiguous = {key: tensor.detach().cpu().contiguous() for key, tensor in tensors.items()}
     with atomic_output(path) as tmp:
-        save_file(contiguous, str(tmp), metadata=encoded)
+        save_safetensors(tensors, tmp, encoded)
     return sha256_file(path)
 
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from .files import atomic_output, require_file, sha256_file
+from .files import atomic_output, require_file, save_safetensors, sha256_file
 
 NATIVE_FORMAT = "fairgrape.checkpoint.v1"
 MODULE_FORMAT = "fairgrape.module.v1"
@@ -405,13 +405,11 @@ def save_checkpoint(
             native = {"format": NATIVE_FORMAT, "arch": like.arch, "num_classes": like.num_classes}
             native.update({key: value for key, value in described.items() if value is not None})
             if path.suffix == ".safetensors":
-                from safetensors.torch import save_file
-
                 metadata = {
                     key: value if isinstance(value, str) else json.dumps(value)
                     for key, value in native.items()
                 }
-                save_file(state_dict, str(tmp), metadata=metadata)
+                save_safetensors(state_dict, tmp, metadata)
             else:
                 torch.save({**native, "state_dict": state_dict}, tmp)
     return sha256_file(path)

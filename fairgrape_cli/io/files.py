@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 from ..errors import InputError
 
@@ -96,3 +101,45 @@ def require_file(path: str | os.PathLike, what: str) -> Path:
     if file.is_dir():
         raise InputError(f"{what} {file} is a directory, expected a file")
     return file
+
+
+_SAFETENSORS_DTYPES = {
+    "bool": "BOOL", "uint8": "U8", "int8": "I8", "int16": "I16", "int32": "I32", "int64": "I64",
+    "float16": "F16", "bfloat16": "BF16", "float32": "F32", "float64": "F64",
+}  # fmt: skip
+
+
+def save_safetensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: Mapping[str, str]) -> None:
+    """Write a safetensors file whose bytes depend only on its contents.
+
+    ``safetensors.torch.save_file`` orders the header's entries by hash (its metadata is a Rust
+    HashMap), so the same masks written twice differed byte for byte. Here the header lists the
+    metadata and the tensors in sorted order; the format is the same (8-byte little-endian
+    header length, JSON header padded with spaces to 8 bytes, the tensors' bytes in order).
+    """
+    names = sorted(tensors)
+    header: dict = {"__metadata__": {key: metadata[key] for key in sorted(metadata)}} if metadata else {}
+    arrays, offset = [], 0
+    for name in names:
+        tensor = tensors[name].detach().cpu().contiguous()
+        data = tensor.reshape(-1).view(_byte_dtype()).numpy()  # little-endian, as every torch CPU build
+        header[name] = {
+            "dtype": _SAFETENSORS_DTYPES[str(tensor.dtype).removeprefix("torch.")],
+            "shape": list(tensor.shape),
+            "data_offsets": [offset, offset + data.nbytes],
+        }
+        arrays.append(data)
+        offset += data.nbytes
+    encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    encoded += b" " * (-len(encoded) % 8)
+    with open(path, "wb") as handle:
+        handle.write(len(encoded).to_bytes(8, "little"))
+        handle.write(encoded)
+        for data in arrays:
+            handle.write(memoryview(data))
+
+
+def _byte_dtype():
+    import torch
+
+    return torch.uint8
