@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import yaml
@@ -23,19 +24,25 @@ SMALL_DEMO = replace(
 )
 
 
-def test_demo_compares_fairgrape_with_magnitude_and_explains(tmp_path, cli, monkeypatch):
+def test_demo_compares_magnitude_fairgrape_and_the_recipe_and_explains(tmp_path, cli, monkeypatch):
     monkeypatch.setattr(experiment, "DEMO_SPEC", SMALL_DEMO)
     result = cli("demo", "--output", tmp_path / "demo", "--device", "cpu")
     assert result.code == 0, result
     out = result.out
-    assert "fairgrape" in out and "magnitude" in out and "drop_gap" in out
-    assert "What to look at: both models keep 25% of their weights" in out
-    for method in ("fairgrape", "magnitude"):
-        report = json.loads((tmp_path / f"demo/runs/{method}-0.75/report.json").read_text())
-        assert report["density"] == pytest.approx(0.25, abs=2e-3)
-        assert {row["group"] for row in report["groups"]} == {"majority", "minority"}
-        config = yaml.safe_load((tmp_path / f"demo/{method}-0.75.yaml").read_text())
-        assert config["method"] == method and config["rate"] == 0.75
+    assert "fairgrape" in out and "magnitude" in out and "recommended" in out and "drop_gap" in out
+    assert "What to look at: every model keeps 25% of its weights" in out
+    reports = {}
+    for label, recipe in experiment.DEMO_RECIPES.items():
+        reports[label] = json.loads((tmp_path / f"demo/runs/{label}-0.75/report.json").read_text())
+        assert reports[label]["density"] == pytest.approx(0.25, abs=2e-3)
+        assert {row["group"] for row in reports[label]["groups"]} == {"majority", "minority"}
+        config = yaml.safe_load((tmp_path / f"demo/{label}-0.75.yaml").read_text())
+        assert config["method"] == recipe.method and config["rate"] == 0.75
+        assert config["final_finetune"]["objective"] == recipe.objective
+    # the explanation is worded from the numbers it prints
+    plain, recipe = reports["magnitude"]["disparity"]["drop_gap"], reports["recommended"]["disparity"]["drop_gap"]
+    assert f"({100 * recipe:.1f} points against {100 * plain:.1f} points)" in out
+    assert ("recipe cut the gap" in out) == (recipe < plain)
     html = (tmp_path / "demo/comparison.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and "<svg" in html
 
@@ -66,4 +73,15 @@ def test_demo_refuses_a_folder_made_with_other_settings_and_a_file(tmp_path, cli
 def test_the_real_demo_spec_is_consistent():
     spec = experiment.DEMO_SPEC
     assert all(0 < milestone < spec.dense_epochs for milestone in spec.dense_lr_milestones)
-    assert 0 < spec.rate < 1 and 0 < spec.keep_per_iter < 1 and len(spec.data.classes) <= 4
+    assert 0 < spec.rate < 1 and len(spec.data.classes) <= 4
+    assert list(experiment.DEMO_RECIPES) == ["magnitude", "fairgrape", "recommended"]
+    assert experiment.DEMO_RECIPES["recommended"] == experiment.RECOMMENDED
+
+
+def test_the_recommended_config_names_the_recommended_recipe():
+    config = yaml.safe_load((Path(__file__).parent.parent / "sample_configs/recommended.yaml").read_text())
+    recipe = experiment.RECOMMENDED
+    assert config["method"] == recipe.method
+    assert config.get("keep_per_iter") == recipe.keep_per_iter
+    for section in ("finetune", "final_finetune"):
+        assert config[section]["objective"] == recipe.objective

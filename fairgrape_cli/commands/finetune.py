@@ -28,6 +28,28 @@ def finetune(
         Optional[str], typer.Option("--val-split", help="Split that picks the best epoch [default: val if present; 'none' to disable].")
     ] = None,
     augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Random horizontal flips.")] = True,
+    objective: Annotated[
+        str,
+        typer.Option(
+            "--objective",
+            help="How groups weigh: erm (plain), balanced (every group the same per epoch) or group-dro "
+            "(online group DRO). Other than erm, the kept epoch is the best on worst-group val accuracy.",
+            rich_help_panel="Objective",
+        ),
+    ] = "erm",
+    groups: opt.Groups = None,
+    dro_step: Annotated[
+        float,
+        typer.Option("--dro-step", help="group-dro: step of the exponentiated-gradient update of the group weights.", rich_help_panel="Objective"),
+    ] = 0.1,
+    balance_unit: Annotated[
+        str,
+        typer.Option("--balance-unit", help="balanced: weigh each group the same, or each class x group cell.", rich_help_panel="Objective"),
+    ] = "group",
+    balance_by: Annotated[
+        str,
+        typer.Option("--balance-by", help="balanced: by sampling (small groups' rows repeat) or by loss weights.", rich_help_panel="Objective"),
+    ] = "sampling",
     output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint to write.")] = Path("finetuned.pt"),
     target: opt.Target = None,
     split: opt.Split = None,
@@ -46,7 +68,8 @@ def finetune(
     """Fine-tune a pruned model with its masked weights held at exactly zero.
 
     Trains on the target labels (Adam, random flips) and keeps the best epoch on the val split
-    when there is one.
+    when there is one. --objective balanced or group-dro weighs the groups (--groups, default: the
+    groups the masks were scored for) so that the worst-served group wins back what pruning cost it.
 
     The model and data default to what masks.safetensors records. Writes finetuned.pt, which
     loads into a plain torchvision model with load_state_dict.
@@ -56,14 +79,19 @@ def finetune(
         fairgrape finetune
 
         fairgrape finetune pruned.pt data/ --masks masks.safetensors --epochs 5 --lr 1e-4
+
+        fairgrape finetune --objective balanced --groups race
     """
     from .. import stages
     from ..io.data import DataSpec
+    from ..method.objectives import ObjectiveOptions
     from ._console import info, progress_display, setup_logging
 
     setup_logging(quiet)
     # without DATA the flags apply to the data the masks name
-    spec = DataSpec(root=data, target=target, split=split, labels=labels, skip_bad_images=skip_bad_images)
+    spec = DataSpec(
+        root=data, target=target, groups=groups, split=split, labels=labels, skip_bad_images=skip_bad_images
+    )
     with progress_display(quiet) as progress:
         summary = stages.finetune(
             model=stages.ModelSource(model, arch, trust_checkpoint) if model is not None else None,
@@ -77,14 +105,23 @@ def finetune(
             lr_gamma=lr_gamma,
             val_split=val_split,
             augment=augment,
+            objective=objective,
+            objective_options=ObjectiveOptions(dro_step=dro_step, balance_unit=balance_unit, balance_by=balance_by),
             seed=seed,
             progress=progress,
         )
     for record in summary.history:
         val = f", val accuracy {record['val_accuracy']:.4f}" if record["val_accuracy"] is not None else ""
+        if record["val_worst_group_accuracy"] is not None and summary.groups:
+            val += f", worst group {record['val_worst_group_accuracy']:.4f}"
+        if record["group_weights"] is not None:
+            val += ", group weights " + " ".join(f"{w:.2f}" for w in record["group_weights"])
         info(f"epoch {record['epoch']}: loss {record['train_loss']:.4f}, "
              f"train accuracy {record['train_accuracy']:.4f}{val}", quiet)
-    kept = f"kept epoch {summary.best_epoch} (best on {summary.val_split})" if summary.best_epoch else "kept the last epoch"
+    if summary.objective != "erm":
+        info(f"objective {summary.objective} over groups {', '.join(summary.groups)}", quiet)
+    by = "worst-group accuracy" if summary.objective != "erm" else "accuracy"
+    kept = f"kept epoch {summary.best_epoch} (best {by} on {summary.val_split})" if summary.best_epoch else "kept the last epoch"
     info(f"{kept}; density {summary.density:.4f}; {summary.seconds:.1f}s", quiet)
     info(f"wrote {summary.output}", quiet)
 

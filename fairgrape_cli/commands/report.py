@@ -25,6 +25,10 @@ def report(
         Optional[list[str]],
         typer.Option("--fail-if", help="Exit 1 when METRIC>VALUE (or <, >=, <=) holds, quoted in a shell, e.g. 'drop_gap>0.05' (repeatable)."),
     ] = None,
+    bootstrap: Annotated[
+        int,
+        typer.Option("--bootstrap", help="Resamples for the 95% intervals (images resampled within each group); 0: none."),
+    ] = 1000,
     target: opt.Target = None,
     split: opt.Split = None,
     labels: opt.Labels = None,
@@ -36,13 +40,15 @@ def report(
     skip_bad_images: opt.SkipBadImages = False,
     device: opt.Device = "auto",
     workers: opt.Workers = None,
+    seed: opt.Seed = 0,
     quiet: opt.Quiet = False,
     debug: opt.Debug = False,
 ) -> None:
     """Per-group accuracy, drops against a baseline, and a CI gate.
 
     Evaluates MODEL per group (the test split by default, else val) and, with --baseline, each
-    group's accuracy drop; prints a table and exits 1 if a --fail-if condition holds.
+    group's accuracy drop, with 95% bootstrap intervals (seeded: --seed); prints a table and exits
+    1 if a --fail-if condition holds.
 
     Metrics for --fail-if: accuracy_gap, worst_group_accuracy, drop_std, drop_gap, accuracy,
     baseline_accuracy, accuracy_drop, density.
@@ -53,6 +59,7 @@ def report(
     """
     from .. import stages
     from ..io.data import DataSpec
+    from ..method.metrics import Bootstrap
     from ..render.report import render_conditions, render_report
     from ._console import info, progress_display, setup_logging, stdout
 
@@ -68,6 +75,7 @@ def report(
             baseline=stages.ModelSource(baseline, arch, trust_checkpoint) if baseline else None,
             loading=stages.Loading(image_size, batch_size, device, workers),
             fail_if=fail_if or (),
+            bootstrap=Bootstrap(resamples=bootstrap, seed=seed),
             json_output=json_output,
             html_output=html_output,
             progress=progress,

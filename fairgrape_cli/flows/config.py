@@ -31,6 +31,10 @@ _FINETUNE_OPTIONS = {
     "lr_milestones": Option(list, []),
     "lr_gamma": Option(float, 0.1),
     "augment": Option(bool, True),
+    "objective": Option(str, "erm", choices=("erm", "balanced", "group-dro")),
+    "dro_step": Option(float, 0.1),
+    "balance_unit": Option(str, "group", choices=("group", "cell")),
+    "balance_by": Option(str, "sampling", choices=("sampling", "weights")),
 }
 
 # section -> option -> definition; "" is the top level

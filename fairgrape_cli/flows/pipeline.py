@@ -24,6 +24,7 @@ from ..errors import InputError
 from ..io.data import DataSpec
 from ..io.files import atomic_output, sha256_file
 from ..io.layouts import read_layout
+from ..method.objectives import ObjectiveOptions
 from .config import RunConfig, schedule
 from .run_state import RunState, StageRecord, fingerprint
 
@@ -252,6 +253,10 @@ def _finetune(runner, name, section, model_path, model_sha, masks_path, masks_sh
             lr_gamma=options["lr_gamma"],
             val_split=options["val_split"],
             augment=options["augment"],
+            objective=options["objective"],
+            objective_options=ObjectiveOptions(
+                dro_step=options["dro_step"], balance_unit=options["balance_unit"], balance_by=options["balance_by"]
+            ),
             seed=runner.config["seed"],
             progress=runner.progress,
         ),

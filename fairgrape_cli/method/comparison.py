@@ -23,6 +23,7 @@ class Column:
     better: str | None  # "higher", "lower", or None when the column is context, not a score
     unit: str  # "fraction" (density), "accuracy" (percent), "points" (difference of accuracies)
     read: Callable[[dict], float | None]
+    interval: Callable[[dict], object] = lambda source: None  # its 95% interval, when reported
 
 
 def _overall_drop(report: dict) -> float | None:
@@ -34,20 +35,29 @@ def _overall_drop(report: dict) -> float | None:
 
 # Whole-report columns, in display order. Density is context: methods are compared at a density,
 # not ranked by it, so it is never marked best.
+def _disparity(name: str, better: str, unit: str) -> Column:
+    return Column(
+        better, unit, lambda report: report["disparity"].get(name), lambda report: report["disparity"].get(f"{name}_ci")
+    )
+
+
 COLUMNS: dict[str, Column] = {
     "density": Column(None, "fraction", lambda report: report["density"]),
-    "accuracy": Column("higher", "accuracy", lambda report: report["overall"]["accuracy"]),
-    "accuracy_drop": Column("lower", "points", _overall_drop),
-    "worst_group_accuracy": Column("higher", "accuracy", lambda r: r["disparity"]["worst_group_accuracy"]),
-    "accuracy_gap": Column("lower", "points", lambda report: report["disparity"]["accuracy_gap"]),
-    "drop_std": Column("lower", "points", lambda report: report["disparity"].get("drop_std")),
-    "drop_gap": Column("lower", "points", lambda report: report["disparity"].get("drop_gap")),
+    "accuracy": Column(
+        "higher", "accuracy", lambda report: report["overall"]["accuracy"],
+        lambda report: report["overall"].get("accuracy_ci"),
+    ),  # fmt: skip
+    "accuracy_drop": Column("lower", "points", _overall_drop, lambda report: report["overall"].get("accuracy_drop_ci")),
+    "worst_group_accuracy": _disparity("worst_group_accuracy", "higher", "accuracy"),
+    "accuracy_gap": _disparity("accuracy_gap", "lower", "points"),
+    "drop_std": _disparity("drop_std", "lower", "points"),
+    "drop_gap": _disparity("drop_gap", "lower", "points"),
 }
 
 # Per-group columns: the key of the report's group row -> direction and unit.
 GROUP_COLUMNS: dict[str, Column] = {
-    "accuracy": Column("higher", "accuracy", lambda row: row["accuracy"]),
-    "drop": Column("lower", "points", lambda row: row.get("drop")),
+    "accuracy": Column("higher", "accuracy", lambda row: row["accuracy"], lambda row: row.get("accuracy_ci")),
+    "drop": Column("lower", "points", lambda row: row.get("drop"), lambda row: row.get("drop_ci")),
 }
 
 # Reports compare only when they measure the same thing on the same rows.
@@ -113,13 +123,23 @@ def _entry(report: dict, *, label: str, source: str, group_order: list[str]) -> 
     rows = {str(row["group"]): row for row in report["groups"]}
     entry = {"label": label, "source": source, "model": report.get("model")}
     entry.update({name: _number(column.read(report)) for name, column in COLUMNS.items()})
+    entry["intervals"] = {name: _pair(column.interval(report)) for name, column in COLUMNS.items()}
     entry["groups"] = [
         {"group": group, "n": rows[group]["n"]}
         | {name: _number(column.read(rows[group])) for name, column in GROUP_COLUMNS.items()}
+        | {"intervals": {name: _pair(column.interval(rows[group])) for name, column in GROUP_COLUMNS.items()}}
         for group in group_order
     ]
     entry["has_history"] = bool(report.get("history"))
     return entry
+
+
+def _pair(value: object) -> list[float] | None:
+    """An interval as ``[low, high]``, or None when the report has none (or not two numbers)."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        return None
+    low, high = (_number(bound) for bound in value)
+    return None if low is None or high is None else [low, high]
 
 
 def _number(value: object) -> float | None:

@@ -1,7 +1,8 @@
-"""Per-group evaluation, disparity metrics, and ``--fail-if`` conditions.
+"""Per-group evaluation, disparity metrics, bootstrap intervals and ``--fail-if`` conditions.
 
 Definitions are tables, not near-duplicate functions: ``DISPARITY`` maps each metric to how it is
-computed from per-group accuracies and drops; counts travel beside every per-group number.
+computed from per-group accuracies and drops (the same function serves the point value and every
+bootstrap resample); counts travel beside every per-group number.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import math
 import operator
 import re
-import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -67,17 +67,96 @@ def group_accuracies(
     ]
 
 
-def _spread(values: list[float]) -> float:
-    return max(values) - min(values)
+def _spread(values: np.ndarray) -> np.ndarray:
+    return values.max(axis=-1) - values.min(axis=-1)
 
 
-# name -> (needs a baseline, function of (per-group accuracies, per-group drops))
-DISPARITY: dict[str, tuple[bool, Callable[[list[float], list[float]], float]]] = {
+# name -> (needs a baseline, function of (per-group accuracies, per-group drops)); the arrays hold
+# groups along the last axis, so one definition computes a point value ([G]) and every bootstrap
+# resample at once ([B, G]).
+DISPARITY: dict[str, tuple[bool, Callable[[np.ndarray, np.ndarray], np.ndarray]]] = {
     "accuracy_gap": (False, lambda accuracies, drops: _spread(accuracies)),
-    "worst_group_accuracy": (False, lambda accuracies, drops: min(accuracies)),
-    "drop_std": (True, lambda accuracies, drops: statistics.pstdev(drops)),
+    "worst_group_accuracy": (False, lambda accuracies, drops: accuracies.min(axis=-1)),
+    "drop_std": (True, lambda accuracies, drops: drops.std(axis=-1)),  # population std, ddof 0
     "drop_gap": (True, lambda accuracies, drops: _spread(drops)),
 }
+
+
+# ----------------------------------------------------------------------------- bootstrap
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """Percentile bootstrap intervals: images resampled with replacement within each group."""
+
+    resamples: int = 1000
+    confidence: float = 0.95
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.resamples < 0:
+            raise InputError(f"--bootstrap {self.resamples}: must be 0 (no intervals) or more")
+        if not 0 < self.confidence < 1:
+            raise InputError(f"confidence {self.confidence}: must be in (0, 1)")
+
+
+def paired_outcomes(
+    predictions: torch.Tensor,
+    baseline_predictions: torch.Tensor | None,
+    targets: torch.Tensor,
+    group_index: np.ndarray,
+    num_groups: int,
+) -> np.ndarray:
+    """``[G, 4]`` counts of each group's scored images by outcome: both models right, only the
+    model, only the baseline, neither (without a baseline it counts as never right)."""
+    scored = (predictions >= 0).numpy()
+    mine = (predictions == targets).numpy()
+    theirs = (baseline_predictions == targets).numpy() if baseline_predictions is not None else np.zeros_like(mine)
+    category = np.where(mine, np.where(theirs, 0, 1), np.where(theirs, 2, 3))
+    cells = np.asarray(group_index)[scored] * 4 + category[scored]
+    return np.bincount(cells, minlength=4 * num_groups).reshape(num_groups, 4)
+
+
+def bootstrap_intervals(outcomes: np.ndarray, *, has_baseline: bool, settings: Bootstrap) -> dict | None:
+    """Intervals for each group's accuracy (and baseline accuracy and drop), the overall accuracy
+    and every disparity metric, from ``settings.resamples`` stratified resamples of ``outcomes``.
+
+    A resample draws each group's n images with replacement from its own images, keeping each
+    image's pair of outcomes (model, baseline), so drops are resampled paired; drawing the four
+    outcome counts from a multinomial is the same draw, at a cost independent of n.
+    """
+    sizes = outcomes.sum(axis=1)
+    if settings.resamples == 0 or (sizes == 0).any():
+        return None
+    generator = np.random.default_rng(settings.seed)
+    draws = np.stack(
+        [generator.multinomial(n, counts / n, size=settings.resamples) for n, counts in zip(sizes, outcomes)],
+        axis=1,
+    )  # [B, G, 4]
+    accuracies = (draws[..., 0] + draws[..., 1]) / sizes
+    baselines = (draws[..., 0] + draws[..., 2]) / sizes
+    drops = baselines - accuracies
+    tail = (1 - settings.confidence) / 2
+
+    def interval(values: np.ndarray) -> list:
+        low, high = np.quantile(values, [tail, 1 - tail], axis=0)
+        return np.stack([low, high], axis=-1).tolist()
+
+    result = {
+        "accuracy": interval(accuracies),
+        "overall_accuracy": interval((draws[..., 0] + draws[..., 1]).sum(axis=1) / sizes.sum()),
+        "disparity": {
+            name: interval(function(accuracies, drops))
+            for name, (needs_baseline, function) in DISPARITY.items()
+            if has_baseline or not needs_baseline
+        },
+    }
+    if has_baseline:
+        result["baseline_accuracy"] = interval(baselines)
+        result["drop"] = interval(drops)
+        overall_baseline = (draws[..., 0] + draws[..., 2]).sum(axis=1) / sizes.sum()
+        result["overall_drop"] = interval(overall_baseline - (draws[..., 0] + draws[..., 1]).sum(axis=1) / sizes.sum())
+    return result
 
 
 def build_report(
@@ -90,8 +169,10 @@ def build_report(
     density: float,
     groups: list[GroupAccuracy],
     baseline_groups: list[GroupAccuracy] | None = None,
+    intervals: dict | None = None,
 ) -> dict:
-    """The report in the exact shape of DESIGN.md (baseline fields null without a baseline)."""
+    """The report in the exact shape of DESIGN.md (baseline fields null without a baseline);
+    ``intervals`` (from :func:`bootstrap_intervals`) add ``*_ci`` pairs beside the point values."""
     n = sum(group.n for group in groups)
     overall_accuracy = sum(group.correct for group in groups) / n if n else math.nan
     rows = []
@@ -104,15 +185,24 @@ def build_report(
             "baseline_accuracy": baseline,
             "drop": baseline - group.accuracy if baseline is not None else None,
         })  # fmt: skip
-    accuracies = [row["accuracy"] for row in rows]
-    drops = [row["drop"] for row in rows] if baseline_groups else []
+    accuracies = np.array([row["accuracy"] for row in rows])
+    drops = np.array([row["drop"] for row in rows]) if baseline_groups else None
     disparity = {
-        name: (function(accuracies, drops) if (drops or not needs_baseline) else None)
+        name: (float(function(accuracies, drops)) if (drops is not None or not needs_baseline) else None)
         for name, (needs_baseline, function) in DISPARITY.items()
     }
     baseline_overall = None
     if baseline_groups:
         baseline_overall = sum(group.correct for group in baseline_groups) / n if n else math.nan
+    overall = {"n": n, "accuracy": overall_accuracy, "baseline_accuracy": baseline_overall}
+    if intervals is not None:
+        overall["accuracy_ci"] = intervals["overall_accuracy"]
+        overall["accuracy_drop_ci"] = intervals.get("overall_drop")
+        for position, row in enumerate(rows):
+            for key in ("accuracy", "baseline_accuracy", "drop"):
+                row[f"{key}_ci"] = intervals[key][position] if key in intervals else None
+        for name in DISPARITY:
+            disparity[f"{name}_ci"] = intervals["disparity"].get(name)
     return {
         "model": model,
         "data": data,
@@ -120,7 +210,7 @@ def build_report(
         "target": target,
         "attribute": attribute,
         "density": density,
-        "overall": {"n": n, "accuracy": overall_accuracy, "baseline_accuracy": baseline_overall},
+        "overall": overall,
         "groups": rows,
         "disparity": disparity,
     }

@@ -5,7 +5,7 @@ charts draw. Strings from files go into rich as ``Text`` and into HTML escaped, 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 BEST_MARK = "*"  # beside the best value of a row: survives terminals without colour
 
@@ -21,6 +21,17 @@ def points(value: float | None) -> str:
 
 def fraction(value: float | None) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+def interval(pair: Sequence[float] | None, unit: str) -> str:
+    """A 95% interval, ``[80.1, 89.2]`` (percent) or ``[+1.2, +5.0]`` (points); empty without one."""
+    if not pair or any(value is None or math.isnan(value) for value in pair):
+        return ""
+    if unit == "points":
+        return f"[{100 * pair[0]:+.1f}, {100 * pair[1]:+.1f}]"
+    if unit == "accuracy":
+        return f"[{100 * pair[0]:.1f}, {100 * pair[1]:.1f}]"
+    return f"[{pair[0]:.4f}, {pair[1]:.4f}]"
 
 
 # comparison column unit -> how a value of it is written

@@ -6,7 +6,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ._formats import BEST_MARK, FORMATS
+from ._formats import BEST_MARK, FORMATS, interval
 
 _BEST_STYLE = "bold green"
 
@@ -20,29 +20,33 @@ def comparison_rows(comparison: dict) -> list[dict]:
     entries = comparison["entries"]
     rows = []
 
-    def add(name: str, n: int | None, unit: str, values: list, best: list[str], section: bool) -> None:
+    def add(name: str, n: int | None, unit: str, sources: list[dict], key: str, best: list[str], section: bool) -> None:
+        values = [source[key] for source in sources]
         if all(value is None for value in values):
             return
         marked = [entry["label"] in best for entry in entries]
-        rows.append({"metric": name, "n": n, "unit": unit, "values": values, "best": marked, "section": section})
+        intervals = [source.get("intervals", {}).get(key) for source in sources]
+        rows.append({
+            "metric": name, "n": n, "unit": unit, "values": values, "intervals": intervals, "best": marked,
+            "section": section,
+        })  # fmt: skip
 
     total = sum(group["n"] for group in entries[0]["groups"])
     overall_metrics = ("density", "accuracy", "accuracy_drop")
     for name in overall_metrics:
         column = comparison["columns"][name]
         n = total if name != "density" else None
-        add(name, n, column["unit"], [e[name] for e in entries], comparison["best"].get(name, []), False)
+        add(name, n, column["unit"], entries, name, comparison["best"].get(name, []), False)
     for position, group in enumerate(comparison["groups"]):
         for name, column in comparison["group_columns"].items():
-            values = [entry["groups"][position][name] for entry in entries]
+            sources = [entry["groups"][position] for entry in entries]
             best = comparison["best"]["groups"][group][name]
             first_of_group = name == next(iter(comparison["group_columns"]))
-            add(f"{group} {name}", entries[0]["groups"][position]["n"], column["unit"], values, best,
-                first_of_group and position == 0)  # fmt: skip
+            add(f"{group} {name}", sources[0]["n"], column["unit"], sources, name, best, first_of_group and position == 0)
     for position, (name, column) in enumerate(
         (name, column) for name, column in comparison["columns"].items() if name not in overall_metrics
     ):
-        add(name, None, column["unit"], [e[name] for e in entries], comparison["best"].get(name, []), position == 0)
+        add(name, None, column["unit"], entries, name, comparison["best"].get(name, []), position == 0)
     return rows
 
 
@@ -63,14 +67,18 @@ def render_comparison(comparison: dict) -> RenderableType:
         if row["section"]:
             table.add_section()
         formatted = FORMATS[row["unit"]]
-        cells = [
-            Text(f"{formatted(value)} {BEST_MARK}", style=_BEST_STYLE) if best else Text(f"{formatted(value)}  ")
-            for value, best in zip(row["values"], row["best"])
-        ]
+        cells = []
+        for value, best, pair in zip(row["values"], row["best"], row["intervals"]):
+            cell = Text(f"{formatted(value)} {BEST_MARK}", style=_BEST_STYLE) if best else Text(f"{formatted(value)}  ")
+            if pair:  # the interval on a line of its own, so the numbers stay aligned
+                cell.append(f"\n{interval(pair, row['unit'])}  ", style="dim")
+            cells.append(cell)
         table.add_row(Text(row["metric"]), "" if row["n"] is None else str(row["n"]), *cells)
     note = Text(
         f"{BEST_MARK} best in its row: highest accuracy, lowest drop, gap and std "
         "(drop = baseline - accuracy; density is not ranked)",
         style="dim",
     )
+    if any(pair for row in rows for pair in row["intervals"]):
+        note.append("; [low, high]: 95% bootstrap interval, a difference within them may be noise")
     return Group(table, note)

@@ -7,7 +7,17 @@ import html
 import math
 from collections.abc import Callable, Sequence
 
-from ._formats import BEST_MARK, FORMATS, clean, density_label, fraction, history_series, percent, points
+from ._formats import (
+    BEST_MARK,
+    FORMATS,
+    clean,
+    density_label,
+    fraction,
+    history_series,
+    interval,
+    percent,
+    points,
+)
 from .comparison import comparison_rows
 
 _PALETTE = (
@@ -75,9 +85,9 @@ def _comparison_table_html(comparison: dict) -> str:
     for row in comparison_rows(comparison):
         formatted = FORMATS[row["unit"]]
         cells = "".join(
-            f'<td class="best">{_escape(formatted(value))} {BEST_MARK}</td>' if best
-            else f"<td>{_escape(formatted(value))}</td>"
-            for value, best in zip(row["values"], row["best"])
+            f'<td class="best">{_escape(formatted(value))} {BEST_MARK}{_interval_html(pair, row["unit"])}</td>' if best
+            else f"<td>{_escape(formatted(value))}{_interval_html(pair, row['unit'])}</td>"
+            for value, best, pair in zip(row["values"], row["best"], row["intervals"])
         )  # fmt: skip
         n = "" if row["n"] is None else row["n"]
         css = ' class="section"' if row["section"] else ""
@@ -90,26 +100,34 @@ def _comparison_table_html(comparison: dict) -> str:
     return "\n".join(lines)
 
 
+def _interval_html(pair, unit: str) -> str:
+    return f'<br><span class="note">{_escape(interval(pair, unit))}</span>' if pair else ""
+
+
 def _report_table_html(report: dict) -> str:
     has_baseline = report["overall"].get("baseline_accuracy") is not None
     head = ["group", "n", "accuracy"] + (["baseline", "drop"] if has_baseline else [])
     lines = ["<table>", "<tr>" + "".join(f"<th>{_escape(name)}</th>" for name in head) + "</tr>"]
-    overall = dict(report["overall"], group="overall")
+    overall = dict(report["overall"], group="overall", drop_ci=report["overall"].get("accuracy_drop_ci"))
     if has_baseline:
         overall["drop"] = overall["baseline_accuracy"] - overall["accuracy"]
     for row in [*report["groups"], overall]:
-        cells = [row["group"], row["n"], percent(row["accuracy"])]
+        cells = [_escape(row["group"]), _escape(row["n"]),
+                 _escape(percent(row["accuracy"])) + _interval_html(row.get("accuracy_ci"), "accuracy")]  # fmt: skip
         if has_baseline:
-            cells += [percent(row.get("baseline_accuracy")), points(row.get("drop"))]
+            cells += [
+                _escape(percent(row.get("baseline_accuracy"))),
+                _escape(points(row.get("drop"))) + _interval_html(row.get("drop_ci"), "points"),
+            ]
         css = ' class="section"' if row is overall else ""
-        lines.append(f"<tr{css}>" + "".join(f"<td>{_escape(cell)}</td>" for cell in cells) + "</tr>")
+        lines.append(f"<tr{css}>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
     lines.append("</table>")
     disparity = report["disparity"]
     summary = [f"density {fraction(report['density'])}"] + [
-        f"{name} {formatted(disparity.get(name))}"
-        for name, formatted in (
-            ("accuracy_gap", points), ("worst_group_accuracy", percent),
-            ("drop_std", points), ("drop_gap", points),
+        f"{name} {formatted(disparity.get(name))} {interval(disparity.get(f'{name}_ci'), unit)}".rstrip()
+        for name, formatted, unit in (
+            ("accuracy_gap", points, "points"), ("worst_group_accuracy", percent, "accuracy"),
+            ("drop_std", points, "points"), ("drop_gap", points, "points"),
         )  # fmt: skip
         if disparity.get(name) is not None
     ]

@@ -8,51 +8,64 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ._formats import density_label, history_series, percent, points
+from ._formats import density_label, history_series, interval, percent, points
 
 _SPARKS = "▁▂▃▄▅▆▇█"
 
 
 def render_report(report: dict) -> RenderableType:
+    """The per-group table (with 95% intervals when the report has them) and the disparity lines."""
     has_baseline = report["overall"]["baseline_accuracy"] is not None
+    has_intervals = "accuracy_ci" in report["groups"][0]
     title = Text(f"{report['model']}  on {report['data']}")
     if report.get("split"):
         title.append(f" ({report['split']})")
     table = Table(title=title, title_justify="left", show_footer=False)
     table.add_column(Text(report["attribute"] or "group"))
     table.add_column("n", justify="right")
-    table.add_column("accuracy", justify="right")
-    if has_baseline:
-        table.add_column("baseline", justify="right")
-        table.add_column("drop", justify="right")
+    columns = [("accuracy", "accuracy")] + ([("baseline_accuracy", "accuracy"), ("drop", "points")] if has_baseline else [])
+    for key, _ in columns:
+        table.add_column("baseline" if key == "baseline_accuracy" else key, justify="right")
+        if has_intervals and key != "baseline_accuracy":
+            table.add_column("95% CI", justify="right", style="dim")
     worst = min(report["groups"], key=lambda row: row["accuracy"])["group"]
     largest_drop = (
         max(report["groups"], key=lambda row: row["drop"])["group"] if has_baseline else None
     )
-    for row in report["groups"]:
-        cells = [Text(str(row["group"])), str(row["n"]), percent(row["accuracy"])]
-        if has_baseline:
-            cells += [percent(row["baseline_accuracy"]), points(row["drop"])]
+    overall = dict(report["overall"], group="overall", drop_ci=report["overall"].get("accuracy_drop_ci"))
+    if has_baseline:
+        overall["drop"] = overall["baseline_accuracy"] - overall["accuracy"]
+    for row in [*report["groups"], overall]:
+        cells = [Text(str(row["group"])), str(row["n"])]
+        for key, unit in columns:
+            cells.append(percent(row[key]) if unit == "accuracy" else points(row[key]))
+            if has_intervals and key != "baseline_accuracy":
+                cells.append(interval(row.get(f"{key}_ci"), unit))
+        if row is overall:
+            table.add_section()
+            table.add_row(*cells, style="bold")
+            continue
         style = "bold red" if row["group"] in (worst, largest_drop) and len(report["groups"]) > 1 else None
         table.add_row(*cells, style=style)
-    overall = report["overall"]
-    cells = ["overall", str(overall["n"]), percent(overall["accuracy"])]
-    if has_baseline:
-        cells += [
-            percent(overall["baseline_accuracy"]),
-            points(overall["baseline_accuracy"] - overall["accuracy"]),
-        ]
-    table.add_section()
-    table.add_row(*cells, style="bold")
 
     disparity = report["disparity"]
     lines = Text()
-    lines.append(f"density {report['density']:.4f}   ")
-    lines.append(f"accuracy_gap {points(disparity['accuracy_gap'])}   ")
-    lines.append(f"worst_group_accuracy {percent(disparity['worst_group_accuracy'])}")
+    lines.append(f"density {report['density']:.4f}")
+    shown = [("accuracy_gap", points), ("worst_group_accuracy", percent)]
     if has_baseline:
-        lines.append(f"\ndrop_std {points(disparity['drop_std'])}   ")
-        lines.append(f"drop_gap {points(disparity['drop_gap'])}")
+        shown += [("drop_std", points), ("drop_gap", points)]
+    for position, (name, formatted) in enumerate(shown):
+        lines.append("\n" if position == 2 else "   ")
+        lines.append(f"{name} {formatted(disparity[name])}")
+        ci = interval(disparity.get(f"{name}_ci"), "accuracy" if formatted is percent else "points")
+        if ci:
+            lines.append(f" {ci}", style="dim")
+    if has_intervals:
+        lines.append(
+            "\n95% CI: seeded bootstrap over each group's images; where two groups' intervals overlap, "
+            "their difference may be noise",
+            style="dim",
+        )
     return Group(table, lines)
 
 

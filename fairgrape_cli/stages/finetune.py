@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,8 @@ from ..io.artifacts import Artifact, check_fits, read_masks
 from ..io.data import DataSpec
 from ..io.files import record_path, refuse_overwriting_inputs, resolve_recorded
 from ..io.images import Normalizer
-from ..method.batches import sequential_batches, shuffled_batches
+from ..method.batches import sequential_batches
+from ..method.objectives import ObjectiveOptions, TrainingRows, get_objective
 from ._inputs import (
     DEFAULT_FINETUNED,
     DEFAULT_MASKS,
@@ -46,6 +47,8 @@ class FinetuneSummary:
     density: float
     train_split: str | None
     val_split: str | None
+    objective: str = "erm"
+    groups: list[str] = field(default_factory=list)  # the groups the objective weighed
     seconds: float = 0.0
 
 
@@ -62,30 +65,28 @@ def finetune(
     lr_gamma: float = 0.1,
     val_split: str | None = None,
     augment: bool = True,
+    objective: str = "erm",
+    objective_options: ObjectiveOptions = ObjectiveOptions(),
     dense: bool = False,
     seed: int = 0,
     progress: ProgressSink | None = None,
 ) -> FinetuneSummary:
     """Train the pruned model on its target labels with the masks enforced -> ``output``.
 
-    Model and data default to what the masks file records. The validation split (``val`` when
-    present, or ``val_split``; ``"none"`` turns it off) picks the best epoch. ``dense`` trains
-    ``model`` without any masks (the starting model of an experiment).
+    Model and data default to what the masks file records, and so do the groups (``data.groups``)
+    that an ``objective`` other than ``erm`` weighs. The validation split (``val`` when present,
+    or ``val_split``; ``"none"`` turns it off) picks the kept epoch: by accuracy for ``erm``, by
+    worst-group accuracy otherwise. ``dense`` trains ``model`` without any masks (the starting
+    model of an experiment, or a model retrained on a pruned manifest).
     """
     from ..method.masks import apply_masks, nonzero_density
+    from ..method.training import Validation
     from ..method.training import finetune as train
 
     started = time.perf_counter()
     progress = progress or NoProgress()
-    if epochs < 1:
-        raise InputError(f"--epochs {epochs}: must be at least 1")
-    if not lr > 0:
-        raise InputError(f"--lr {lr}: must be positive")
-    milestones = list(lr_milestones)
-    in_range = all(isinstance(m, int) and 0 < m < epochs for m in milestones)
-    if not in_range or milestones != sorted(set(milestones)):
-        allowed = f"increasing epochs between 1 and {epochs - 1}" if epochs > 1 else "none with --epochs 1"
-        raise InputError(f"--lr-milestones {','.join(map(str, lr_milestones))}: {allowed}")
+    _check_schedule(epochs, lr, lr_milestones)
+    chosen = get_objective(objective)
     if dense and (model is None or masks is not None):
         raise InputError("dense training needs MODEL and no --masks")
     masks_artifact = None if dense else _finetune_masks(masks, model)
@@ -98,10 +99,15 @@ def finetune(
         model = replace(model, default_arch=recorded_value(masks_artifact, "arch"))
     if masks_artifact is not None:
         spec = data_spec_from(masks_artifact, data)
+        spec = replace(spec, groups=spec.groups or recorded_value(masks_artifact, "attribute") or None)
     elif data is None or data.root is None:
         raise InputError("pass DATA: there is no masks file to record it")
     else:
         spec = data
+    if chosen.needs_groups and not spec.group_columns:
+        raise InputError(
+            f"--objective {objective} weighs groups: pass --groups COL (the masks do not record any)"
+        )
     refuse_overwriting_inputs(
         [output], [model.path, masks_artifact.path if masks_artifact else None]
     )
@@ -132,30 +138,42 @@ def finetune(
     mean, std = checkpoint.normalization
     prepare = Normalizer(mean, std, device)
     generator = torch.Generator().manual_seed(seed)
-    rows = len(train_data.table)
-    task = progress.add_task("fine-tuning", total=epochs * rows)
+    rows = TrainingRows(
+        groups=train_data.table.group_index,
+        num_groups=len(train_data.table.group_names),
+        classes=train_data.targets.numpy(),
+    )
+    task = progress.add_task("fine-tuning", total=epochs * len(rows))
 
     def train_batches(epoch: int):
-        batches = shuffled_batches(rows, loading.batch_size, generator)
+        order = chosen.epoch_rows(rows, objective_options, generator).tolist()
+        batches = [order[start : start + loading.batch_size] for start in range(0, len(order), loading.batch_size)]
         if len(batches) > 1 and len(batches[-1]) == 1:
             batches.pop()  # BatchNorm cannot train on a batch of one
         progress.update(task, description=f"fine-tuning epoch {epoch}/{epochs}")
         return image_loader(train_data, batches, loading, spec, device)
 
-    def val_batches():
-        batches = sequential_batches(len(val_data.table), loading.batch_size)
-        return image_loader(val_data, batches, loading, spec, device)
-
+    validation = None
+    if val_data is not None:
+        validation = Validation(
+            batches=lambda: image_loader(
+                val_data, sequential_batches(len(val_data.table), loading.batch_size), loading, spec, device
+            ),
+            targets=val_data.targets,
+            groups=torch.as_tensor(val_data.table.group_index),
+            num_groups=len(val_data.table.group_names),
+            by_worst_group=chosen.needs_groups,
+        )
     masks_tensors = masks_artifact.tensors if masks_artifact is not None else {}
     result = train(
         model=checkpoint.model,
         weights=weights,
         masks=masks_tensors,
         train_batches=train_batches,
-        val_batches=val_batches if val_data is not None else None,
+        validation=validation,
         prepare=prepare,
         targets=train_data.targets,
-        val_targets=val_data.targets if val_data is not None else None,
+        loss_rule=chosen.loss_rule(rows, objective_options, device),
         epochs=epochs,
         lr=lr,
         lr_milestones=tuple(lr_milestones),
@@ -174,6 +192,9 @@ def finetune(
         "lr": lr,
         "lr_milestones": list(lr_milestones),
         "lr_gamma": lr_gamma,
+        "objective": objective,
+        "objective_options": chosen.settings(objective_options),
+        "groups": train_data.table.attribute or None,
         "best_epoch": result.best_epoch,
         "history": history,
     }
@@ -195,8 +216,22 @@ def finetune(
         density=nonzero_density(weights),
         train_split=train_data.table.split,
         val_split=val_data.table.split if val_data else None,
+        objective=objective,
+        groups=train_data.table.group_names if spec.group_columns else [],
         seconds=time.perf_counter() - started,
     )
+
+
+def _check_schedule(epochs: int, lr: float, lr_milestones: Sequence[int]) -> None:
+    if epochs < 1:
+        raise InputError(f"--epochs {epochs}: must be at least 1")
+    if not lr > 0:
+        raise InputError(f"--lr {lr}: must be positive")
+    milestones = list(lr_milestones)
+    in_range = all(isinstance(m, int) and 0 < m < epochs for m in milestones)
+    if not in_range or milestones != sorted(set(milestones)):
+        allowed = f"increasing epochs between 1 and {epochs - 1}" if epochs > 1 else "none with --epochs 1"
+        raise InputError(f"--lr-milestones {','.join(map(str, lr_milestones))}: {allowed}")
 
 
 def _finetune_masks(masks: Path | None, model: ModelSource | None) -> Artifact | None:

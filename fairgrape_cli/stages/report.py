@@ -16,6 +16,15 @@ from ..io.data import DataSpec, resolve_classes
 from ..io.files import refuse_overwriting_inputs, resolve_recorded, write_text_atomically
 from ..io.images import Normalizer
 from ..method.batches import sequential_batches
+from ..method.metrics import (
+    Bootstrap,
+    bootstrap_intervals,
+    build_report,
+    group_accuracies,
+    paired_outcomes,
+    parse_condition,
+    predict,
+)
 from ..render.html import history_html
 from ._inputs import Loading, ModelSource, image_loader, prepare_data
 
@@ -34,13 +43,14 @@ def report(
     baseline: ModelSource | None = None,
     loading: Loading = Loading(),
     fail_if: Sequence[str] = (),
+    bootstrap: Bootstrap = Bootstrap(),
     json_output: Path | None = None,
     html_output: Path | None = None,
     progress: ProgressSink | None = None,
 ) -> ReportResult:
-    """Per-group accuracy of ``model`` (and drop from ``baseline``), disparity, CI conditions."""
+    """Per-group accuracy of ``model`` (and drop from ``baseline``), disparity, CI conditions;
+    ``bootstrap`` intervals beside them (``Bootstrap(resamples=0)``: none)."""
     from ..method.masks import nonzero_density
-    from ..method.metrics import build_report, group_accuracies, parse_condition, predict
 
     progress = progress or NoProgress()
     conditions = [parse_condition(text, has_baseline=baseline is not None) for text in fail_if]
@@ -87,6 +97,10 @@ def report(
         baseline_groups = group_accuracies(
             predictions[1], prepared.targets, table.group_index, table.group_names
         )
+    outcomes = paired_outcomes(
+        predictions[0], predictions[1] if baseline is not None else None, prepared.targets,
+        table.group_index, len(table.group_names),
+    )  # fmt: skip
     result = build_report(
         model=str(model.path),
         data=str(data.root),
@@ -96,7 +110,13 @@ def report(
         density=nonzero_density(ckpt.prunable_parameters(checkpoint.model)),
         groups=groups,
         baseline_groups=baseline_groups,
+        intervals=bootstrap_intervals(outcomes, has_baseline=baseline is not None, settings=bootstrap),
     )
+    if bootstrap.resamples:
+        result["bootstrap"] = {
+            "resamples": bootstrap.resamples, "confidence": bootstrap.confidence, "seed": bootstrap.seed,
+            "method": "percentile; images resampled within each group, paired with the baseline",
+        }  # fmt: skip
     result["baseline"] = str(baseline.path) if baseline else None
     result["pruning"] = _pruning_settings(checkpoint)
     save_report(result, json_output=json_output, html_output=html_output)

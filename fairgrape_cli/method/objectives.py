@@ -1,0 +1,217 @@
+"""How groups weigh in fine-tuning after pruning: each objective is one registered definition.
+
+An objective decides two things: which training rows make up an epoch (``epoch_rows``) and how
+a batch's per-sample losses become the loss that is minimised (``loss_rule``). Pruning costs the
+groups a model fits worst the most; fine-tuning that weighs every group the same is the lever
+that wins that back (benchmarks/fairness.py measures how much).
+
+- ``erm``: every row once per epoch, the mean loss (plain fine-tuning).
+- ``balanced``: every group (or class x group cell) weighs the same in each epoch: each
+  contributes the same number of rows, the small ones drawn repeatedly (without repeats until
+  all of a group's rows were drawn), or, with ``balance_by="weights"``, each row's loss is
+  weighted by the inverse of its group's size.
+- ``group-dro``: online group DRO (Sagawa et al., ICLR 2020): the loss is the groups' mean
+  losses weighted by ``q``, and after each batch ``q_g`` is multiplied by
+  ``exp(dro_step * loss_g)`` and renormalised, so the weight moves to the worst-off group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+
+BALANCE_UNITS = ("group", "cell")
+BALANCE_WAYS = ("sampling", "weights")
+
+
+@dataclass(frozen=True)
+class ObjectiveOptions:
+    """The knobs of the objectives (each reads the ones it needs)."""
+
+    dro_step: float = 0.1
+    balance_unit: str = "group"  # "group", or "cell" for class x group
+    balance_by: str = "sampling"  # "sampling" (repeat rows) or "weights" (inverse group size)
+
+    def __post_init__(self) -> None:
+        if not self.dro_step > 0:
+            raise InputError(f"--dro-step {self.dro_step}: must be positive")
+        if self.balance_unit not in BALANCE_UNITS:
+            raise InputError(f"balance unit {self.balance_unit!r}: choose {' or '.join(BALANCE_UNITS)}")
+        if self.balance_by not in BALANCE_WAYS:
+            raise InputError(f"balance by {self.balance_by!r}: choose {' or '.join(BALANCE_WAYS)}")
+
+
+@dataclass(frozen=True)
+class TrainingRows:
+    """What an objective knows about the training rows: each row's group and class."""
+
+    groups: np.ndarray  # int64 [N], index into the group names
+    num_groups: int
+    classes: np.ndarray  # int64 [N]
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def units(self, unit: str) -> tuple[np.ndarray, int]:
+        """Each row's balancing unit (its group, or its class x group cell) and the unit count."""
+        if unit == "group":
+            return self.groups, self.num_groups
+        return self.classes * self.num_groups + self.groups, (int(self.classes.max()) + 1) * self.num_groups
+
+
+class LossRule(Protocol):
+    """Turns a batch's per-sample losses into the loss to minimise; ``rows`` are the samples'
+    training-row indices (on the losses' device), from which a rule reads what it needs."""
+
+    def __call__(self, losses: torch.Tensor, rows: torch.Tensor) -> torch.Tensor: ...
+
+    def weights(self) -> list[float] | None:
+        """The per-group weights it currently applies (recorded in the history), if any."""
+
+
+@dataclass(frozen=True)
+class Objective:
+    name: str
+    summary: str
+    needs_groups: bool  # also: the kept epoch is the one of best worst-group validation accuracy
+    epoch_rows: Callable[[TrainingRows, ObjectiveOptions, torch.Generator], np.ndarray]
+    loss_rule: Callable[[TrainingRows, ObjectiveOptions, torch.device], LossRule]
+    reads: tuple[str, ...] = ()  # the ObjectiveOptions it uses
+
+    def settings(self, options: ObjectiveOptions) -> dict[str, object]:
+        """The options that shape this objective's training, for the record."""
+        return {name: getattr(options, name) for name in self.reads}
+
+
+OBJECTIVES: dict[str, Objective] = {}
+
+
+def objective(name: str, *, summary: str, needs_groups: bool, epoch_rows, loss_rule, reads=()) -> Objective:
+    """Register an objective under ``name`` (the value of ``--objective``)."""
+    OBJECTIVES[name] = Objective(name, summary, needs_groups, epoch_rows, loss_rule, tuple(reads))
+    return OBJECTIVES[name]
+
+
+def get_objective(name: str) -> Objective:
+    try:
+        return OBJECTIVES[name]
+    except KeyError:
+        raise InputError(f"--objective {name}: choose one of {', '.join(OBJECTIVES)}") from None
+
+
+# ------------------------------------------------------------------------------- epoch rows
+
+
+def every_row_once(rows: TrainingRows, options: ObjectiveOptions, generator: torch.Generator) -> np.ndarray:
+    return torch.randperm(len(rows), generator=generator).numpy()
+
+
+def equal_rows_per_unit(rows: TrainingRows, options: ObjectiveOptions, generator: torch.Generator) -> np.ndarray:
+    """As many rows as the epoch has, split equally over the units present (groups or cells);
+    a unit's rows are drawn in shuffled passes, so none repeats before all were drawn."""
+    if options.balance_by == "weights":
+        return every_row_once(rows, options, generator)
+    units, count = rows.units(options.balance_unit)
+    members = [np.flatnonzero(units == unit) for unit in range(count)]
+    members = [rows_of_unit for rows_of_unit in members if len(rows_of_unit)]
+    share, extra = divmod(len(rows), len(members))
+    drawn = []
+    for position, rows_of_unit in enumerate(members):
+        wanted = share + (1 if position < extra else 0)
+        passes = -(-wanted // len(rows_of_unit))
+        order = [rows_of_unit[torch.randperm(len(rows_of_unit), generator=generator).numpy()] for _ in range(passes)]
+        drawn.append(np.concatenate(order)[:wanted])
+    epoch = np.concatenate(drawn)
+    return epoch[torch.randperm(len(epoch), generator=generator).numpy()]
+
+
+# ------------------------------------------------------------------------------- loss rules
+
+
+class MeanLoss:
+    def __call__(self, losses: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return losses.mean()
+
+    def weights(self) -> None:
+        return None
+
+
+class InverseSizeWeights:
+    """Each row's loss times ``N / (units * n_unit)``: every unit weighs the same in expectation.
+    With ``balance_by="sampling"`` the rows are already balanced, and this is the plain mean."""
+
+    def __init__(self, rows: TrainingRows, options: ObjectiveOptions, device: torch.device):
+        self.active = options.balance_by == "weights"
+        units, count = rows.units(options.balance_unit)
+        sizes = np.bincount(units, minlength=count).astype(np.float64)
+        present = sizes > 0
+        per_unit = np.zeros(count)
+        per_unit[present] = len(rows) / (present.sum() * sizes[present])
+        self.row_weights = torch.tensor(per_unit[units], dtype=torch.float32, device=device)
+
+    def __call__(self, losses: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        if not self.active:
+            return losses.mean()
+        return (losses * self.row_weights[rows].to(losses.dtype)).mean()
+
+    def weights(self) -> None:
+        return None
+
+
+class OnlineGroupDRO:
+    """Sagawa et al.'s online algorithm: ``q`` starts uniform over the groups that have training
+    rows; each batch multiplies ``q_g`` by ``exp(step * mean loss of g in the batch)``."""
+
+    def __init__(self, rows: TrainingRows, options: ObjectiveOptions, device: torch.device):
+        present = np.bincount(rows.groups, minlength=rows.num_groups) > 0
+        q = torch.tensor(present, dtype=torch.float64, device=device)
+        self.q = q / q.sum()
+        self.step = options.dro_step
+        self.num_groups = rows.num_groups
+        self.groups = torch.as_tensor(rows.groups, dtype=torch.long, device=device)
+
+    def __call__(self, losses: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        groups = self.groups[rows]
+        counts = torch.bincount(groups, minlength=self.num_groups)
+        sums = torch.zeros(self.num_groups, dtype=losses.dtype, device=losses.device).index_add(0, groups, losses)
+        group_losses = sums / counts.clamp(min=1)
+        with torch.no_grad():  # a group absent from the batch has loss 0 here: its q is unchanged
+            self.q *= torch.exp(self.step * group_losses.detach().double())
+            self.q /= self.q.sum()
+        return (group_losses * self.q.to(losses.dtype)).sum()
+
+    def weights(self) -> list[float]:
+        return [round(float(value), 6) for value in self.q]
+
+
+# ------------------------------------------------------------------------------- the registry
+
+objective(
+    "erm",
+    summary="every row once per epoch, mean loss (plain fine-tuning)",
+    needs_groups=False,
+    epoch_rows=every_row_once,
+    loss_rule=lambda rows, options, device: MeanLoss(),
+)
+objective(
+    "balanced",
+    summary="every group weighs the same in each epoch",
+    needs_groups=True,
+    epoch_rows=equal_rows_per_unit,
+    loss_rule=InverseSizeWeights,
+    reads=("balance_unit", "balance_by"),
+)
+objective(
+    "group-dro",
+    summary="online group DRO: the loss of the worst-off group weighs most (--dro-step)",
+    needs_groups=True,
+    epoch_rows=every_row_once,
+    loss_rule=OnlineGroupDRO,
+    reads=("dro_step",),
+)

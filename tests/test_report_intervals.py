@@ -1,0 +1,108 @@
+"""Bootstrap intervals in reports: they cover the point value, narrow with n, are seeded, and
+reach the JSON, the terminal table and compare."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fairgrape_cli.method.metrics import Bootstrap, bootstrap_intervals, paired_outcomes
+
+# two groups: 40 images each; model right on 30 / 20, baseline right on 36 / 34
+OUTCOMES = np.array([[28, 2, 8, 2], [18, 2, 16, 4]])
+
+
+def _point(outcomes):
+    n = outcomes.sum(1)
+    accuracy = (outcomes[:, 0] + outcomes[:, 1]) / n
+    drop = (outcomes[:, 0] + outcomes[:, 2]) / n - accuracy
+    return accuracy, drop
+
+
+def test_paired_outcomes_count_each_groups_images_by_outcome():
+    targets = torch.tensor([0, 1, 1, 0, 1, 0])
+    model = torch.tensor([0, 1, 0, -1, 0, 1])  # row 3 was a skipped image
+    baseline = torch.tensor([0, 0, 1, 0, 1, 1])
+    groups = np.array([0, 0, 0, 1, 1, 1])
+    assert paired_outcomes(model, baseline, targets, groups, 2).tolist() == [[1, 1, 1, 0], [0, 0, 1, 1]]
+    assert paired_outcomes(model, None, targets, groups, 2).tolist() == [[0, 2, 0, 1], [0, 0, 0, 2]]
+
+
+def test_intervals_cover_the_point_values():
+    intervals = bootstrap_intervals(OUTCOMES, has_baseline=True, settings=Bootstrap(resamples=2000))
+    accuracy, drop = _point(OUTCOMES)
+    for g in range(2):
+        assert intervals["accuracy"][g][0] <= accuracy[g] <= intervals["accuracy"][g][1]
+        assert intervals["drop"][g][0] <= drop[g] <= intervals["drop"][g][1]
+    gap = drop.max() - drop.min()
+    low, high = intervals["disparity"]["drop_gap"]
+    assert low <= gap <= high and low > 0  # a 25-point gap on 40 images a group is not noise
+    low, high = intervals["disparity"]["worst_group_accuracy"]
+    assert low <= accuracy.min() <= high
+    overall = (OUTCOMES[:, :2].sum()) / OUTCOMES.sum()
+    assert intervals["overall_accuracy"][0] <= overall <= intervals["overall_accuracy"][1]
+
+
+def test_intervals_narrow_with_n():
+    small = bootstrap_intervals(OUTCOMES, has_baseline=True, settings=Bootstrap())
+    large = bootstrap_intervals(OUTCOMES * 25, has_baseline=True, settings=Bootstrap())
+
+    def width(pair):
+        return pair[1] - pair[0]
+
+    for g in range(2):
+        assert width(large["accuracy"][g]) < width(small["accuracy"][g]) / 3
+        assert width(large["drop"][g]) < width(small["drop"][g]) / 3
+    assert width(large["disparity"]["drop_gap"]) < width(small["disparity"]["drop_gap"]) / 3
+
+
+def test_intervals_are_seeded_and_optional():
+    settings = Bootstrap(resamples=500, seed=3)
+    first = bootstrap_intervals(OUTCOMES, has_baseline=True, settings=settings)
+    assert first == bootstrap_intervals(OUTCOMES, has_baseline=True, settings=settings)
+    assert first != bootstrap_intervals(OUTCOMES, has_baseline=True, settings=Bootstrap(resamples=500, seed=4))
+    assert bootstrap_intervals(OUTCOMES, has_baseline=True, settings=Bootstrap(resamples=0)) is None
+    without = bootstrap_intervals(OUTCOMES, has_baseline=False, settings=settings)
+    assert "drop" not in without and set(without["disparity"]) == {"accuracy_gap", "worst_group_accuracy"}
+
+
+def test_resampling_counts_is_resampling_images():
+    """The multinomial draw of outcome counts has the spread of drawing the images themselves."""
+    accuracy, _ = _point(OUTCOMES)
+    intervals = bootstrap_intervals(OUTCOMES, has_baseline=True, settings=Bootstrap(resamples=4000))
+    generator = np.random.default_rng(0)
+    right = np.repeat([1, 1, 0, 0], OUTCOMES[1])  # group 1's images: model right or not
+    by_images = generator.choice(right, size=(4000, len(right))).mean(axis=1)
+    expected = np.quantile(by_images, [0.025, 0.975])
+    assert intervals["accuracy"][1] == pytest.approx(expected.tolist(), abs=0.026)  # one image = 0.025
+
+
+def test_report_json_and_table_carry_the_intervals(tmp_path, cli, tiny_model_path, resnet_path, biased_data):
+    out = tmp_path / "report.json"
+    result = cli("report", tiny_model_path, biased_data, "--groups", "group", "--baseline", resnet_path,
+                 "--json", out, "--workers", "0", "--seed", "1")  # fmt: skip
+    assert result.code == 0, result
+    report = json.loads(out.read_text())
+    for row in report["groups"]:
+        for key in ("accuracy", "drop"):
+            low, high = row[f"{key}_ci"]
+            assert low <= row[key] <= high
+    for name in ("drop_gap", "worst_group_accuracy", "accuracy_gap", "drop_std"):
+        assert len(report["disparity"][f"{name}_ci"]) == 2
+    assert report["bootstrap"]["resamples"] == 1000 and report["bootstrap"]["seed"] == 1
+    assert "95% CI" in result.out
+    plain = cli("report", tiny_model_path, biased_data, "--groups", "group", "--json", tmp_path / "plain.json",
+                "--workers", "0", "--bootstrap", "0")  # fmt: skip
+    assert plain.code == 0 and "95% CI" not in plain.out
+    assert "accuracy_ci" not in json.loads((tmp_path / "plain.json").read_text())["groups"][0]
+
+    compared = cli("compare", out, tmp_path / "plain.json", "--json", tmp_path / "comparison.json")
+    assert compared.code == 0, compared
+    first = json.loads((tmp_path / "comparison.json").read_text())["entries"][0]
+    assert first["intervals"]["drop_gap"] == report["disparity"]["drop_gap_ci"]
+    assert first["groups"][0]["intervals"]["accuracy"] == report["groups"][0]["accuracy_ci"]
+    low, high = report["disparity"]["drop_gap_ci"]
+    assert f"[{100 * low:+.1f}, {100 * high:+.1f}]" in compared.out
