@@ -24,6 +24,11 @@ from fairgrape_cli.method.objectives import (
 ROWS = TrainingRows(groups=np.array([0] * 90 + [1] * 10), num_groups=2, classes=np.arange(100) % 2)
 
 
+def per_sample(losses: torch.Tensor):
+    """A batch's loss as the training loop hands it to a rule: per sample, or their mean."""
+    return lambda reduction: losses if reduction == "none" else losses.mean()
+
+
 def _epoch(name: str, options: ObjectiveOptions = ObjectiveOptions(), seed: int = 0) -> np.ndarray:
     return get_objective(name).epoch_rows(ROWS, options, torch.Generator().manual_seed(seed))
 
@@ -59,9 +64,9 @@ def test_balanced_by_weights_keeps_rows_and_weighs_groups_equally():
     assert float(weights.mean()) == pytest.approx(1.0)
     losses = torch.arange(100, dtype=torch.float32)
     rows = torch.arange(100)
-    assert float(rule(losses, rows)) == pytest.approx(float((losses * weights).mean()))
+    assert float(rule(per_sample(losses), rows)) == pytest.approx(float((losses * weights).mean()))
     sampling = InverseSizeWeights(ROWS, ObjectiveOptions(), torch.device("cpu"))
-    assert float(sampling(losses, rows)) == pytest.approx(float(losses.mean()))  # rows already balanced
+    assert float(sampling(per_sample(losses), rows)) == pytest.approx(float(losses.mean()))  # already balanced
 
 
 def test_group_dro_moves_weight_toward_the_group_with_the_larger_loss():
@@ -69,7 +74,7 @@ def test_group_dro_moves_weight_toward_the_group_with_the_larger_loss():
     assert rule.weights() == [0.5, 0.5]
     rows = torch.tensor([0, 1, 2, 95, 96])  # three of group 0, two of group 1
     losses = torch.tensor([0.1, 0.2, 0.3, 1.0, 2.0], requires_grad=True)
-    loss = rule(losses, rows)
+    loss = rule(per_sample(losses), rows)
     q = rule.weights()
     assert q[1] > 0.5 > q[0] and sum(q) == pytest.approx(1.0)
     # the loss is the groups' mean losses weighted by the updated q
@@ -77,7 +82,7 @@ def test_group_dro_moves_weight_toward_the_group_with_the_larger_loss():
     loss.backward()
     assert losses.grad[3] == pytest.approx(q[1] / 2, rel=1e-5)  # each of group 1's two rows
     for _ in range(5):
-        rule(losses.detach(), rows)
+        rule(per_sample(losses.detach()), rows)
     assert rule.weights()[1] > q[1]  # keeps moving while group 1 is worse off
     expected = 0.5 * np.exp(0.5 * 1.5 * 6) / (0.5 * np.exp(0.5 * 1.5 * 6) + 0.5 * np.exp(0.5 * 0.2 * 6))
     assert rule.weights()[1] == pytest.approx(expected, rel=1e-5)
@@ -85,7 +90,7 @@ def test_group_dro_moves_weight_toward_the_group_with_the_larger_loss():
 
 def test_group_dro_leaves_a_group_absent_from_the_batch_alone():
     rule = OnlineGroupDRO(ROWS, ObjectiveOptions(dro_step=1.0), torch.device("cpu"))
-    rule(torch.tensor([0.0, 0.0]), torch.tensor([0, 1]))  # only group 0, zero loss
+    rule(per_sample(torch.tensor([0.0, 0.0])), torch.tensor([0, 1]))  # only group 0, zero loss
     assert rule.weights() == [0.5, 0.5]
 
 

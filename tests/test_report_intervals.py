@@ -9,31 +9,50 @@ import numpy as np
 import pytest
 import torch
 
-from fairgrape_cli.method.metrics import Bootstrap, bootstrap_intervals, paired_outcomes
+from fairgrape_cli.method.metrics import Bootstrap, Outcomes, bootstrap_intervals, paired_outcomes
 
+PAIRS = np.array([[1.0, 1.0], [1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])  # (model, baseline) right or not
 # two groups: 40 images each; model right on 30 / 20, baseline right on 36 / 34
-OUTCOMES = np.array([[28, 2, 8, 2], [18, 2, 16, 4]])
+COUNTS = np.array([[28, 2, 8, 2], [18, 2, 16, 4]])
 
 
-def _point(outcomes):
-    n = outcomes.sum(1)
-    accuracy = (outcomes[:, 0] + outcomes[:, 1]) / n
-    drop = (outcomes[:, 0] + outcomes[:, 2]) / n - accuracy
+def outcomes_of(counts: np.ndarray) -> list:
+    return [(PAIRS, row) for row in counts]
+
+
+OUTCOMES = outcomes_of(COUNTS)
+
+
+def _point(counts):
+    n = counts.sum(1)
+    accuracy = (counts[:, 0] + counts[:, 1]) / n
+    drop = (counts[:, 0] + counts[:, 2]) / n - accuracy
     return accuracy, drop
 
 
-def test_paired_outcomes_count_each_groups_images_by_outcome():
-    targets = torch.tensor([0, 1, 1, 0, 1, 0])
-    model = torch.tensor([0, 1, 0, -1, 0, 1])  # row 3 was a skipped image
-    baseline = torch.tensor([0, 0, 1, 0, 1, 1])
+def test_paired_outcomes_count_each_groups_images_by_their_pair_of_scores():
+    right = np.array([[1], [1], [0], [0], [0], [1]], dtype=bool)
+    scored = np.array([True, True, True, False, True, True])  # row 3 was a skipped image
+    baseline = np.array([[1], [0], [1], [1], [1], [1]], dtype=bool)
     groups = np.array([0, 0, 0, 1, 1, 1])
-    assert paired_outcomes(model, baseline, targets, groups, 2).tolist() == [[1, 1, 1, 0], [0, 0, 1, 1]]
-    assert paired_outcomes(model, None, targets, groups, 2).tolist() == [[0, 2, 0, 1], [0, 0, 0, 2]]
+    pairs = paired_outcomes(Outcomes(right, scored), Outcomes(baseline, scored), groups, 2)
+    as_dict = [dict(zip(map(tuple, values.tolist()), counts.tolist())) for values, counts in pairs]
+    assert as_dict == [{(0.0, 1.0): 1, (1.0, 0.0): 1, (1.0, 1.0): 1}, {(0.0, 1.0): 1, (1.0, 1.0): 1}]
+    alone = paired_outcomes(Outcomes(right, scored), None, groups, 2)
+    assert [dict(zip(map(tuple, v.tolist()), c.tolist())) for v, c in alone][0] == {(0.0, 0.0): 1, (1.0, 0.0): 2}
+
+
+def test_several_attributes_pair_each_images_fraction_right():
+    right = np.array([[1, 1, 0], [1, 0, 0], [1, 1, 0]], dtype=bool)
+    base = np.ones((3, 3), dtype=bool)
+    (values, counts), = paired_outcomes(Outcomes(right, np.ones(3, bool)), Outcomes(base, np.ones(3, bool)),
+                                        np.zeros(3, int), 1)  # fmt: skip
+    assert dict(zip(map(tuple, values.tolist()), counts.tolist())) == {(1 / 3, 1.0): 1, (2 / 3, 1.0): 2}
 
 
 def test_intervals_cover_the_point_values():
     intervals = bootstrap_intervals(OUTCOMES, has_baseline=True, settings=Bootstrap(resamples=2000))
-    accuracy, drop = _point(OUTCOMES)
+    accuracy, drop = _point(COUNTS)
     for g in range(2):
         assert intervals["accuracy"][g][0] <= accuracy[g] <= intervals["accuracy"][g][1]
         assert intervals["drop"][g][0] <= drop[g] <= intervals["drop"][g][1]
@@ -42,13 +61,13 @@ def test_intervals_cover_the_point_values():
     assert low <= gap <= high and low > 0  # a 25-point gap on 40 images a group is not noise
     low, high = intervals["disparity"]["worst_group_accuracy"]
     assert low <= accuracy.min() <= high
-    overall = (OUTCOMES[:, :2].sum()) / OUTCOMES.sum()
+    overall = (COUNTS[:, :2].sum()) / COUNTS.sum()
     assert intervals["overall_accuracy"][0] <= overall <= intervals["overall_accuracy"][1]
 
 
 def test_intervals_narrow_with_n():
     small = bootstrap_intervals(OUTCOMES, has_baseline=True, settings=Bootstrap())
-    large = bootstrap_intervals(OUTCOMES * 25, has_baseline=True, settings=Bootstrap())
+    large = bootstrap_intervals(outcomes_of(COUNTS * 25), has_baseline=True, settings=Bootstrap())
 
     def width(pair):
         return pair[1] - pair[0]
@@ -71,10 +90,9 @@ def test_intervals_are_seeded_and_optional():
 
 def test_resampling_counts_is_resampling_images():
     """The multinomial draw of outcome counts has the spread of drawing the images themselves."""
-    accuracy, _ = _point(OUTCOMES)
     intervals = bootstrap_intervals(OUTCOMES, has_baseline=True, settings=Bootstrap(resamples=4000))
     generator = np.random.default_rng(0)
-    right = np.repeat([1, 1, 0, 0], OUTCOMES[1])  # group 1's images: model right or not
+    right = np.repeat([1, 1, 0, 0], COUNTS[1])  # group 1's images: model right or not
     by_images = generator.choice(right, size=(4000, len(right))).mean(axis=1)
     expected = np.quantile(by_images, [0.025, 0.975])
     assert intervals["accuracy"][1] == pytest.approx(expected.tolist(), abs=0.026)  # one image = 0.025

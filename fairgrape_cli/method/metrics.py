@@ -18,6 +18,20 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from .heads import head_for
+
+
+@dataclass
+class Outcomes:
+    """Which rows a model got right: ``right`` is ``[N, A]`` (one column per attribute; A = 1 for
+    a single label); ``scored`` is False for rows never evaluated (skipped bad images)."""
+
+    right: np.ndarray  # bool [N, A]
+    scored: np.ndarray  # bool [N]
+
+    def image_scores(self) -> np.ndarray:
+        """The fraction of each row's attributes predicted right (0 or 1 for a single label)."""
+        return self.right.mean(axis=1)
 
 
 @torch.no_grad()
@@ -25,29 +39,30 @@ def predict(
     models: Sequence[nn.Module],
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     prepares: Sequence[Callable[[torch.Tensor], torch.Tensor]],
-    num_rows: int,
+    targets: torch.Tensor,
     on_batch: Callable[[int], None] | None = None,
-) -> list[torch.Tensor]:
-    """Predicted class of every row for each model, decoding every image once for all models.
-
-    Rows that were never yielded (skipped bad images) predict ``-1``.
-    """
-    predictions = [torch.full((num_rows,), -1, dtype=torch.long) for _ in models]
+) -> list[Outcomes]:
+    """What each model got right on every row, decoding every image once for all models."""
+    head = head_for(targets)
+    width = targets.shape[1] if targets.ndim == 2 else 1
+    right = [torch.zeros((len(targets), width), dtype=torch.bool) for _ in models]
+    scored = torch.zeros(len(targets), dtype=torch.bool)
     for model in models:
         model.eval()
     for images, indices in batches:
-        for model, prepare, out in zip(models, prepares, predictions):
-            out[indices] = model(prepare(images)).argmax(1).cpu()
+        for model, prepare, out in zip(models, prepares, right):
+            out[indices] = head.right(head.predict(model(prepare(images))).cpu(), targets[indices])
+        scored[indices] = True
         if on_batch is not None:
             on_batch(len(indices))
-    return predictions
+    return [Outcomes(out.numpy(), scored.numpy()) for out in right]
 
 
 @dataclass(frozen=True)
 class GroupAccuracy:
     group: str
     n: int
-    correct: int
+    correct: float  # images right (for several attributes: the sum of each image's fraction right)
 
     @property
     def accuracy(self) -> float:
@@ -55,14 +70,15 @@ class GroupAccuracy:
 
 
 def group_accuracies(
-    predictions: torch.Tensor, targets: torch.Tensor, group_index: np.ndarray, group_names: list[str]
+    outcomes: Outcomes, group_index: np.ndarray, group_names: list[str], *, attribute: int | None = None
 ) -> list[GroupAccuracy]:
-    scored = predictions >= 0
-    hits = ((predictions == targets) & scored).numpy()
+    """Accuracy per group: of the mean over attributes, or of one ``attribute`` (a column)."""
+    scores = outcomes.image_scores() if attribute is None else outcomes.right[:, attribute].astype(float)
     groups = np.asarray(group_index)
-    counted = scored.numpy()
     return [
-        GroupAccuracy(name, int(counted[groups == g].sum()), int(hits[groups == g].sum()))
+        GroupAccuracy(
+            name, int(outcomes.scored[groups == g].sum()), float(scores[outcomes.scored & (groups == g)].sum())
+        )
         for g, name in enumerate(group_names)
     ]
 
@@ -101,41 +117,45 @@ class Bootstrap:
 
 
 def paired_outcomes(
-    predictions: torch.Tensor,
-    baseline_predictions: torch.Tensor | None,
-    targets: torch.Tensor,
-    group_index: np.ndarray,
-    num_groups: int,
-) -> np.ndarray:
-    """``[G, 4]`` counts of each group's scored images by outcome: both models right, only the
-    model, only the baseline, neither (without a baseline it counts as never right)."""
-    scored = (predictions >= 0).numpy()
-    mine = (predictions == targets).numpy()
-    theirs = (baseline_predictions == targets).numpy() if baseline_predictions is not None else np.zeros_like(mine)
-    category = np.where(mine, np.where(theirs, 0, 1), np.where(theirs, 2, 3))
-    cells = np.asarray(group_index)[scored] * 4 + category[scored]
-    return np.bincount(cells, minlength=4 * num_groups).reshape(num_groups, 4)
+    outcomes: Outcomes, baseline: Outcomes | None, group_index: np.ndarray, num_groups: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per group, the distinct ``(model, baseline)`` pairs of image scores ``[K, 2]`` and how many
+    of the group's scored images have each ``[K]`` (without a baseline its score is 0). A single
+    label has at most four pairs; A attributes at most ``(A + 1) ** 2``."""
+    mine = outcomes.image_scores()
+    theirs = baseline.image_scores() if baseline is not None else np.zeros_like(mine)
+    pairs = np.stack([mine, theirs], axis=1)
+    groups = np.asarray(group_index)
+    result = []
+    for g in range(num_groups):
+        rows = outcomes.scored & (groups == g)
+        values, counts = np.unique(pairs[rows], axis=0, return_counts=True)
+        result.append((values.reshape(-1, 2), counts))
+    return result
 
 
-def bootstrap_intervals(outcomes: np.ndarray, *, has_baseline: bool, settings: Bootstrap) -> dict | None:
+def bootstrap_intervals(
+    outcomes: list[tuple[np.ndarray, np.ndarray]], *, has_baseline: bool, settings: Bootstrap
+) -> dict | None:
     """Intervals for each group's accuracy (and baseline accuracy and drop), the overall accuracy
-    and every disparity metric, from ``settings.resamples`` stratified resamples of ``outcomes``.
+    (and drop) and every disparity metric, from ``settings.resamples`` stratified resamples.
 
     A resample draws each group's n images with replacement from its own images, keeping each
-    image's pair of outcomes (model, baseline), so drops are resampled paired; drawing the four
-    outcome counts from a multinomial is the same draw, at a cost independent of n.
+    image's pair of scores (model, baseline), so drops are resampled paired; drawing how many
+    times each distinct pair is drawn from a multinomial is the same draw, at a cost that does
+    not grow with n.
     """
-    sizes = outcomes.sum(axis=1)
+    sizes = np.array([counts.sum() for _, counts in outcomes])
     if settings.resamples == 0 or (sizes == 0).any():
         return None
     generator = np.random.default_rng(settings.seed)
-    draws = np.stack(
-        [generator.multinomial(n, counts / n, size=settings.resamples) for n, counts in zip(sizes, outcomes)],
+    sums = np.stack(
+        [generator.multinomial(n, counts / n, size=settings.resamples) @ values for (values, counts), n in zip(outcomes, sizes)],
         axis=1,
-    )  # [B, G, 4]
-    accuracies = (draws[..., 0] + draws[..., 1]) / sizes
-    baselines = (draws[..., 0] + draws[..., 2]) / sizes
+    )  # [B, G, 2]: the resample's summed scores of the model and of the baseline, per group
+    accuracies, baselines = sums[..., 0] / sizes, sums[..., 1] / sizes
     drops = baselines - accuracies
+    overall = sums.sum(axis=1) / sizes.sum()  # [B, 2]
     tail = (1 - settings.confidence) / 2
 
     def interval(values: np.ndarray) -> list:
@@ -144,7 +164,7 @@ def bootstrap_intervals(outcomes: np.ndarray, *, has_baseline: bool, settings: B
 
     result = {
         "accuracy": interval(accuracies),
-        "overall_accuracy": interval((draws[..., 0] + draws[..., 1]).sum(axis=1) / sizes.sum()),
+        "overall_accuracy": interval(overall[:, 0]),
         "disparity": {
             name: interval(function(accuracies, drops))
             for name, (needs_baseline, function) in DISPARITY.items()
@@ -154,8 +174,7 @@ def bootstrap_intervals(outcomes: np.ndarray, *, has_baseline: bool, settings: B
     if has_baseline:
         result["baseline_accuracy"] = interval(baselines)
         result["drop"] = interval(drops)
-        overall_baseline = (draws[..., 0] + draws[..., 2]).sum(axis=1) / sizes.sum()
-        result["overall_drop"] = interval(overall_baseline - (draws[..., 0] + draws[..., 1]).sum(axis=1) / sizes.sum())
+        result["overall_drop"] = interval(overall[:, 1] - overall[:, 0])
     return result
 
 

@@ -65,11 +65,15 @@ class TrainingRows:
         return self.classes * self.num_groups + self.groups, (int(self.classes.max()) + 1) * self.num_groups
 
 
-class LossRule(Protocol):
-    """Turns a batch's per-sample losses into the loss to minimise; ``rows`` are the samples'
-    training-row indices (on the losses' device), from which a rule reads what it needs."""
+BatchLoss = Callable[[str], torch.Tensor]  # reduction "mean" | "none" -> the batch's loss
 
-    def __call__(self, losses: torch.Tensor, rows: torch.Tensor) -> torch.Tensor: ...
+
+class LossRule(Protocol):
+    """The loss to minimise for a batch. ``loss("none")`` gives the per-sample losses and
+    ``loss("mean")`` their mean, computed as plain fine-tuning always did (bit for bit); ``rows``
+    are the samples' training-row indices (on the losses' device), for rules that need more."""
+
+    def __call__(self, loss: BatchLoss, rows: torch.Tensor) -> torch.Tensor: ...
 
     def weights(self) -> list[float] | None:
         """The per-group weights it currently applies (recorded in the history), if any."""
@@ -135,8 +139,8 @@ def equal_rows_per_unit(rows: TrainingRows, options: ObjectiveOptions, generator
 
 
 class MeanLoss:
-    def __call__(self, losses: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        return losses.mean()
+    def __call__(self, loss: BatchLoss, rows: torch.Tensor) -> torch.Tensor:
+        return loss("mean")
 
     def weights(self) -> None:
         return None
@@ -155,9 +159,10 @@ class InverseSizeWeights:
         per_unit[present] = len(rows) / (present.sum() * sizes[present])
         self.row_weights = torch.tensor(per_unit[units], dtype=torch.float32, device=device)
 
-    def __call__(self, losses: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    def __call__(self, loss: BatchLoss, rows: torch.Tensor) -> torch.Tensor:
         if not self.active:
-            return losses.mean()
+            return loss("mean")
+        losses = loss("none")
         return (losses * self.row_weights[rows].to(losses.dtype)).mean()
 
     def weights(self) -> None:
@@ -176,7 +181,8 @@ class OnlineGroupDRO:
         self.num_groups = rows.num_groups
         self.groups = torch.as_tensor(rows.groups, dtype=torch.long, device=device)
 
-    def __call__(self, losses: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    def __call__(self, loss: BatchLoss, rows: torch.Tensor) -> torch.Tensor:
+        losses = loss("none")
         groups = self.groups[rows]
         counts = torch.bincount(groups, minlength=self.num_groups)
         sums = torch.zeros(self.num_groups, dtype=losses.dtype, device=losses.device).index_add(0, groups, losses)

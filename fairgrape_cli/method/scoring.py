@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
+from .heads import head_for
 
 CRITERION = "squared_taylor"  # (w * dL/dw)^2, the first-order Taylor term squared
 
@@ -43,10 +43,12 @@ def compute_importance(
 ) -> ImportanceResult:
     """Score ``weights`` of ``model`` on group-pure ``batches`` of ``(uint8 images, row indices)``.
 
-    ``prepare`` turns a uint8 batch into the model's input on its device; ``on_batch(group, n)``
-    is called after each batch (progress reporting).
+    ``prepare`` turns a uint8 batch into the model's input on its device; ``targets`` (classes,
+    or 0/1 attributes) pick the loss (``heads``); ``on_batch(group, n)`` is called after each
+    batch (progress reporting).
     """
     num_groups = len(group_names)
+    head = head_for(targets)
     device = next(iter(weights.values())).device
     accumulator = _Accumulator(weights, num_groups, device)
     batch_counts = [0] * num_groups
@@ -61,7 +63,7 @@ def compute_importance(
                 inputs = prepare(images)
             logits = model(inputs)
             labels = targets[indices].to(device, non_blocking=True)
-            F.cross_entropy(logits, labels).backward()
+            head.loss(logits, labels, "mean").backward()
             batch_counts[group] += 1
             sample_counts[group] += len(indices)
             if on_batch is not None:

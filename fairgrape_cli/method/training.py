@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from .heads import head_for
 from .masks import MaskEnforcer
 from .objectives import LossRule, MeanLoss
 
@@ -76,10 +76,11 @@ def finetune(
     The learning rate is multiplied by ``lr_gamma`` after each epoch in ``lr_milestones`` (the
     paper's step decay: 13 epochs at 1e-4, 3 at 1e-5, 3 at 1e-6 is milestones 13, 16).
     ``train_batches(epoch)`` yields ``(uint8 images, row indices)``; ``targets`` holds the class
-    of every training row; ``loss_rule`` turns per-sample losses into the batch loss (the mean
-    when not given).
+    (or the 0/1 attributes) of every training row, which picks the head (``heads``);
+    ``loss_rule`` turns per-sample losses into the batch loss (the mean when not given).
     """
     device = next(model.parameters()).device
+    head = head_for(targets)
     targets = targets.to(device)
     loss_rule = loss_rule or MeanLoss()
     generator = torch.Generator().manual_seed(seed)
@@ -100,14 +101,14 @@ def finetune(
             rows = indices.to(device)
             labels = targets[rows]
             logits = model(prepare(images))
-            loss = loss_rule(F.cross_entropy(logits, labels, reduction="none"), rows)
+            loss = loss_rule(lambda reduction: head.loss(logits, labels, reduction), rows)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             enforcer.mask_gradients()
             optimizer.step()
             enforcer.mask_weights()
             loss_sum += float(loss.detach()) * len(indices)
-            correct += int((logits.argmax(1) == labels).sum())
+            correct += float(head.right(head.predict(logits.detach()), labels).float().mean(1).sum())
             seen += len(indices)
             if on_batch is not None:
                 on_batch(len(indices))
@@ -139,17 +140,18 @@ def validation_accuracy(
     """Overall accuracy and the lowest accuracy of a group with validation rows."""
     model.eval()
     device = next(model.parameters()).device
+    head = head_for(validation.targets)
     targets, groups = validation.targets.to(device), validation.groups.to(device)
-    correct = torch.zeros(validation.num_groups, dtype=torch.long, device=device)
+    correct = torch.zeros(validation.num_groups, dtype=torch.float64, device=device)
     seen = torch.zeros_like(correct)
     for images, indices in validation.batches():
         rows = indices.to(device)
-        hits = (model(prepare(images)).argmax(1) == targets[rows]).long()
+        hits = head.right(head.predict(model(prepare(images))), targets[rows]).double().mean(1)
         correct.index_add_(0, groups[rows], hits)
         seen.index_add_(0, groups[rows], torch.ones_like(hits))
     present = seen > 0
     if not present.any():
         return 0.0, 0.0
     overall = float(correct.sum()) / float(seen.sum())
-    worst = float((correct[present].double() / seen[present].double()).min())
+    worst = float((correct[present] / seen[present]).min())
     return overall, worst

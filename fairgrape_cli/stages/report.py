@@ -84,23 +84,20 @@ def report(
     for loaded in models:
         loaded.model.to(device)
         prepares.append(Normalizer(*loaded.normalization, device))
-    predictions = predict(
+    outcomes = predict(
         [loaded.model for loaded in models],
         loader,
         prepares,
-        len(table),
+        prepared.targets,
         on_batch=lambda n: progress.advance(task, n),
     )
-    groups = group_accuracies(predictions[0], prepared.targets, table.group_index, table.group_names)
+    groups = group_accuracies(outcomes[0], table.group_index, table.group_names)
     baseline_groups = None
     if baseline is not None:
-        baseline_groups = group_accuracies(
-            predictions[1], prepared.targets, table.group_index, table.group_names
-        )
-    outcomes = paired_outcomes(
-        predictions[0], predictions[1] if baseline is not None else None, prepared.targets,
-        table.group_index, len(table.group_names),
-    )  # fmt: skip
+        baseline_groups = group_accuracies(outcomes[1], table.group_index, table.group_names)
+    pairs = paired_outcomes(
+        outcomes[0], outcomes[1] if baseline is not None else None, table.group_index, len(table.group_names)
+    )
     result = build_report(
         model=str(model.path),
         data=str(data.root),
@@ -110,7 +107,7 @@ def report(
         density=nonzero_density(ckpt.prunable_parameters(checkpoint.model)),
         groups=groups,
         baseline_groups=baseline_groups,
-        intervals=bootstrap_intervals(outcomes, has_baseline=baseline is not None, settings=bootstrap),
+        intervals=bootstrap_intervals(pairs, has_baseline=baseline is not None, settings=bootstrap),
     )
     if bootstrap.resamples:
         result["bootstrap"] = {
