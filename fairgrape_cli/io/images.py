@@ -1,4 +1,11 @@
-"""Images in: decode, resize and batch them (uint8) in loader workers; normalise on the device."""
+"""Images in: decode, resize and batch them (uint8) in loader workers; normalise on the device.
+
+Decoding, not the model, sets the pace of a pass over images on a GPU, so a worker does as little
+as it can: a JPEG stored at least twice the side needed is decoded at a reduced scale (PIL's
+``draft`` mode, the decoder's own 1/2, 1/4 or 1/8 DCT scaling: a quarter of the pixels or fewer
+to decode), images stay uint8 (a quarter of the bytes of float32 to pass between processes and
+to the device), and scaling and normalising happen on the device (``Normalizer``).
+"""
 
 from __future__ import annotations
 
@@ -11,14 +18,24 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..distributed import local_world_size
 from ..errors import InputError
 from .data import GroupedTable
 
 
 def read_image(path: Path, image_size: int) -> torch.Tensor:
-    """RGB, resized to a square with PIL bilinear (as torchvision's Resize), as uint8 CHW."""
+    """RGB, resized to a square with PIL bilinear (as torchvision's Resize), as uint8 CHW.
+
+    A JPEG whose shorter side is at least twice ``image_size`` is decoded at the largest of 1/2,
+    1/4 or 1/8 scale that still covers ``image_size`` (then resized as any image). The pixels
+    differ slightly from a full decode + resize (benchmarks/loading.py measures by how much);
+    PNG and every other format are decoded in full, exactly as before.
+    """
     with Image.open(path) as image:
-        image = image.convert("RGB")
+        if image.format == "JPEG" and min(image.size) >= 2 * image_size:
+            image.draft("RGB", (image_size, image_size))
+        if image.mode != "RGB":
+            image = image.convert("RGB")
         if image.size != (image_size, image_size):
             image = image.resize((image_size, image_size), Image.BILINEAR)
         array = np.asarray(image, dtype=np.uint8)
@@ -95,22 +112,42 @@ class ImageLoader:
         self.bad_images += len(failed)
 
 
+MAX_DEFAULT_WORKERS = 32
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity: a container's or a job scheduler's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def default_workers(num_batches: int) -> int:
-    """Decode in worker processes unless there is too little to decode to pay for starting them."""
+    """One decoding process per CPU this process may use, shared with the other processes that
+    torchrun started on the machine; none when there is too little to decode to pay for
+    starting them."""
     if num_batches <= 2:
         return 0
-    return max(1, min(8, (os.cpu_count() or 1)))
+    return max(1, min(MAX_DEFAULT_WORKERS, available_cpus() // local_world_size()))
 
 
 class Normalizer:
     """uint8 batches -> float, scaled and normalised on the device (the same ops as torchvision's
-    ToTensor + Normalize, so the numbers match a torchvision pipeline exactly)."""
+    ToTensor + Normalize, so the numbers match a torchvision pipeline exactly); ``channels_last``
+    lays the batch out NHWC (for a channels_last model), converted while it is still uint8."""
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float], device: torch.device):
+    def __init__(
+        self, mean: Sequence[float], std: Sequence[float], device: torch.device, *, channels_last: bool = False
+    ):
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self.device = device
+        self.channels_last = channels_last
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        batch = images.to(self.device, non_blocking=True).float().div_(255)
+        batch = images.to(self.device, non_blocking=True)
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        batch = batch.float().div_(255)  # keeps the layout
         return batch.sub_(self.mean).div_(self.std)
