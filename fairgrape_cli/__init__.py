@@ -3,8 +3,9 @@
 The package reads top to bottom as the data flows; each layer imports only the layers below it:
 ``cli`` + ``commands`` (flags, rendering) -> ``flows`` (chained stages) -> ``stages`` (one per
 stage: read inputs, call the method, write artifacts) -> ``method`` (the mathematics) and
-``render`` (tables, HTML) -> ``io`` (files). ``errors``, ``devices`` and ``_progress`` are the
-foundations every layer may use. Torch is imported lazily so the CLI starts fast.
+``render`` (tables, HTML) -> ``io`` (files). ``errors``, ``devices``, ``distributed`` (the torchrun
+runtime) and ``_progress`` are the foundations every layer may use. Torch is imported lazily so
+the CLI starts fast.
 """
 
 __version__ = "0.1.0"

@@ -39,31 +39,68 @@ app.command()(compare)
 app.command()(demo)
 
 
+# the commands that pass over images and shard them under torchrun
+SHARDED_COMMANDS = ("score", "finetune", "report", "run")
+
+
 def main() -> None:
+    from . import distributed
     from .errors import FairgrapeError
 
+    crashed = False  # an error the other torchrun processes may not know of
     try:
+        _refuse_unsharded_command_under_torchrun()
         app(prog_name="fairgrape")
     except FairgrapeError as error:
-        _fail(f"error: {error}", error.exit_code)
+        _fail(f"error: {error}", error.exit_code, user_error=True)
     except MemoryError:
+        crashed = True
         _fail("error: out of memory; try a smaller --batch-size", 1)
     except Exception as error:  # a bug or an environment problem: one line unless --debug
+        crashed = not distributed.agreed_error(error)
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         if "out of memory" in first.lower():
-            _fail("error: out of memory; try a smaller --batch-size", 1)
+            _fail("error: out of memory; try a smaller --batch-size", 1, user_error=not crashed)
         _fail(
             f"error: {type(error).__name__}: {first} (this is a bug in fairgrape or its "
             "environment; rerun with --debug for the traceback)",
             1,
+            user_error=not crashed,
+        )
+    finally:
+        distributed.shutdown(after_crash=crashed)
+
+
+def _refuse_unsharded_command_under_torchrun() -> None:
+    from .distributed import launched
+    from .errors import InputError
+
+    command = sys.argv[1] if len(sys.argv) > 1 else ""
+    if launched() and command in app_commands() and command not in SHARDED_COMMANDS:
+        raise InputError(
+            f"fairgrape {command} runs in one process: start it without torchrun "
+            f"(torchrun runs {', '.join(SHARDED_COMMANDS)})"
         )
 
 
-def _fail(message: str, exit_code: int) -> None:
-    """Print the traceback (with --debug) and the one-line message, then exit."""
-    if debug_enabled():
-        traceback.print_exc()
-    _print_error(message)
+def app_commands() -> list[str]:
+    return [info.name or info.callback.__name__ for info in app.registered_commands]
+
+
+def _fail(message: str, exit_code: int, *, user_error: bool = False) -> None:
+    """Print the traceback (with --debug) and the one-line message, then exit.
+
+    Under torchrun, rank 0 prints; the others print (naming their rank) only errors that are
+    their own: a user error is either the same on every rank or was agreed on, and then rank 0
+    names the rank it came from.
+    """
+    from .distributed import env_rank
+
+    rank = env_rank()
+    if rank == 0 or not user_error:
+        if debug_enabled():
+            traceback.print_exc()
+        _print_error(message if rank == 0 else f"rank {rank}: {message}")
     sys.exit(exit_code)
 
 

@@ -1,4 +1,8 @@
-"""Terminal output shared by the commands: stdout for reports only, everything else on stderr."""
+"""Terminal output shared by the commands: stdout for reports only, everything else on stderr.
+
+Under torchrun only rank 0 prints: the other ranks' consoles are silenced and their progress
+bars never drawn (their errors still reach the terminal: see ``cli.main``).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.text import Text
+
+from ..distributed import is_main_process
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
@@ -43,7 +49,7 @@ class _LazyProgress(Progress):
 
 @contextlib.contextmanager
 def progress_display(quiet: bool) -> Iterator[Progress | None]:
-    if quiet:
+    if quiet or not is_main_process():
         yield None
         return
     progress = _LazyProgress(
@@ -89,6 +95,7 @@ class _RichHandler(logging.Handler):
 
 
 def setup_logging(quiet: bool) -> None:
+    stdout.quiet = stderr.quiet = not is_main_process()
     logger = logging.getLogger("fairgrape")
     logger.handlers[:] = [_RichHandler()]
     logger.setLevel(logging.WARNING if quiet else logging.INFO)

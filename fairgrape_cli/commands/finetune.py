@@ -61,6 +61,7 @@ def finetune(
     skip_bad_images: opt.SkipBadImages = False,
     device: opt.Device = "auto",
     workers: opt.Workers = None,
+    precision: opt.Precision = "fp32",
     seed: opt.Seed = 0,
     quiet: opt.Quiet = False,
     debug: opt.Debug = False,
@@ -81,6 +82,8 @@ def finetune(
         fairgrape finetune pruned.pt data/ --masks masks.safetensors --epochs 5 --lr 1e-4
 
         fairgrape finetune --objective balanced --groups race
+
+        torchrun --nproc-per-node 4 -m fairgrape_cli finetune --precision bf16
     """
     from .. import stages
     from ..io.data import DataSpec
@@ -108,6 +111,7 @@ def finetune(
             objective=objective,
             objective_options=ObjectiveOptions(dro_step=dro_step, balance_unit=balance_unit, balance_by=balance_by),
             seed=seed,
+            precision=precision,
             progress=progress,
         )
     for record in summary.history:

@@ -40,6 +40,7 @@ def report(
     skip_bad_images: opt.SkipBadImages = False,
     device: opt.Device = "auto",
     workers: opt.Workers = None,
+    precision: opt.Precision = "fp32",
     seed: opt.Seed = 0,
     quiet: opt.Quiet = False,
     debug: opt.Debug = False,
@@ -56,6 +57,8 @@ def report(
     Example:
 
         fairgrape report finetuned.pt data/ --groups race --baseline model.pt --json report.json --fail-if 'drop_gap>0.05'
+
+        torchrun --nproc-per-node 4 -m fairgrape_cli report finetuned.pt data/ --groups race
     """
     from .. import stages
     from ..io.data import DataSpec
@@ -78,6 +81,7 @@ def report(
             bootstrap=Bootstrap(resamples=bootstrap, seed=seed),
             json_output=json_output,
             html_output=html_output,
+            precision=precision,
             progress=progress,
         )
     stdout.print(render_report(result.report))

@@ -32,6 +32,8 @@ def run(
         fairgrape run schedule.yaml
 
         fairgrape run schedule.yaml --set method=magnitude --set output=runs/magnitude
+
+        torchrun --nproc-per-node 4 -m fairgrape_cli run schedule.yaml
     """
     from ..flows.config import load_config
     from ..flows.pipeline import run_schedule

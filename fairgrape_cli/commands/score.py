@@ -43,11 +43,14 @@ def score(
     Importance is (w * dL/dw)^2 averaged over group-pure batches: one forward and backward pass
     per image, the model in eval mode and unchanged.
 
-    Defaults to the train split when the data has one. Writes importance.safetensors.
+    Defaults to the train split when the data has one. Writes importance.safetensors. Under
+    torchrun each process scores a share of every group's batches; the file is one process's.
 
     Example:
 
         fairgrape score model.pt data/ --groups race --target label
+
+        torchrun --nproc-per-node 4 -m fairgrape_cli score model.pt data/ --groups race
     """
     from .. import stages
     from ..io.data import DataSpec

@@ -55,6 +55,7 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "seed": Option(int, 0),
         "output": Option(str),
         "device": Option(str, "auto", choices=("auto", "cpu", "cuda", "mps")),
+        "precision": Option(str, "fp32", choices=("fp32", "bf16")),  # fine-tuning and evaluation
         "workers": Option(int),
         "include": Option(list, []),
         "exclude": Option(list, []),

@@ -6,6 +6,11 @@ one of the library stages in ``fairgrape_cli.stages``, run only when its *finger
 the sha256 of its inputs) differs from the one recorded when it last finished, so re-running a
 config resumes after the last finished stage and a changed setting reruns from the first stage
 it affects. Outputs are written atomically, so a run killed mid-stage resumes cleanly.
+
+Under torchrun the stages that pass over images (score, fine-tune, evaluation, report) run on every
+rank, sharded; the selection (prune) and the copy of the final model run on rank 0 while the others
+wait, and rank 0 alone decides what is up to date and writes the run state; the others read the
+files it wrote (the output folder must be one that every node sees).
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import stages
+from .. import distributed, stages
 from .._progress import NoProgress, ProgressSink
+from ..devices import check_precision, resolve_device
 from ..errors import InputError
 from ..io.data import DataSpec
 from ..io.files import atomic_output, sha256_file
@@ -44,8 +50,15 @@ class RunResult:
 class _Runner:
     """Runs one stage at a time against the recorded state; knows the config's shared options."""
 
-    def __init__(self, config: RunConfig, progress: ProgressSink, on_stage: Callable[[str, bool], None] | None):
+    def __init__(
+        self,
+        config: RunConfig,
+        progress: ProgressSink,
+        on_stage: Callable[[str, bool], None] | None,
+        runtime: distributed.Runtime = distributed.SINGLE,
+    ):
         self.config = config
+        self.runtime = runtime
         self.directory = config.output
         self.directory.mkdir(parents=True, exist_ok=True)
         self.state = RunState(self.directory)
@@ -62,13 +75,17 @@ class _Runner:
         action: Callable[[], Any],
         *,
         keep_result: bool = False,
+        on_every_rank: bool = True,
     ) -> StageRecord:
         """Run ``action`` unless the outputs of the same fingerprint are already there.
 
         ``keep_result`` records what ``action`` returns (small JSON data) for later runs.
+        Under torchrun rank 0 decides whether the stage is up to date and records it; a stage
+        that reads no images (``on_every_rank=False``) runs on rank 0 while the others wait.
         """
+        runtime = self.runtime
         key = fingerprint(parts)
-        record = self.state.up_to_date(name, key)
+        record = runtime.broadcast(self.state.up_to_date(name, key) if runtime.is_main else None)
         if record is not None:
             self.skipped.append(name)
             if self.on_stage is not None:
@@ -76,9 +93,17 @@ class _Runner:
             return record
         if self.on_stage is not None:
             self.on_stage(name, True)
-        result = action()
+        if on_every_rank:
+            result = action()
+        else:
+            with runtime.together():
+                result = action() if runtime.is_main else None
         self.ran.append(name)
-        return self.state.finish(name, key, outputs, result if keep_result else None)
+        if not runtime.is_main:  # rank 0 hashes the outputs and writes the state
+            record = runtime.broadcast(None)
+            self.state.records[name] = record
+            return record
+        return runtime.broadcast(self.state.finish(name, key, outputs, result if keep_result else None))
 
     def sha(self, record: StageRecord, path: Path) -> str:
         return record.outputs[path.relative_to(self.directory).as_posix()]["sha256"]
@@ -97,6 +122,14 @@ class _Runner:
             **overrides,
         )
 
+    def precision(self) -> str:
+        return self.config.settings["precision"]
+
+    def precision_part(self) -> dict[str, str]:
+        """The precision, in the fingerprints of the stages it changes (absent for fp32, so the
+        runs recorded before it existed stay up to date)."""
+        return {} if self.precision() == "fp32" else {"precision": self.precision()}
+
     def loading(self, batch_size: int) -> stages.Loading:
         settings = self.config.settings
         return stages.Loading(settings["image_size"], batch_size, settings["device"], settings["workers"])
@@ -114,14 +147,18 @@ def run_schedule(
     """
     from ..method.selection import get_criterion
 
-    runner = _Runner(config, progress or NoProgress(), on_stage)
-    settings, sections = config.settings, config.sections
-    directory = runner.directory
-    start = Path(settings["model"])
-    if not start.is_file():
-        raise InputError(f"{config.path}: model {start} does not exist")
-    data_identity = _data_identity(runner.data(None))
-    needs_scores = get_criterion(settings["method"]).needs_importance
+    device = resolve_device(config.settings["device"])
+    runtime = distributed.start(device)
+    with runtime.together():
+        check_precision(config.settings["precision"], device, flag=f"{config.path}: precision")
+        runner = _Runner(config, progress or NoProgress(), on_stage, runtime)
+        settings, sections = config.settings, config.sections
+        directory = runner.directory
+        start = Path(settings["model"])
+        if not start.is_file():
+            raise InputError(f"{config.path}: model {start} does not exist")
+        data_identity = _data_identity(runner.data(None))
+        needs_scores = get_criterion(settings["method"]).needs_importance
     rates = schedule(settings["rate"], keep_per_iter=settings["keep_per_iter"], iterations=settings["iterations"])
     common = {
         key: settings[key]
@@ -132,7 +169,7 @@ def run_schedule(
     masks_path, masks_sha = None, None
     history = [runner.stage(
         "evaluate-00",
-        {"model": model_sha, "data": data_identity, "report": sections["report"], **common},
+        {"model": model_sha, "data": data_identity, "report": sections["report"], **common, **runner.precision_part()},
         [],
         lambda: _evaluate(runner, start),
         keep_result=True,
@@ -186,6 +223,7 @@ def run_schedule(
                 seed=settings["seed"],
                 progress=runner.progress,
             ),
+            on_every_rank=False,  # selection reads no images: rank 0 prunes, the others wait
         )
         masks_path, masks_sha = masks, runner.sha(record, masks)
         model_path, model_sha = pruned, runner.sha(record, pruned)
@@ -196,7 +234,7 @@ def run_schedule(
             )  # fmt: skip
         entry = runner.stage(
             f"evaluate-{index:02d}",
-            {"model": model_sha, "data": data_identity, "report": sections["report"], **common},
+            {"model": model_sha, "data": data_identity, "report": sections["report"], **common, **runner.precision_part()},
             [],
             lambda: _evaluate(runner, model_path),
             keep_result=True,
@@ -211,11 +249,11 @@ def run_schedule(
         )  # fmt: skip
     else:
         runner.stage("final_finetune", {"model": model_sha, "copy": True}, [final],
-                     lambda: _copy_atomically(model_path, final))
+                     lambda: _copy_atomically(model_path, final), on_every_rank=False)
         model_sha = sha256_file(final)
     final_entry = runner.stage(
         "evaluate-final",
-        {"model": model_sha, "data": data_identity, "report": sections["report"], **common},
+        {"model": model_sha, "data": data_identity, "report": sections["report"], **common, **runner.precision_part()},
         [],
         lambda: _evaluate(runner, final),
         keep_result=True,
@@ -227,7 +265,7 @@ def run_schedule(
     runner.stage(
         "report",
         {"model": model_sha, "baseline": history[0], "history": history, "data": data_identity,
-         "report": sections["report"], **common},
+         "report": sections["report"], **common, **runner.precision_part()},
         outputs,
         lambda: _write_report(runner, final, start, history, rates, outputs),
     )
@@ -239,7 +277,8 @@ def _finetune(runner, name, section, model_path, model_sha, masks_path, masks_sh
     options = runner.config.sections[section]
     record = runner.stage(
         name,
-        {"model": model_sha, "masks": masks_sha, "data": data_identity, section: options, **common},
+        {"model": model_sha, "masks": masks_sha, "data": data_identity, section: options, **common,
+         **runner.precision_part()},
         [output],
         lambda: stages.finetune(
             model=runner.model(model_path),
@@ -258,6 +297,7 @@ def _finetune(runner, name, section, model_path, model_sha, masks_path, masks_sh
                 dro_step=options["dro_step"], balance_unit=options["balance_unit"], balance_by=options["balance_by"]
             ),
             seed=runner.config["seed"],
+            precision=runner.precision(),
             progress=runner.progress,
         ),
     )
@@ -271,6 +311,7 @@ def _evaluate(runner: _Runner, model: Path) -> dict:
         model=runner.model(model),
         data=runner.data(options["split"], min_group_size=options["min_group_size"]),
         loading=runner.loading(options["batch_size"]),
+        precision=runner.precision(),
         progress=runner.progress,
     ).report
     return {
@@ -287,6 +328,7 @@ def _write_report(runner: _Runner, final: Path, start: Path, history, rates, out
         data=runner.data(options["split"], min_group_size=options["min_group_size"]),
         baseline=runner.model(start),
         loading=runner.loading(options["batch_size"]),
+        precision=runner.precision(),
         progress=runner.progress,
     ).report
     result["history"] = history
@@ -299,7 +341,9 @@ def _write_report(runner: _Runner, final: Path, start: Path, history, rates, out
         "schedule": rates,
         "seed": settings["seed"],
     }
-    stages.save_report(result, json_output=outputs[0], html_output=outputs[1] if len(outputs) > 1 else None)
+    with runner.runtime.together():
+        if runner.runtime.is_main:
+            stages.save_report(result, json_output=outputs[0], html_output=outputs[1] if len(outputs) > 1 else None)
 
 
 def _copy_atomically(source: Path, target: Path) -> None:

@@ -41,3 +41,34 @@ def shuffled_batches(num_rows: int, batch_size: int, generator: torch.Generator)
 
 def sequential_batches(num_rows: int, batch_size: int) -> list[list[int]]:
     return [list(range(start, min(start + batch_size, num_rows))) for start in range(0, num_rows, batch_size)]
+
+
+# ------------------------------------------------------------- shares of the batches (torchrun)
+
+
+def share_of_each_group(
+    batches: list[tuple[int, list[int]]], *, rank: int, world_size: int
+) -> list[tuple[int, list[int]]]:
+    """This rank's group-pure batches: batch i of group g goes to rank i % world_size, so every
+    rank scores part of every group and the batches themselves are those of one process."""
+    position: dict[int, int] = {}
+    mine = []
+    for group, rows in batches:
+        index = position.get(group, 0)
+        position[group] = index + 1
+        if index % world_size == rank:
+            mine.append((group, rows))
+    return mine
+
+
+def share_of(batches: list[list[int]], *, rank: int, world_size: int) -> list[list[int]]:
+    """Batch i goes to rank i % world_size (evaluation: shares may differ by one batch)."""
+    return batches[rank::world_size]
+
+
+def equal_share_of(batches: list[list[int]], *, rank: int, world_size: int) -> list[list[int]]:
+    """As :func:`share_of`, with the epoch's first batches repeated so that every rank gets
+    the same number of batches (DDP steps every rank together; DistributedSampler pads alike)."""
+    missing = -len(batches) % world_size
+    padded = batches + [batches[i % len(batches)] for i in range(missing)] if batches else batches
+    return padded[rank::world_size]

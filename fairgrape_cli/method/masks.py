@@ -30,10 +30,8 @@ class MaskEnforcer:
     """
 
     def __init__(self, weights: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor]):
-        self.pairs = [
-            (weights[name], mask.to(device=weights[name].device, dtype=weights[name].dtype))
-            for name, mask in masks.items()
-        ]
+        # laid out like the weight (channels_last under bf16), so masking is a plain elementwise pass
+        self.pairs = [(weights[name], torch.zeros_like(weights[name]).copy_(mask)) for name, mask in masks.items()]
 
     @torch.no_grad()
     def mask_gradients(self) -> None:

@@ -13,6 +13,10 @@ that wins that back (benchmarks/fairness.py measures how much).
 - ``group-dro``: online group DRO (Sagawa et al., ICLR 2020): the loss is the groups' mean
   losses weighted by ``q``, and after each batch ``q_g`` is multiplied by
   ``exp(dro_step * loss_g)`` and renormalised, so the weight moves to the worst-off group.
+
+Under torchrun every rank draws the same ``epoch_rows`` (same seed) and trains on its share of the
+batches; a loss rule gets the ``runtime`` so that a rule coupling the samples of a step (group
+DRO's per-group means) adds its statistics up over the ranks' batches of that step.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from ..distributed import SINGLE, Runtime
 from ..errors import InputError
 
 BALANCE_UNITS = ("group", "cell")
@@ -85,7 +90,7 @@ class Objective:
     summary: str
     needs_groups: bool  # also: the kept epoch is the one of best worst-group validation accuracy
     epoch_rows: Callable[[TrainingRows, ObjectiveOptions, torch.Generator], np.ndarray]
-    loss_rule: Callable[[TrainingRows, ObjectiveOptions, torch.device], LossRule]
+    loss_rule: Callable[..., LossRule]  # (rows, options, device, runtime=SINGLE)
     reads: tuple[str, ...] = ()  # the ObjectiveOptions it uses
 
     def settings(self, options: ObjectiveOptions) -> dict[str, object]:
@@ -148,9 +153,10 @@ class MeanLoss:
 
 class InverseSizeWeights:
     """Each row's loss times ``N / (units * n_unit)``: every unit weighs the same in expectation.
-    With ``balance_by="sampling"`` the rows are already balanced, and this is the plain mean."""
+    With ``balance_by="sampling"`` the rows are already balanced, and this is the plain mean.
+    (Per-row weights need nothing from the other ranks: DDP averages the ranks' means.)"""
 
-    def __init__(self, rows: TrainingRows, options: ObjectiveOptions, device: torch.device):
+    def __init__(self, rows: TrainingRows, options: ObjectiveOptions, device: torch.device, runtime: Runtime = SINGLE):
         self.active = options.balance_by == "weights"
         units, count = rows.units(options.balance_unit)
         sizes = np.bincount(units, minlength=count).astype(np.float64)
@@ -171,26 +177,37 @@ class InverseSizeWeights:
 
 class OnlineGroupDRO:
     """Sagawa et al.'s online algorithm: ``q`` starts uniform over the groups that have training
-    rows; each batch multiplies ``q_g`` by ``exp(step * mean loss of g in the batch)``."""
+    rows; each batch multiplies ``q_g`` by ``exp(step * mean loss of g in the batch)``.
 
-    def __init__(self, rows: TrainingRows, options: ObjectiveOptions, device: torch.device):
+    Under torchrun a step's batch is the union of the ranks' batches: the per-group loss sums
+    and counts are added up over ranks, so ``q`` moves the same way on every rank, and each rank
+    returns its part of the step's loss times the world size (DDP averages the ranks'
+    gradients), so the gradient is that of the union's DRO loss."""
+
+    def __init__(self, rows: TrainingRows, options: ObjectiveOptions, device: torch.device, runtime: Runtime = SINGLE):
         present = np.bincount(rows.groups, minlength=rows.num_groups) > 0
         q = torch.tensor(present, dtype=torch.float64, device=device)
         self.q = q / q.sum()
         self.step = options.dro_step
         self.num_groups = rows.num_groups
         self.groups = torch.as_tensor(rows.groups, dtype=torch.long, device=device)
+        self.runtime = runtime
 
     def __call__(self, loss: BatchLoss, rows: torch.Tensor) -> torch.Tensor:
         losses = loss("none")
         groups = self.groups[rows]
-        counts = torch.bincount(groups, minlength=self.num_groups)
         sums = torch.zeros(self.num_groups, dtype=losses.dtype, device=losses.device).index_add(0, groups, losses)
-        group_losses = sums / counts.clamp(min=1)
-        with torch.no_grad():  # a group absent from the batch has loss 0 here: its q is unchanged
-            self.q *= torch.exp(self.step * group_losses.detach().double())
+        counts = torch.bincount(groups, minlength=self.num_groups)
+        if self.runtime.distributed:  # the step's sums and counts over every rank's batch
+            step = self.runtime.sum_(torch.cat([sums.detach(), counts.to(sums.dtype)]))
+            step_sums, counts = step[: self.num_groups], step[self.num_groups :]
+        else:
+            step_sums = sums.detach()
+        denominators = counts.clamp(min=1)
+        with torch.no_grad():  # a group absent from the step has loss 0 here: its q is unchanged
+            self.q *= torch.exp(self.step * (step_sums / denominators).double())
             self.q /= self.q.sum()
-        return (group_losses * self.q.to(losses.dtype)).sum()
+        return self.runtime.world_size * (sums / denominators * self.q.to(losses.dtype)).sum()
 
     def weights(self) -> list[float]:
         return [round(float(value), 6) for value in self.q]
@@ -203,7 +220,7 @@ objective(
     summary="every row once per epoch, mean loss (plain fine-tuning)",
     needs_groups=False,
     epoch_rows=every_row_once,
-    loss_rule=lambda rows, options, device: MeanLoss(),
+    loss_rule=lambda rows, options, device, runtime=SINGLE: MeanLoss(),
 )
 objective(
     "balanced",

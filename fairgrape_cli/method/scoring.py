@@ -30,7 +30,21 @@ class ImportanceResult:
     samples_per_group: list[int]
 
 
-def compute_importance(
+@dataclass
+class ImportanceSums:
+    """Per-group sums over batches, before the mean: what ranks add up under torchrun."""
+
+    sums: dict[str, torch.Tensor]  # name -> float32 [G, *weight.shape], on the weights' device
+    batches_per_group: list[int]
+    samples_per_group: list[int]
+
+
+def compute_importance(*, group_names: list[str], **arguments) -> ImportanceResult:
+    """Score in one process: :func:`accumulate_importance`, then :func:`importance_means`."""
+    return importance_means(accumulate_importance(group_names=group_names, **arguments), group_names)
+
+
+def accumulate_importance(
     *,
     model: nn.Module,
     weights: Mapping[str, torch.Tensor],
@@ -40,8 +54,9 @@ def compute_importance(
     group_index: np.ndarray,
     group_names: list[str],
     on_batch: Callable[[int, int], None] | None = None,
-) -> ImportanceResult:
-    """Score ``weights`` of ``model`` on group-pure ``batches`` of ``(uint8 images, row indices)``.
+) -> ImportanceSums:
+    """Per-group sums of ``(w * dL_b/dw)^2`` over group-pure ``batches`` of ``(uint8 images, row
+    indices)``, with the batch and image counts beside them.
 
     ``prepare`` turns a uint8 batch into the model's input on its device; ``targets`` (classes,
     or 0/1 attributes) pick the loss (``heads``); ``on_batch(group, n)`` is called after each
@@ -69,10 +84,22 @@ def compute_importance(
             if on_batch is not None:
                 on_batch(group, len(indices))
 
-    empty = [group_names[g] for g in range(num_groups) if batch_counts[g] == 0]
+    return ImportanceSums(accumulator.sums, batch_counts, sample_counts)
+
+
+def importance_means(scored: ImportanceSums, group_names: list[str]) -> ImportanceResult:
+    """Mean over each group's batches, moved to the CPU one layer at a time (the sums are used up)."""
+    counts = scored.batches_per_group
+    empty = [group_names[g] for g in range(len(group_names)) if counts[g] == 0]
     if empty:
         raise InputError(f"group(s) {', '.join(empty)} have no images to score")
-    return ImportanceResult(accumulator.means(batch_counts), batch_counts, sample_counts)
+    means = {}
+    for name in list(scored.sums):
+        values = scored.sums.pop(name)
+        divisor = torch.tensor(counts, dtype=torch.float32, device=values.device)
+        values.div_(divisor.view(-1, *([1] * (values.ndim - 1))))
+        means[name] = values.cpu()
+    return ImportanceResult(means, list(counts), list(scored.samples_per_group))
 
 
 class _Accumulator:
@@ -111,17 +138,6 @@ class _Accumulator:
                 sums[self.group].addcmul_(grad, grad)
 
         return add
-
-    def means(self, batch_counts: list[int]) -> dict[str, torch.Tensor]:
-        """Mean over each group's batches, moved to the CPU one layer at a time."""
-        device = next(iter(self.sums.values())).device
-        counts = torch.tensor(batch_counts, dtype=torch.float32, device=device)
-        means = {}
-        for name in list(self.sums):
-            values = self.sums.pop(name)
-            values.div_(counts.view(-1, *([1] * (values.ndim - 1))))
-            means[name] = values.cpu()
-        return means
 
 
 @contextlib.contextmanager

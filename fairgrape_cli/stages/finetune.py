@@ -11,15 +11,16 @@ from typing import Any
 
 import torch
 
+from .. import distributed
 from .._progress import NoProgress, ProgressSink
-from ..devices import resolve_device, seed_everything
+from ..devices import autocast_for, check_precision, resolve_device, seed_everything, uses_channels_last
 from ..errors import InputError
 from ..io import checkpoints as ckpt
 from ..io.artifacts import Artifact, check_fits, read_masks
 from ..io.data import DataSpec
 from ..io.files import record_path, refuse_overwriting_inputs, resolve_recorded
 from ..io.images import Normalizer
-from ..method.batches import sequential_batches
+from ..method.batches import equal_share_of, sequential_batches, share_of
 from ..method.objectives import ObjectiveOptions, TrainingRows, get_objective
 from ._inputs import (
     DEFAULT_FINETUNED,
@@ -69,6 +70,7 @@ def finetune(
     objective_options: ObjectiveOptions = ObjectiveOptions(),
     dense: bool = False,
     seed: int = 0,
+    precision: str = "fp32",
     progress: ProgressSink | None = None,
 ) -> FinetuneSummary:
     """Train the pruned model on its target labels with the masks enforced -> ``output``.
@@ -77,7 +79,11 @@ def finetune(
     that an ``objective`` other than ``erm`` weighs. The validation split (``val`` when present,
     or ``val_split``; ``"none"`` turns it off) picks the kept epoch: by accuracy for ``erm``, by
     worst-group accuracy otherwise. ``dense`` trains ``model`` without any masks (the starting
-    model of an experiment, or a model retrained on a pruned manifest).
+    model of an experiment, or a model retrained on a pruned manifest). ``precision="bf16"``
+    trains under bf16 autocast with channels_last (CUDA only; the weights stay float32).
+
+    Under torchrun: DistributedDataParallel; every rank draws the same epoch and trains on its
+    share of its batches (``--batch-size`` is per process), rank 0 writes.
     """
     from ..method.masks import apply_masks, nonzero_density
     from ..method.training import Validation
@@ -85,80 +91,91 @@ def finetune(
 
     started = time.perf_counter()
     progress = progress or NoProgress()
-    _check_schedule(epochs, lr, lr_milestones)
-    chosen = get_objective(objective)
-    if dense and (model is None or masks is not None):
-        raise InputError("dense training needs MODEL and no --masks")
-    masks_artifact = None if dense else _finetune_masks(masks, model)
-    if model is None:
-        recorded = masks_artifact.recorded_path("model")
-        if recorded is None:
-            raise InputError(f"{masks_artifact.path} does not record its model; pass MODEL")
-        model = ModelSource(recorded, default_arch=recorded_value(masks_artifact, "arch"))
-    else:
-        model = replace(model, default_arch=recorded_value(masks_artifact, "arch"))
-    if masks_artifact is not None:
-        spec = data_spec_from(masks_artifact, data)
-        spec = replace(spec, groups=spec.groups or recorded_value(masks_artifact, "attribute") or None)
-    elif data is None or data.root is None:
-        raise InputError("pass DATA: there is no masks file to record it")
-    else:
-        spec = data
-    if chosen.needs_groups and not spec.group_columns:
-        raise InputError(
-            f"--objective {objective} weighs groups: pass --groups COL (the masks do not record any)"
-        )
-    refuse_overwriting_inputs(
-        [output], [model.path, masks_artifact.path if masks_artifact else None]
-    )
-    seed_everything(seed)
-
-    checkpoint = model.load()
-    weights = ckpt.prunable_parameters(checkpoint.model)
-    if masks_artifact is not None:
-        check_fits(
-            masks_artifact.tensors, weights, source=masks_artifact.path,
-            model_name=str(checkpoint.path),
-        )  # fmt: skip
-        warn_if_other_model(masks_artifact, checkpoint, "masks")
-        apply_masks(weights, masks_artifact.tensors)
-    image_size = (
-        loading.image_size
-        or checkpoint.image_size
-        or int_or_none(recorded_value(masks_artifact, "image_size"))
-    )
-    classes = checkpoint.classes or recorded_value(masks_artifact, "classes")
-    train_data = prepare_data(
-        spec, checkpoint, image_size=image_size, default_split=("train",), classes=classes
-    )
-    val_data = _validation_data(spec, checkpoint, train_data, val_split)
-
     device = resolve_device(loading.device)
-    checkpoint.model.to(device)
+    runtime = distributed.start(device)
+    with runtime.together():  # every rank checks the inputs before any collective
+        check_precision(precision, device)
+        _check_schedule(epochs, lr, lr_milestones)
+        chosen = get_objective(objective)
+        if dense and (model is None or masks is not None):
+            raise InputError("dense training needs MODEL and no --masks")
+        masks_artifact = None if dense else _finetune_masks(masks, model)
+        if model is None:
+            recorded = masks_artifact.recorded_path("model")
+            if recorded is None:
+                raise InputError(f"{masks_artifact.path} does not record its model; pass MODEL")
+            model = ModelSource(recorded, default_arch=recorded_value(masks_artifact, "arch"))
+        else:
+            model = replace(model, default_arch=recorded_value(masks_artifact, "arch"))
+        if masks_artifact is not None:
+            spec = data_spec_from(masks_artifact, data)
+            spec = replace(spec, groups=spec.groups or recorded_value(masks_artifact, "attribute") or None)
+        elif data is None or data.root is None:
+            raise InputError("pass DATA: there is no masks file to record it")
+        else:
+            spec = data
+        if chosen.needs_groups and not spec.group_columns:
+            raise InputError(
+                f"--objective {objective} weighs groups: pass --groups COL (the masks do not record any)"
+            )
+        refuse_overwriting_inputs(
+            [output], [model.path, masks_artifact.path if masks_artifact else None]
+        )
+        seed_everything(seed)
+
+        checkpoint = model.load()
+        weights = ckpt.prunable_parameters(checkpoint.model)
+        if masks_artifact is not None:
+            check_fits(
+                masks_artifact.tensors, weights, source=masks_artifact.path,
+                model_name=str(checkpoint.path),
+            )  # fmt: skip
+            warn_if_other_model(masks_artifact, checkpoint, "masks")
+            apply_masks(weights, masks_artifact.tensors)
+        image_size = (
+            loading.image_size
+            or checkpoint.image_size
+            or int_or_none(recorded_value(masks_artifact, "image_size"))
+        )
+        classes = checkpoint.classes or recorded_value(masks_artifact, "classes")
+        train_data = prepare_data(
+            spec, checkpoint, image_size=image_size, default_split=("train",), classes=classes
+        )
+        val_data = _validation_data(spec, checkpoint, train_data, val_split)
+
+    channels_last = uses_channels_last(precision, device)
+    checkpoint.model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    if runtime.distributed:
+        torch.manual_seed(seed + runtime.rank)  # dropout masks differ between ranks
     mean, std = checkpoint.normalization
-    prepare = Normalizer(mean, std, device)
-    generator = torch.Generator().manual_seed(seed)
+    prepare = Normalizer(mean, std, device, channels_last=channels_last)
+    generator = torch.Generator().manual_seed(seed)  # the same epochs on every rank
     rows = TrainingRows(
         groups=train_data.table.group_index,
         num_groups=len(train_data.table.group_names),
         classes=train_data.targets.numpy(),
     )
-    task = progress.add_task("fine-tuning", total=epochs * len(rows))
+    share = -(-len(rows) // runtime.world_size)  # images per epoch for this rank, about
+    task = progress.add_task("fine-tuning", total=epochs * share)
 
     def train_batches(epoch: int):
         order = chosen.epoch_rows(rows, objective_options, generator).tolist()
         batches = [order[start : start + loading.batch_size] for start in range(0, len(order), loading.batch_size)]
         if len(batches) > 1 and len(batches[-1]) == 1:
             batches.pop()  # BatchNorm cannot train on a batch of one
+        # under torchrun: batch i to rank i % world, every rank the same number of steps
+        batches = equal_share_of(batches, rank=runtime.rank, world_size=runtime.world_size)
         progress.update(task, description=f"fine-tuning epoch {epoch}/{epochs}")
-        return image_loader(train_data, batches, loading, spec, device)
+        return runtime.lockstep(image_loader(train_data, batches, loading, spec, device))
 
     validation = None
     if val_data is not None:
+        val_batches = share_of(
+            sequential_batches(len(val_data.table), loading.batch_size),
+            rank=runtime.rank, world_size=runtime.world_size,
+        )  # fmt: skip
         validation = Validation(
-            batches=lambda: image_loader(
-                val_data, sequential_batches(len(val_data.table), loading.batch_size), loading, spec, device
-            ),
+            batches=lambda: runtime.agreed(image_loader(val_data, val_batches, loading, spec, device)),
             targets=val_data.targets,
             groups=torch.as_tensor(val_data.table.group_index),
             num_groups=len(val_data.table.group_names),
@@ -173,16 +190,18 @@ def finetune(
         validation=validation,
         prepare=prepare,
         targets=train_data.targets,
-        loss_rule=chosen.loss_rule(rows, objective_options, device),
+        loss_rule=chosen.loss_rule(rows, objective_options, device, runtime),
         epochs=epochs,
         lr=lr,
         lr_milestones=tuple(lr_milestones),
         lr_gamma=lr_gamma,
         seed=seed,
         augment=augment,
+        runtime=runtime,
+        autocast=autocast_for(precision, device),
         on_batch=lambda n: progress.advance(task, n),
     )
-    checkpoint.model.to("cpu")
+    checkpoint.model.to("cpu", memory_format=torch.contiguous_format)
     history = [record.__dict__ for record in result.history]
     provenance = {
         "stage": "finetune",
@@ -201,13 +220,17 @@ def finetune(
     if masks_artifact is not None:
         provenance["masks"] = record_path(masks_artifact.path, output)
         provenance["masks_sha256"] = masks_artifact.sha256
-    ckpt.save_checkpoint(
-        output,
-        checkpoint.model,
-        like=replace(checkpoint, image_size=train_data.image_size),
-        classes=train_data.classes,
-        provenance=provenance,
-    )
+    if precision != "fp32":
+        provenance["precision"] = precision
+    with runtime.together():  # rank 0 writes; the others wait until the file is there
+        if runtime.is_main:
+            ckpt.save_checkpoint(
+                output,
+                checkpoint.model,
+                like=replace(checkpoint, image_size=train_data.image_size),
+                classes=train_data.classes,
+                provenance=provenance,
+            )
     return FinetuneSummary(
         output=output,
         masks=masks_artifact.path if masks_artifact else None,

@@ -7,17 +7,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from .. import distributed
 from .._progress import NoProgress, ProgressSink
-from ..devices import resolve_device
+from ..devices import autocast_for, check_precision, resolve_device, uses_channels_last
 from ..errors import InputError
 from ..io import checkpoints as ckpt
 from ..io.artifacts import read_masks
 from ..io.data import DataSpec, resolve_classes
 from ..io.files import refuse_overwriting_inputs, resolve_recorded, write_text_atomically
 from ..io.images import Normalizer
-from ..method.batches import sequential_batches
+from ..method.batches import sequential_batches, share_of
 from ..method.metrics import (
     Bootstrap,
+    Outcomes,
     bootstrap_intervals,
     build_report,
     group_accuracies,
@@ -46,51 +51,64 @@ def report(
     bootstrap: Bootstrap = Bootstrap(),
     json_output: Path | None = None,
     html_output: Path | None = None,
+    precision: str = "fp32",
     progress: ProgressSink | None = None,
 ) -> ReportResult:
     """Per-group accuracy of ``model`` (and drop from ``baseline``), disparity, CI conditions;
-    ``bootstrap`` intervals beside them (``Bootstrap(resamples=0)``: none)."""
+    ``bootstrap`` intervals beside them (``Bootstrap(resamples=0)``: none). ``precision="bf16"``
+    evaluates under bf16 autocast with channels_last (CUDA only)."""
     from ..method.masks import nonzero_density
 
     progress = progress or NoProgress()
-    conditions = [parse_condition(text, has_baseline=baseline is not None) for text in fail_if]
-    if not data.group_columns:
-        raise InputError("--groups is required: the column(s) to compare accuracy across")
-    refuse_overwriting_inputs([json_output, html_output], [model.path, baseline.path if baseline else None])
-
-    checkpoint = model.load()
-    prepared = prepare_data(
-        data, checkpoint, image_size=loading.image_size, default_split=("test", "val")
-    )
-    models = [checkpoint]
-    if baseline is not None:
-        reference = baseline.load()
-        _, _ = resolve_classes(
-            prepared.table, num_classes=reference.num_classes,
-            checkpoint_classes=reference.classes, model_name=str(reference.path),
-        )  # fmt: skip
-        if reference.classes is not None and reference.classes != prepared.classes:
-            raise InputError(
-                f"{reference.path} orders its classes differently from {checkpoint.path}"
-            )
-        models.append(reference)
-
     device = resolve_device(loading.device)
+    runtime = distributed.start(device)
+    with runtime.together():  # every rank checks the inputs before any collective
+        check_precision(precision, device)
+        conditions = [parse_condition(text, has_baseline=baseline is not None) for text in fail_if]
+        if not data.group_columns:
+            raise InputError("--groups is required: the column(s) to compare accuracy across")
+        refuse_overwriting_inputs([json_output, html_output], [model.path, baseline.path if baseline else None])
+
+        checkpoint = model.load()
+        prepared = prepare_data(
+            data, checkpoint, image_size=loading.image_size, default_split=("test", "val")
+        )
+        models = [checkpoint]
+        if baseline is not None:
+            reference = baseline.load()
+            _, _ = resolve_classes(
+                prepared.table, num_classes=reference.num_classes,
+                checkpoint_classes=reference.classes, model_name=str(reference.path),
+            )  # fmt: skip
+            if reference.classes is not None and reference.classes != prepared.classes:
+                raise InputError(
+                    f"{reference.path} orders its classes differently from {checkpoint.path}"
+                )
+            models.append(reference)
+
     table = prepared.table
-    batches = sequential_batches(len(table), loading.batch_size)
+    # under torchrun each rank predicts batch i with i % world == rank; the predictions are
+    # gathered, so every number below (and every bootstrap resample) is one process's
+    batches = share_of(
+        sequential_batches(len(table), loading.batch_size), rank=runtime.rank, world_size=runtime.world_size
+    )
     loader = image_loader(prepared, batches, loading, data, device)
-    task = progress.add_task("evaluating", total=len(table))
+    task = progress.add_task("evaluating", total=sum(len(rows) for rows in batches))
+    channels_last = uses_channels_last(precision, device)
     prepares = []
     for loaded in models:
-        loaded.model.to(device)
-        prepares.append(Normalizer(*loaded.normalization, device))
-    outcomes = predict(
-        [loaded.model for loaded in models],
-        loader,
-        prepares,
-        prepared.targets,
-        on_batch=lambda n: progress.advance(task, n),
-    )
+        loaded.model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+        prepares.append(Normalizer(*loaded.normalization, device, channels_last=channels_last))
+    with autocast_for(precision, device)():
+        outcomes = predict(
+            [loaded.model for loaded in models],
+            runtime.agreed(loader),
+            prepares,
+            prepared.targets,
+            on_batch=lambda n: progress.advance(task, n),
+        )
+    outcomes = [_gathered(runtime, rows) for rows in outcomes]
+    bad_images = int(runtime.sum_(torch.tensor([loader.bad_images]))[0])
     groups = group_accuracies(outcomes[0], table.group_index, table.group_names)
     baseline_groups = None
     if baseline is not None:
@@ -116,9 +134,20 @@ def report(
         }  # fmt: skip
     result["baseline"] = str(baseline.path) if baseline else None
     result["pruning"] = _pruning_settings(checkpoint)
-    save_report(result, json_output=json_output, html_output=html_output)
+    with runtime.together():  # rank 0 writes; the others wait until the files are there
+        if runtime.is_main:
+            save_report(result, json_output=json_output, html_output=html_output)
     failed = [condition.text for condition in conditions if condition.holds(result)]
-    return ReportResult(result, failed, sum(table.skipped.values()) + loader.bad_images)
+    return ReportResult(result, failed, sum(table.skipped.values()) + bad_images)
+
+
+def _gathered(runtime: distributed.Runtime, outcomes: Outcomes) -> Outcomes:
+    """Every rank's outcomes in one: each row was evaluated by one rank (False on the others)."""
+    if not runtime.distributed:
+        return outcomes
+    right = runtime.sum_(torch.from_numpy(outcomes.right.astype(np.int32))) > 0
+    scored = runtime.sum_(torch.from_numpy(outcomes.scored.astype(np.int32))) > 0
+    return Outcomes(right.numpy(), scored.numpy())
 
 
 def _pruning_settings(checkpoint: ckpt.Checkpoint) -> dict | None:

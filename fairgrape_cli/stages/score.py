@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from .. import distributed
 from .._progress import NoProgress, ProgressSink
 from ..devices import resolve_device, seed_everything
 from ..errors import InputError
@@ -18,7 +19,7 @@ from ..io.artifacts import IMPORTANCE_FORMAT, Artifact, check_fits, float16_scal
 from ..io.data import DataSpec
 from ..io.files import record_path, refuse_overwriting_inputs, resolve_recorded
 from ..io.images import Normalizer
-from ..method.batches import group_pure_batches
+from ..method.batches import group_pure_batches, share_of_each_group
 from ._inputs import DEFAULT_IMPORTANCE, STORED_DTYPES, Loading, ModelSource, image_loader, prepare_data
 
 log = logging.getLogger("fairgrape")
@@ -55,29 +56,31 @@ def score(
 ) -> ScoreSummary:
     """Per-group importance of every prunable weight of ``model`` on ``data`` -> ``output``."""
     from ..method.masks import apply_masks
-    from ..method.scoring import CRITERION, compute_importance
+    from ..method.scoring import CRITERION, accumulate_importance, importance_means
 
     started = time.perf_counter()
     progress = progress or NoProgress()
-    if not data.group_columns:
-        raise InputError("--groups is required: the column(s) whose groups importance is kept for")
-    if dtype not in STORED_DTYPES:
-        raise InputError(f"--dtype {dtype}: choose one of {', '.join(STORED_DTYPES)}")
-    for flag, value in (("--max-batches", max_batches), ("--samples-per-group", samples_per_group)):
-        if value is not None and value < 1:
-            raise InputError(f"{flag} {value}: must be at least 1")
-    refuse_overwriting_inputs([output], [model.path, masks])
-    seed_everything(seed)
-
-    checkpoint = model.load()
-    prepared = prepare_data(data, checkpoint, image_size=loading.image_size, default_split=("train",))
-    table = prepared.table
-    weights = ckpt.prunable_parameters(checkpoint.model, include, exclude)
-    masks_artifact = _scoring_masks(masks, checkpoint, weights)
-    if masks_artifact is not None:
-        apply_masks(weights, masks_artifact.tensors)
-
     device = resolve_device(loading.device)
+    runtime = distributed.start(device)
+    with runtime.together():  # every rank checks the inputs before any collective
+        if not data.group_columns:
+            raise InputError("--groups is required: the column(s) whose groups importance is kept for")
+        if dtype not in STORED_DTYPES:
+            raise InputError(f"--dtype {dtype}: choose one of {', '.join(STORED_DTYPES)}")
+        for flag, value in (("--max-batches", max_batches), ("--samples-per-group", samples_per_group)):
+            if value is not None and value < 1:
+                raise InputError(f"{flag} {value}: must be at least 1")
+        refuse_overwriting_inputs([output], [model.path, masks])
+        seed_everything(seed)
+
+        checkpoint = model.load()
+        prepared = prepare_data(data, checkpoint, image_size=loading.image_size, default_split=("train",))
+        table = prepared.table
+        weights = ckpt.prunable_parameters(checkpoint.model, include, exclude)
+        masks_artifact = _scoring_masks(masks, checkpoint, weights)
+        if masks_artifact is not None:
+            apply_masks(weights, masks_artifact.tensors)
+
     checkpoint.model.to(device)
     batches = group_pure_batches(
         table.group_index,
@@ -87,6 +90,9 @@ def score(
         samples_per_group=samples_per_group,
         seed=seed,
     )
+    # under torchrun each rank scores batch i of each group with i % world == rank: the batches
+    # are a single process's, their sums are added up across ranks before the mean
+    batches = share_of_each_group(batches, rank=runtime.rank, world_size=runtime.world_size)
     loader = image_loader(prepared, [rows for _, rows in batches], loading, data, device)
     totals = [0] * len(table.group_names)
     for group, rows in batches:
@@ -96,16 +102,19 @@ def score(
         for g, name in enumerate(table.group_names)
     ]
     mean, std = checkpoint.normalization
-    result = compute_importance(
+    scored = accumulate_importance(
         model=checkpoint.model,
         weights=weights,
-        batches=loader,
+        batches=runtime.agreed(loader),
         prepare=Normalizer(mean, std, device),
         targets=prepared.targets,
         group_index=table.group_index,
         group_names=table.group_names,
         on_batch=lambda group, n: progress.advance(tasks[group], n),
     )
+    skipped_images = _sum_over_ranks(runtime, scored, loader.bad_images)
+    with runtime.together():
+        result = importance_means(scored, table.group_names)
     checkpoint.model.to("cpu")
 
     stored, scales = result.importance, {}
@@ -137,7 +146,9 @@ def score(
     if masks_artifact is not None:
         metadata["masks"] = record_path(masks_artifact.path, output)
         metadata["masks_sha256"] = masks_artifact.sha256
-    write_artifact(output, stored, metadata)
+    with runtime.together():  # rank 0 writes; the others wait until the file is there
+        if runtime.is_main:
+            write_artifact(output, stored, metadata)
     return ScoreSummary(
         output=output,
         groups=table.group_names,
@@ -147,9 +158,21 @@ def score(
         weights=sum(w.numel() for w in weights.values()),
         split=table.split,
         dropped_groups=table.dropped_groups,
-        skipped_images=sum(table.skipped.values()) + loader.bad_images,
+        skipped_images=sum(table.skipped.values()) + skipped_images,
         seconds=time.perf_counter() - started,
     )
+
+
+def _sum_over_ranks(runtime: distributed.Runtime, scored, bad_images: int) -> int:
+    """Add up the ranks' importance sums and counts in place; returns the bad images of all ranks."""
+    for values in scored.sums.values():
+        runtime.sum_(values)
+    counts = torch.tensor([*scored.batches_per_group, *scored.samples_per_group, bad_images], dtype=torch.int64)
+    runtime.sum_(counts)
+    groups = len(scored.batches_per_group)
+    scored.batches_per_group = counts[:groups].tolist()
+    scored.samples_per_group = counts[groups : 2 * groups].tolist()
+    return int(counts[-1])
 
 
 def _scoring_masks(
