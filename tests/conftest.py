@@ -88,3 +88,43 @@ def cli(capsys, monkeypatch):
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+ATTRIBUTES = ("Red", "Green", "Blue")
+
+
+def make_attribute_dataset(root: Path, *, rows: int = 96, seed: int = 0) -> Path:
+    """A multi-attribute manifest: each image shows up to three binary cues (a red top half, a
+    green left half, a blue corner; CelebA's -1/1 coding), the minority's images upside down."""
+    import csv
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    lines = []
+    for i in range(rows):
+        split = "train" if i < rows // 2 else "val" if i < 3 * rows // 4 else "test"
+        minority = rng.random() < 0.3
+        present = rng.integers(0, 2, len(ATTRIBUTES))
+        image = np.full((32, 32, 3), 0.2, dtype=np.float32)
+        image[:16, :, 0] += 0.7 * present[0]
+        image[:, :16, 1] += 0.7 * present[1]
+        image[16:, 16:, 2] += 0.7 * present[2]
+        if minority:
+            image = image[::-1]
+        image = np.clip(image + 0.15 * rng.standard_normal(image.shape), 0, 1)
+        Image.fromarray((image * 255).astype(np.uint8)).save(root / f"images/{i:04d}.png")
+        lines.append([f"images/{i:04d}.png", *("1" if v else "-1" for v in present),
+                      "minority" if minority else "majority", split])  # fmt: skip
+    with open(root / "labels.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", *ATTRIBUTES, "group", "split"])
+        writer.writerows(lines)
+    return root
+
+
+@pytest.fixture(scope="session")
+def attribute_data(tmp_path_factory) -> Path:
+    return make_attribute_dataset(tmp_path_factory.mktemp("attributes") / "data")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import torch
-from greedy_reference import reference_keep
 from safetensors import safe_open
 
 from fairgrape_cli.io.artifacts import read_masks
 from fairgrape_cli.io.checkpoints import load_checkpoint, prunable_parameters
+
+from greedy_reference import reference_keep
 
 
 def test_score_prune_finetune_report_in_an_empty_directory(tmp_path, cli, resnet_path, biased_data):

@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from fairgrape_cli.method.metrics import Bootstrap, Outcomes, bootstrap_intervals, paired_outcomes
 

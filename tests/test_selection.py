@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from greedy_reference import reference_keep
 
 from fairgrape_cli.errors import InputError
 from fairgrape_cli.method.selection import CRITERIA, build_masks, kept_count, select
+
+from greedy_reference import reference_keep
 
 
 def _select_both(scores, candidates, keep, weight, already_kept=None):

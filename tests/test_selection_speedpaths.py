@@ -9,7 +9,6 @@ import math
 
 import pytest
 import torch
-from greedy_reference import reference_keep
 
 from fairgrape_cli.errors import InputError
 from fairgrape_cli.io.artifacts import IMPORTANCE_FORMAT, read_importance, read_masks, write_artifact
@@ -17,6 +16,8 @@ from fairgrape_cli.io.checkpoints import load_checkpoint, prunable_parameters
 from fairgrape_cli.io.files import sha256_file
 from fairgrape_cli.method import selection
 from fairgrape_cli.method.selection import build_masks, kept_count, ranking_places, select
+
+from greedy_reference import reference_keep
 
 
 def _tied_scores(seed: int, groups: int, n: int, levels: int = 6) -> torch.Tensor:

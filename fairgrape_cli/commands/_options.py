@@ -51,7 +51,13 @@ Groups = Annotated[
 ]
 Target = Annotated[
     Optional[str],
-    typer.Option("--target", "-t", help="Class label column [default: label].", rich_help_panel="Data"),
+    typer.Option(
+        "--target",
+        "-t",
+        help="Class label column [default: label]; or several binary attribute columns of one "
+        "multi-label head, 'Smiling,Young' or 'all' (every column but the groups).",
+        rich_help_panel="Data",
+    ),
 ]
 Split = Annotated[
     Optional[str],

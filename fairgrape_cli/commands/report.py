@@ -25,6 +25,9 @@ def report(
         Optional[list[str]],
         typer.Option("--fail-if", help="Exit 1 when METRIC>VALUE (or <, >=, <=) holds, quoted in a shell, e.g. 'drop_gap>0.05' (repeatable)."),
     ] = None,
+    all_attributes: Annotated[
+        bool, typer.Option("--all", help="A multi-label model: list every attribute, not only the worst ten.")
+    ] = False,
     bootstrap: Annotated[
         int,
         typer.Option("--bootstrap", help="Resamples for the 95% intervals (images resampled within each group); 0: none."),
@@ -84,7 +87,7 @@ def report(
             precision=precision,
             progress=progress,
         )
-    stdout.print(render_report(result.report))
+    stdout.print(render_report(result.report, all_attributes=all_attributes))
     if fail_if:
         stdout.print(render_conditions(result.failed, list(fail_if)))
     if result.skipped_images:

@@ -45,7 +45,7 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "trust_checkpoint": Option(bool, False),
         "data": Option(str, required=True),
         "labels": Option(str),
-        "target": Option(str),
+        "target": Option((str, list)),  # a class column; several binary attributes; or "all"
         "groups": Option((str, list), required=True),
         "image_size": Option(int),
         "method": Option(str, "fairgrape", choices=("fairgrape", "taylor", "magnitude", "random")),
@@ -132,8 +132,9 @@ def load_config(path: str | Path, *, overrides: Sequence[str] = ()) -> RunConfig
             raise InputError(f"{path}: '{name}' must be a mapping of {name} options")
         sections[name] = _validated(value, SCHEMA[name], path, prefix=f"{name}.")
 
-    if isinstance(settings["groups"], list):
-        settings["groups"] = ",".join(str(column) for column in settings["groups"])
+    for key in ("groups", "target"):  # lists of columns, as the command line spells them
+        if isinstance(settings[key], list):
+            settings[key] = ",".join(str(column) for column in settings[key])
     base = path.resolve().parent
     for key in ("model", "data", "labels"):
         if settings.get(key):

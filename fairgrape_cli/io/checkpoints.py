@@ -49,12 +49,13 @@ class Checkpoint:
     sha256: str
     kind: str  # "native" | "state_dict" | "torchscript" | "module"
     arch: str | None
-    num_classes: int
+    num_classes: int  # outputs of the head: classes, or binary attributes
     classes: list[str] | None = None
     image_size: int | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    attributes: list[str] | None = None  # a multi-label head: the binary attribute of each output
 
     @property
     def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -95,6 +96,7 @@ def load_checkpoint(
             num_classes=num_classes, classes=classes,
             image_size=fields.get("image_size"), mean=_triple(fields.get("mean")),
             std=_triple(fields.get("std")), provenance=dict(fields.get("fairgrape") or {}),
+            attributes=_class_names(fields.get("attributes"), num_classes, path, what="attributes"),
         )  # fmt: skip
 
     state_dict = _strip_data_parallel_prefix(fields["state_dict"])
@@ -104,10 +106,10 @@ def load_checkpoint(
             f"{path} is a plain state dict and does not say which architecture it is; "
             "pass --arch NAME (a torchvision model such as resnet18, or module.path:callable)"
         )
-    num_classes = fields.get("num_classes") or (
-        len(fields["classes"]) if fields.get("classes") else _head_size(state_dict, path)
-    )
+    named = fields.get("classes") or fields.get("attributes")
+    num_classes = fields.get("num_classes") or (len(named) if named else _head_size(state_dict, path))
     classes = _class_names(fields.get("classes"), int(num_classes), path)
+    attributes = _class_names(fields.get("attributes"), int(num_classes), path, what="attributes")
     model = build_model(chosen_arch, int(num_classes))
     _load_state_dict_strictly(model, state_dict, path, chosen_arch)
     model.eval()
@@ -116,7 +118,7 @@ def load_checkpoint(
         kind="native" if fields.get("arch") else "state_dict",
         arch=chosen_arch, num_classes=int(num_classes), classes=classes,
         image_size=fields.get("image_size"), mean=_triple(fields.get("mean")),
-        std=_triple(fields.get("std")), provenance=dict(fields.get("fairgrape") or {}),
+        std=_triple(fields.get("std")), provenance=dict(fields.get("fairgrape") or {}), attributes=attributes,
     )  # fmt: skip
 
 
@@ -132,7 +134,7 @@ def _read_safetensors_checkpoint(path: Path) -> dict[str, Any]:
             f"cannot read {path}: not a valid safetensors file ({_first_line(error)})"
         ) from error
     fields: dict[str, Any] = {"state_dict": state_dict}
-    for key in ("arch", "num_classes", "classes", "image_size", "mean", "std", "fairgrape"):
+    for key in ("arch", "num_classes", "classes", "attributes", "image_size", "mean", "std", "fairgrape"):
         if key in metadata:
             fields[key] = _decode_metadata_value(metadata[key])
     return fields
@@ -175,6 +177,7 @@ def _load_torchscript(path: Path, digest: str) -> Checkpoint:
         num_classes=num_classes, classes=_class_names(meta.get("classes"), num_classes, path),
         image_size=meta.get("image_size"), mean=_triple(meta.get("mean")),
         std=_triple(meta.get("std")), provenance=dict(meta.get("fairgrape") or {}),
+        attributes=_class_names(meta.get("attributes"), num_classes, path, what="attributes"),
     )  # fmt: skip
 
 
@@ -266,15 +269,16 @@ def _output_size(model: nn.Module, path: Path) -> int:
     return int(linears[-1].shape[0])
 
 
-def _class_names(classes: Any, num_classes: int, path: Path) -> list[str] | None:
+def _class_names(classes: Any, num_classes: int, path: Path, *, what: str = "classes") -> list[str] | None:
+    """The ``classes`` (or multi-label ``attributes``) a checkpoint names, one per output."""
     if classes is None:
         return None
     if not isinstance(classes, Sequence) or isinstance(classes, str):
-        raise InputError(f"{path}: 'classes' must be a list of class names")
+        raise InputError(f"{path}: '{what}' must be a list of names")
     names = [str(name) for name in classes]
     if len(names) != num_classes:
         raise InputError(
-            f"{path} names {len(names)} classes but its model predicts {num_classes}"
+            f"{path} names {len(names)} {what} but its model has {num_classes} outputs"
         )
     return names
 
@@ -383,12 +387,14 @@ def save_checkpoint(
     path = Path(path)
     classes = classes if classes is not None else like.classes
     described = {
-        "classes": classes,
+        "classes": classes if like.attributes is None else None,
         "image_size": like.image_size,
         "mean": list(like.mean) if like.mean else None,
         "std": list(like.std) if like.std else None,
         "fairgrape": provenance,
     }
+    if like.attributes is not None:  # a multi-label head (only then: single-label files stay as they were)
+        described["attributes"] = like.attributes
     with atomic_output(path) as tmp:
         if like.kind == "torchscript":
             with warnings.catch_warnings():

@@ -19,6 +19,8 @@ from .tables import RawTable
 DEFAULT_TARGET = "label"
 DEFAULT_IMAGE_SIZE = 224
 GROUP_SEPARATOR = "/"
+ALL_TARGETS = "all"  # --target all: every attribute column but the group columns
+BINARY_VALUES = {"0": 0.0, "1": 1.0, "-1": 0.0}  # CelebA writes absent as -1
 _INTEGER = re.compile(r"-?\d+")
 
 
@@ -30,7 +32,7 @@ class DataSpec:
     """
 
     root: Path | None
-    target: str | None = None
+    target: str | None = None  # a class column; "A,B,C" or "all" for several binary attributes
     groups: str | None = None  # "race" or "race,gender" for intersectional groups
     split: str | None = None
     labels: Path | None = None
@@ -46,20 +48,22 @@ class DataSpec:
 
 @dataclass
 class GroupedTable:
-    """The rows of one split, each with a target value and a group."""
+    """The rows of one split, each with a target value (or several binary attributes) and a group."""
 
     layout: str
     root: Path
-    target: str
+    target: str  # the target column, or the attribute columns joined by commas
     attribute: str
     split: str | None
     files: list[Path]
     locations: list[str]  # "labels.csv row 7", for messages
-    target_values: list[str]
+    target_values: list[str]  # each row's class value (a single target only)
     group_index: np.ndarray  # int64 per row, index into group_names
     group_names: list[str]
     dataset_target_values: list[str]  # distinct target values over all splits, sorted
     target_names: dict[str, str] = field(default_factory=dict)  # code -> readable (UTKFace gender)
+    attributes: list[str] | None = None  # several binary attributes: their columns, in order
+    attribute_values: np.ndarray | None = None  # float32 [rows, attributes] of 0/1
     dropped_groups: dict[str, int] = field(default_factory=dict)  # too small to use
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> rows left out
     notes: list[str] = field(default_factory=list)
@@ -67,29 +71,44 @@ class GroupedTable:
     def __len__(self) -> int:
         return len(self.files)
 
+    @property
+    def multi_label(self) -> bool:
+        return self.attributes is not None
+
     def group_counts(self) -> list[int]:
         return np.bincount(self.group_index, minlength=len(self.group_names)).tolist()
 
 
-def load_table(spec: DataSpec, *, default_split: Sequence[str] = ()) -> GroupedTable:
+def load_table(
+    spec: DataSpec, *, default_split: Sequence[str] = (), multi_label: bool | None = None
+) -> GroupedTable:
     """Read ``spec.root`` and select the split, target and groups it asks for.
 
     ``default_split`` lists the splits to try, in order, when ``spec.split`` is not given and the
     data has a split column (``("train",)`` for scoring, ``("test", "val")`` for the report); with
-    none of them present every row is used.
+    none of them present every row is used. Several target columns (``A,B,C``, or ``all``: every
+    column but the groups) are binary attributes of one multi-label head; ``multi_label=True``
+    reads even one column so (a model that records its attributes).
     """
     if spec.root is None:
         raise InputError("pass DATA: the image folder")
     raw = read_layout(spec.root, spec.labels)
-    target = spec.target or raw.default_target or DEFAULT_TARGET
-    _require_columns(raw, [target], "--target", target_flag=True)
     group_columns = spec.group_columns
+    targets = _target_columns(raw, spec.target, group_columns)
+    _require_columns(raw, targets, "--target", target_flag=True)
     _require_columns(raw, group_columns, "--groups")
     # target and group may be the same column: per-class fairness (the paper's FairFace race setting)
+    multi_label = len(targets) > 1 if multi_label is None else multi_label
+    target = targets[0]
 
     rows, split = _select_split(raw, spec.split, default_split)
-    dataset_targets = _sorted_distinct(v for v in raw.columns[target] if v)
-    target_values = _values(raw, target, rows, readable=False)  # codes: what models were trained on
+    if multi_label:
+        dataset_targets, target_values = [], []
+        attribute_values = _binary_values(raw, targets, rows)
+    else:
+        dataset_targets = _sorted_distinct(v for v in raw.columns[target] if v)
+        target_values = _values(raw, target, rows, readable=False)  # codes: what models were trained on
+        attribute_values = None
     per_column = [_values(raw, column, rows) for column in group_columns]
     files = [raw.root / raw.paths[row] for row in rows]
     locations = [raw.where(row) for row in rows]
@@ -99,9 +118,9 @@ def load_table(spec: DataSpec, *, default_split: Sequence[str] = ()) -> GroupedT
     keep = _existing_files(files, locations, spec.skip_bad_images, skipped)
     if keep is not None:
         rows = [rows[i] for i in keep]
-        files, locations, target_values = (
-            [seq[i] for i in keep] for seq in (files, locations, target_values)
-        )
+        files, locations = ([seq[i] for i in keep] for seq in (files, locations))
+        target_values = [target_values[i] for i in keep] if target_values else []
+        attribute_values = attribute_values[keep] if attribute_values is not None else None
         per_column = [[values[i] for i in keep] for values in per_column]
 
     if group_columns:
@@ -111,7 +130,7 @@ def load_table(spec: DataSpec, *, default_split: Sequence[str] = ()) -> GroupedT
     table = GroupedTable(
         layout=raw.layout,
         root=raw.root,
-        target=target,
+        target=",".join(targets),
         attribute=",".join(group_columns),
         split=split,
         files=files,
@@ -120,7 +139,9 @@ def load_table(spec: DataSpec, *, default_split: Sequence[str] = ()) -> GroupedT
         group_index=group_index,
         group_names=group_names,
         dataset_target_values=dataset_targets,
-        target_names=dict(raw.value_names.get(target, {})),
+        target_names={} if multi_label else dict(raw.value_names.get(target, {})),
+        attributes=targets if multi_label else None,
+        attribute_values=attribute_values,
         skipped=skipped,
         notes=list(raw.notes),
     )
@@ -129,6 +150,39 @@ def load_table(spec: DataSpec, *, default_split: Sequence[str] = ()) -> GroupedT
     if len(table) == 0:
         raise InputError(f"{spec.root}: no images left to use in split {split or 'all'}")
     return table
+
+
+def _target_columns(raw: RawTable, target: str | None, group_columns: list[str]) -> list[str]:
+    """The target column(s) ``--target`` names: one, ``A,B,C``, or ``all`` (every column but the
+    groups, unless the data has a column called ``all``)."""
+    if not target:
+        return [raw.default_target or DEFAULT_TARGET]
+    if target == ALL_TARGETS and ALL_TARGETS not in raw.columns:
+        columns = [name for name in raw.columns if name not in group_columns]
+        if not columns:
+            raise InputError(f"--target {ALL_TARGETS}: {raw.sources[0].name} has no column besides the groups")
+        return columns
+    columns = [name.strip() for name in target.split(",") if name.strip()]
+    repeated = sorted({name for name in columns if columns.count(name) > 1})
+    if not columns or repeated:
+        raise InputError(f"--target {target}: name each column once, e.g. label or Smiling,Young")
+    return columns
+
+
+def _binary_values(raw: RawTable, columns: list[str], rows: list[int]) -> np.ndarray:
+    """``[rows, columns]`` float32 0/1 of binary attribute columns (0/1, or -1/1 as CelebA)."""
+    values = np.empty((len(rows), len(columns)), dtype=np.float32)
+    for position, column in enumerate(columns):
+        cells = raw.columns[column]
+        try:
+            values[:, position] = [BINARY_VALUES[cells[row]] for row in rows]
+        except KeyError:
+            row = next(row for row in rows if cells[row] not in BINARY_VALUES)
+            raise InputError(
+                f"{raw.where(row)}: {column} is {cells[row]!r}, but several targets must be binary "
+                "attributes (0/1 or -1/1); name a class column alone for a single-label model"
+            ) from None
+    return values
 
 
 def _require_columns(raw: RawTable, names: list[str], flag: str, target_flag: bool = False) -> None:
@@ -258,7 +312,9 @@ def _drop_small_groups(table: GroupedTable, min_size: int) -> GroupedTable:
     table.dropped_groups = {table.group_names[i]: counts[i] for i in sorted(small)}
     table.files = [table.files[i] for i in keep_rows]
     table.locations = [table.locations[i] for i in keep_rows]
-    table.target_values = [table.target_values[i] for i in keep_rows]
+    table.target_values = [table.target_values[i] for i in keep_rows] if table.target_values else []
+    if table.attribute_values is not None:
+        table.attribute_values = table.attribute_values[keep_rows]
     table.group_index = renumber[table.group_index[keep_rows]]
     table.group_names = [table.group_names[i] for i in kept_groups]
     if not table.group_names:
@@ -279,8 +335,13 @@ def resolve_classes(
 
     With ``classes`` in the checkpoint they decide the order. Otherwise the classes are the sorted
     distinct target values of the whole dataset (numbers in numeric order); integer labels that
-    all lie in ``[0, num_classes)`` are taken as the class indices they already are.
+    all lie in ``[0, num_classes)`` are taken as the class indices they already are. For several
+    binary attributes the names are the attributes (a model's own order, given as
+    ``checkpoint_classes``, wins) and the targets ``[rows, attributes]`` of 0/1.
     """
+    if table.multi_label:
+        return _resolve_attributes(table, num_outputs=num_classes, model_attributes=checkpoint_classes,
+                                   model_name=model_name)  # fmt: skip
     values = table.dataset_target_values
     if checkpoint_classes is not None:
         index = {name: i for i, name in enumerate(checkpoint_classes)}
@@ -308,3 +369,27 @@ def resolve_classes(
         index = {name: i for i, name in enumerate(classes)}
     targets = torch.tensor([index[value] for value in table.target_values], dtype=torch.long)
     return classes, targets
+
+
+def _resolve_attributes(
+    table: GroupedTable, *, num_outputs: int, model_attributes: list[str] | None, model_name: str
+) -> tuple[list[str], torch.Tensor]:
+    attributes = list(table.attributes)
+    values = torch.from_numpy(table.attribute_values)
+    if model_attributes is not None:
+        if set(model_attributes) != set(attributes):
+            missing = [name for name in model_attributes if name not in attributes][:4]
+            extra = [name for name in attributes if name not in model_attributes][:4]
+            raise InputError(
+                f"{model_name} predicts the attributes {', '.join(model_attributes[:6])}"
+                f"{' ...' if len(model_attributes) > 6 else ''}; --target "
+                + (f"lacks {', '.join(missing)}" if missing else f"also names {', '.join(extra)}")
+            )
+        values = values[:, [attributes.index(name) for name in model_attributes]]  # the model's order
+        attributes = list(model_attributes)
+    if len(attributes) != num_outputs:
+        raise InputError(
+            f"{model_name} has {num_outputs} outputs, but --target names {len(attributes)} attributes "
+            f"({', '.join(attributes[:6])}{' ...' if len(attributes) > 6 else ''}); one head output per attribute"
+        )
+    return attributes, values

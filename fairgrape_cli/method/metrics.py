@@ -192,6 +192,32 @@ def build_report(
 ) -> dict:
     """The report in the exact shape of DESIGN.md (baseline fields null without a baseline);
     ``intervals`` (from :func:`bootstrap_intervals`) add ``*_ci`` pairs beside the point values."""
+    overall, rows, disparity = accuracy_section(groups, baseline_groups)
+    if intervals is not None:
+        overall["accuracy_ci"] = intervals["overall_accuracy"]
+        overall["accuracy_drop_ci"] = intervals.get("overall_drop")
+        for position, row in enumerate(rows):
+            for key in ("accuracy", "baseline_accuracy", "drop"):
+                row[f"{key}_ci"] = intervals[key][position] if key in intervals else None
+        for name in DISPARITY:
+            disparity[f"{name}_ci"] = intervals["disparity"].get(name)
+    return {
+        "model": model,
+        "data": data,
+        "split": split,
+        "target": target,
+        "attribute": attribute,
+        "density": density,
+        "overall": overall,
+        "groups": rows,
+        "disparity": disparity,
+    }
+
+
+def accuracy_section(
+    groups: list[GroupAccuracy], baseline_groups: list[GroupAccuracy] | None
+) -> tuple[dict, list[dict], dict]:
+    """``overall``, the group rows and ``disparity`` of a report (or of one of its attributes)."""
     n = sum(group.n for group in groups)
     overall_accuracy = sum(group.correct for group in groups) / n if n else math.nan
     rows = []
@@ -213,26 +239,25 @@ def build_report(
     baseline_overall = None
     if baseline_groups:
         baseline_overall = sum(group.correct for group in baseline_groups) / n if n else math.nan
-    overall = {"n": n, "accuracy": overall_accuracy, "baseline_accuracy": baseline_overall}
-    if intervals is not None:
-        overall["accuracy_ci"] = intervals["overall_accuracy"]
-        overall["accuracy_drop_ci"] = intervals.get("overall_drop")
-        for position, row in enumerate(rows):
-            for key in ("accuracy", "baseline_accuracy", "drop"):
-                row[f"{key}_ci"] = intervals[key][position] if key in intervals else None
-        for name in DISPARITY:
-            disparity[f"{name}_ci"] = intervals["disparity"].get(name)
-    return {
-        "model": model,
-        "data": data,
-        "split": split,
-        "target": target,
-        "attribute": attribute,
-        "density": density,
-        "overall": overall,
-        "groups": rows,
-        "disparity": disparity,
-    }
+    return {"n": n, "accuracy": overall_accuracy, "baseline_accuracy": baseline_overall}, rows, disparity
+
+
+def attribute_sections(
+    outcomes: Outcomes,
+    baseline: Outcomes | None,
+    group_index: np.ndarray,
+    group_names: list[str],
+    attributes: list[str],
+) -> list[dict]:
+    """Per attribute of a multi-label model: its overall accuracy, per-group accuracies and drops,
+    and the disparity metrics of that attribute alone."""
+    sections = []
+    for position, name in enumerate(attributes):
+        groups = group_accuracies(outcomes, group_index, group_names, attribute=position)
+        base = group_accuracies(baseline, group_index, group_names, attribute=position) if baseline else None
+        overall, rows, disparity = accuracy_section(groups, base)
+        sections.append({"attribute": name, "overall": overall, "groups": rows, "disparity": disparity})
+    return sections
 
 
 # --------------------------------------------------------------------------------- CI conditions

@@ -13,8 +13,12 @@ from ._formats import density_label, history_series, interval, percent, points
 _SPARKS = "▁▂▃▄▅▆▇█"
 
 
-def render_report(report: dict) -> RenderableType:
-    """The per-group table (with 95% intervals when the report has them) and the disparity lines."""
+ATTRIBUTES_SHOWN = 10  # of a multi-label report, the worst; the rest with --all
+
+
+def render_report(report: dict, *, all_attributes: bool = False) -> RenderableType:
+    """The per-group table (with 95% intervals when the report has them), the disparity lines,
+    and for a multi-label model its attributes, worst first."""
     has_baseline = report["overall"]["baseline_accuracy"] is not None
     has_intervals = "accuracy_ci" in report["groups"][0]
     title = Text(f"{report['model']}  on {report['data']}")
@@ -25,9 +29,8 @@ def render_report(report: dict) -> RenderableType:
     table.add_column("n", justify="right")
     columns = [("accuracy", "accuracy")] + ([("baseline_accuracy", "accuracy"), ("drop", "points")] if has_baseline else [])
     for key, _ in columns:
-        table.add_column("baseline" if key == "baseline_accuracy" else key, justify="right")
-        if has_intervals and key != "baseline_accuracy":
-            table.add_column("95% CI", justify="right", style="dim")
+        heading = "baseline" if key == "baseline_accuracy" else key
+        table.add_column(f"{heading}\n95% CI" if has_intervals and key != "baseline_accuracy" else heading, justify="right")
     worst = min(report["groups"], key=lambda row: row["accuracy"])["group"]
     largest_drop = (
         max(report["groups"], key=lambda row: row["drop"])["group"] if has_baseline else None
@@ -38,9 +41,10 @@ def render_report(report: dict) -> RenderableType:
     for row in [*report["groups"], overall]:
         cells = [Text(str(row["group"])), str(row["n"])]
         for key, unit in columns:
-            cells.append(percent(row[key]) if unit == "accuracy" else points(row[key]))
-            if has_intervals and key != "baseline_accuracy":
-                cells.append(interval(row.get(f"{key}_ci"), unit))
+            cell = Text(percent(row[key]) if unit == "accuracy" else points(row[key]))
+            if has_intervals and key != "baseline_accuracy" and row.get(f"{key}_ci"):
+                cell.append(f"\n{interval(row[f'{key}_ci'], unit)}", style="dim")  # under its value
+            cells.append(cell)
         if row is overall:
             table.add_section()
             table.add_row(*cells, style="bold")
@@ -66,7 +70,37 @@ def render_report(report: dict) -> RenderableType:
             "their difference may be noise",
             style="dim",
         )
-    return Group(table, lines)
+    if not report.get("attributes"):
+        return Group(table, lines)
+    lines.append(
+        f"\naccuracy above: the mean over the {len(report['attributes'])} attributes; disparity is computed on it",
+        style="dim",
+    )
+    return Group(table, lines, Text(), _attributes_table(report, all_attributes))
+
+
+def _attributes_table(report: dict, show_all: bool) -> RenderableType:
+    """Each attribute's accuracy per group; worst first (largest drop_gap with a baseline, else
+    lowest worst-group accuracy), the first ``ATTRIBUTES_SHOWN`` unless ``show_all``."""
+    has_baseline = report["overall"]["baseline_accuracy"] is not None
+    key = (lambda a: -a["disparity"]["drop_gap"]) if has_baseline else (lambda a: a["disparity"]["worst_group_accuracy"])
+    ordered = sorted(report["attributes"], key=key)
+    shown = ordered if show_all else ordered[:ATTRIBUTES_SHOWN]
+    groups = [row["group"] for row in report["groups"]]
+    table = Table(title=Text("attributes, worst first"), title_justify="left")
+    table.add_column("attribute")
+    table.add_column("accuracy", justify="right")
+    for group in groups:
+        table.add_column(Text(f"{group} {'drop' if has_baseline else 'accuracy'}"), justify="right")
+    table.add_column("drop_gap" if has_baseline else "accuracy_gap", justify="right")
+    for attribute in shown:
+        cells = [Text(attribute["attribute"]), percent(attribute["overall"]["accuracy"])]
+        cells += [points(row["drop"]) if has_baseline else percent(row["accuracy"]) for row in attribute["groups"]]
+        cells.append(points(attribute["disparity"]["drop_gap" if has_baseline else "accuracy_gap"]))
+        table.add_row(*cells)
+    if len(shown) < len(ordered):
+        return Group(table, Text(f"{len(ordered) - len(shown)} more attribute(s): --all shows them", style="dim"))
+    return table
 
 
 def render_conditions(failed: list[str], checked: list[str]) -> Text:

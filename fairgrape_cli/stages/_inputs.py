@@ -66,9 +66,17 @@ class Loading:
 @dataclass
 class PreparedData:
     table: GroupedTable
-    classes: list[str]
-    targets: torch.Tensor
+    classes: list[str]  # the model's class names, or its attributes (several binary targets)
+    targets: torch.Tensor  # class index per row [N], or 0/1 per attribute [N, A]
     image_size: int
+
+    @property
+    def attributes(self) -> list[str] | None:
+        return self.classes if self.table.multi_label else None
+
+    def names(self) -> dict[str, list[str]]:
+        """What a checkpoint or artifact records about the targets: ``classes`` or ``attributes``."""
+        return {"attributes": self.classes} if self.table.multi_label else {"classes": self.classes}
 
 
 def prepare_data(
@@ -78,15 +86,23 @@ def prepare_data(
     image_size: int | None,
     default_split: Sequence[str],
     classes: list[str] | None = None,
+    attributes: list[str] | None = None,
 ) -> PreparedData:
-    table = load_table(spec, default_split=default_split)
+    """The rows of ``spec`` with targets the model can be trained or judged on.
+
+    ``classes`` / ``attributes`` override what the checkpoint records (from an artifact, or the
+    training split's for its validation split). A model with attributes reads them as its targets
+    when ``--target`` names none.
+    """
+    attributes = attributes if attributes is not None else checkpoint.attributes
+    if attributes and not spec.target:
+        spec = replace(spec, target=",".join(attributes))
+    table = load_table(spec, default_split=default_split, multi_label=True if attributes else None)
     for note in table.notes:
         log.info("%s", note)
+    known = attributes if table.multi_label else (classes if classes is not None else checkpoint.classes)
     chosen_classes, targets = resolve_classes(
-        table,
-        num_classes=checkpoint.num_classes,
-        checkpoint_classes=classes if classes is not None else checkpoint.classes,
-        model_name=str(checkpoint.path),
+        table, num_classes=checkpoint.num_classes, checkpoint_classes=known, model_name=str(checkpoint.path)
     )
     size = image_size or checkpoint.image_size or DEFAULT_IMAGE_SIZE
     return PreparedData(table, chosen_classes, targets, int(size))

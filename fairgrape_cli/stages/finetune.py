@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .. import distributed
@@ -137,10 +138,11 @@ def finetune(
             or checkpoint.image_size
             or int_or_none(recorded_value(masks_artifact, "image_size"))
         )
-        classes = checkpoint.classes or recorded_value(masks_artifact, "classes")
         train_data = prepare_data(
-            spec, checkpoint, image_size=image_size, default_split=("train",), classes=classes
-        )
+            spec, checkpoint, image_size=image_size, default_split=("train",),
+            classes=checkpoint.classes or recorded_value(masks_artifact, "classes"),
+            attributes=checkpoint.attributes or recorded_value(masks_artifact, "attributes"),
+        )  # fmt: skip
         val_data = _validation_data(spec, checkpoint, train_data, val_split)
 
     channels_last = uses_channels_last(precision, device)
@@ -153,8 +155,8 @@ def finetune(
     rows = TrainingRows(
         groups=train_data.table.group_index,
         num_groups=len(train_data.table.group_names),
-        classes=train_data.targets.numpy(),
-    )
+        classes=train_data.targets.numpy() if train_data.attributes is None else np.zeros(len(train_data.targets), int),
+    )  # several attributes have no class: a class x group cell is then the group
     share = -(-len(rows) // runtime.world_size)  # images per epoch for this rank, about
     task = progress.add_task("fine-tuning", total=epochs * share)
 
@@ -227,7 +229,7 @@ def finetune(
             ckpt.save_checkpoint(
                 output,
                 checkpoint.model,
-                like=replace(checkpoint, image_size=train_data.image_size),
+                like=replace(checkpoint, image_size=train_data.image_size, attributes=train_data.attributes),
                 classes=train_data.classes,
                 provenance=provenance,
             )
@@ -299,6 +301,7 @@ def _validation_data(
             image_size=train_data.image_size,
             default_split=(),
             classes=train_data.classes,
+            attributes=train_data.attributes,
         )
     except InputError:
         if val_split is not None:

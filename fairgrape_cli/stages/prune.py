@@ -148,17 +148,18 @@ def prune(
     for key in ("data", "labels"):  # re-anchor the data paths the importance file records
         recorded = scores.recorded_path(key) if scores else None
         metadata[key] = record_path(recorded, output) if recorded else None
-    for key in ("target", "attribute", "groups", "classes", "image_size"):
+    for key in ("target", "attribute", "groups", "classes", "attributes", "image_size"):
         metadata[key] = recorded_value(scores, key)
     masks_sha = write_artifact(output, built, metadata)
 
     apply_masks(weights, built)
     classes = checkpoint.classes or recorded_value(scores, "classes")
+    attributes = checkpoint.attributes or recorded_value(scores, "attributes")
     image_size = checkpoint.image_size or int_or_none(recorded_value(scores, "image_size"))
     ckpt.save_checkpoint(
         model_output,
         checkpoint.model,
-        like=replace(checkpoint, image_size=image_size),
+        like=replace(checkpoint, image_size=image_size, attributes=attributes),
         classes=classes,
         provenance={
             "stage": "prune",

@@ -23,6 +23,7 @@ from ..method.batches import sequential_batches, share_of
 from ..method.metrics import (
     Bootstrap,
     Outcomes,
+    attribute_sections,
     bootstrap_intervals,
     build_report,
     group_accuracies,
@@ -76,14 +77,14 @@ def report(
         models = [checkpoint]
         if baseline is not None:
             reference = baseline.load()
+            known = reference.attributes if prepared.table.multi_label else reference.classes
             _, _ = resolve_classes(
                 prepared.table, num_classes=reference.num_classes,
-                checkpoint_classes=reference.classes, model_name=str(reference.path),
+                checkpoint_classes=known, model_name=str(reference.path),
             )  # fmt: skip
-            if reference.classes is not None and reference.classes != prepared.classes:
-                raise InputError(
-                    f"{reference.path} orders its classes differently from {checkpoint.path}"
-                )
+            if known is not None and known != prepared.classes:
+                what = "attributes" if prepared.table.multi_label else "classes"
+                raise InputError(f"{reference.path} orders its {what} differently from {checkpoint.path}")
             models.append(reference)
 
     table = prepared.table
@@ -127,6 +128,11 @@ def report(
         baseline_groups=baseline_groups,
         intervals=bootstrap_intervals(pairs, has_baseline=baseline is not None, settings=bootstrap),
     )
+    if prepared.table.multi_label:  # the mean over attributes above; each attribute here
+        result["attributes"] = attribute_sections(
+            outcomes[0], outcomes[1] if baseline is not None else None, table.group_index, table.group_names,
+            prepared.classes,
+        )  # fmt: skip
     if bootstrap.resamples:
         result["bootstrap"] = {
             "resamples": bootstrap.resamples, "confidence": bootstrap.confidence, "seed": bootstrap.seed,

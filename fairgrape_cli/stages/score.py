@@ -137,7 +137,7 @@ def score(
         "labels": record_path(data.labels, output) if data.labels else None,
         "split": table.split or "",
         "target": table.target,
-        "classes": prepared.classes,
+        **prepared.names(),
         "image_size": str(prepared.image_size),
         "batch_size": str(loading.batch_size),
         "dropped_groups": table.dropped_groups or None,
