@@ -13,6 +13,7 @@ import typer
 
 from .commands._options import debug_enabled
 from .commands.compare import compare
+from .commands.data_prune import data_prune
 from .commands.demo import demo
 from .commands.finetune import finetune
 from .commands.prune import prune
@@ -36,6 +37,7 @@ app.command()(finetune)
 app.command()(report)
 app.command()(run)
 app.command()(compare)
+app.command(name="data-prune")(data_prune)
 app.command()(demo)
 
 

@@ -28,6 +28,10 @@ def finetune(
         Optional[str], typer.Option("--val-split", help="Split that picks the best epoch [default: val if present; 'none' to disable].")
     ] = None,
     augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Random horizontal flips.")] = True,
+    dense: Annotated[
+        bool,
+        typer.Option("--dense", help="Train MODEL on DATA without masks (every weight may change): train or retrain a model on a manifest."),
+    ] = False,
     objective: Annotated[
         str,
         typer.Option(
@@ -73,7 +77,9 @@ def finetune(
     groups the masks were scored for) so that the worst-served group wins back what pruning cost it.
 
     The model and data default to what masks.safetensors records. Writes finetuned.pt, which
-    loads into a plain torchvision model with load_state_dict.
+    loads into a plain torchvision model with load_state_dict. --dense trains MODEL on DATA with
+    no masks at all: how to train or retrain a model on a manifest (e.g. one from data-prune,
+    passed with --labels).
 
     Examples:
 
@@ -84,6 +90,8 @@ def finetune(
         fairgrape finetune --objective balanced --groups race
 
         torchrun --nproc-per-node 4 -m fairgrape_cli finetune --precision bf16
+
+        fairgrape finetune model.pt data/ --dense --labels data/labels-pruned.csv -o retrained.pt
     """
     from .. import stages
     from ..io.data import DataSpec
@@ -108,6 +116,7 @@ def finetune(
             lr_gamma=lr_gamma,
             val_split=val_split,
             augment=augment,
+            dense=dense,
             objective=objective,
             objective_options=ObjectiveOptions(dro_step=dro_step, balance_unit=balance_unit, balance_by=balance_by),
             seed=seed,

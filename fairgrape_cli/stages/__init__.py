@@ -16,6 +16,7 @@ from ._inputs import (
     PreparedData,
 )
 from .compare import ComparisonResult, compare_files
+from .data_prune import DataPruneSummary, data_prune
 from .finetune import FinetuneSummary, finetune
 from .prune import PruneSummary, prune
 from .report import ReportResult, report, save_report
@@ -28,6 +29,7 @@ __all__ = [
     "DEFAULT_PRUNED",
     "STORED_DTYPES",
     "ComparisonResult",
+    "DataPruneSummary",
     "FinetuneSummary",
     "Loading",
     "ModelSource",
@@ -36,6 +38,7 @@ __all__ = [
     "ReportResult",
     "ScoreSummary",
     "compare_files",
+    "data_prune",
     "finetune",
     "prune",
     "report",
