@@ -305,16 +305,17 @@ def plan_data_pruning(
 
 
 def unit_recalls(
-    predictions: torch.Tensor, targets: torch.Tensor, unit_of_row: np.ndarray, num_units: int
+    right: np.ndarray, scored: np.ndarray, unit_of_row: np.ndarray, num_units: int
 ) -> tuple[list[float | None], list[int]]:
-    """Recall of each unit (correct / rows) over the rows that were scored (prediction >= 0).
+    """Recall of each unit (rows right / rows) over the rows that were scored.
 
-    Rows whose unit is ``-1`` (a class or cell without training rows) are left out.
+    ``right`` and ``scored`` are bool per row; rows whose unit is ``-1`` (a class or cell without
+    training rows) are left out.
     """
     units = np.asarray(unit_of_row, dtype=np.int64)
-    scored = (predictions >= 0).numpy() & (units >= 0)
-    hits = (predictions == targets).numpy() & scored
-    counts = np.bincount(units[scored], minlength=num_units)
+    counted = np.asarray(scored, dtype=bool) & (units >= 0)
+    hits = np.asarray(right, dtype=bool) & counted
+    counts = np.bincount(units[counted], minlength=num_units)
     correct = np.bincount(units[hits], minlength=num_units)
     recalls = [float(correct[k] / counts[k]) if counts[k] else None for k in range(num_units)]
     return recalls, counts.tolist()

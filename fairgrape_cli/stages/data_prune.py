@@ -112,6 +112,8 @@ def data_prune(
     pool = prepare_data(
         replace(data, split=pool_split), checkpoint, image_size=loading.image_size, default_split=()
     )
+    if pool.targets.ndim != 1:
+        raise InputError(f"--target {data.target}: data-prune needs one class column, not several")
     if kept_total(len(pool.table), keep) == 0:
         raise InputError(f"--keep {keep}: keeps no row of the {len(pool.table)} training rows; keep more")
     keys = _unit_keys(pool, by)
@@ -132,11 +134,11 @@ def data_prune(
         )  # fmt: skip
         loader = image_loader(val, sequential_batches(len(val.table), loading.batch_size), loading, data, device)
         task = progress.add_task(f"recall on {val_name}", total=len(val.table), unit="images")
-        predicted = predict(
-            [checkpoint.model], loader, [prepare], len(val.table), on_batch=lambda n: progress.advance(task, n)
+        outcomes = predict(
+            [checkpoint.model], loader, [prepare], val.targets, on_batch=lambda n: progress.advance(task, n)
         )[0]
         val_units = np.array([position.get(key, -1) for key in _unit_keys(val, by)], dtype=np.int64)
-        recalls, val_rows = unit_recalls(predicted, val.targets, val_units, len(units))
+        recalls, val_rows = unit_recalls(outcomes.right[:, 0], outcomes.scored, val_units, len(units))
         skipped += sum(val.table.skipped.values()) + loader.bad_images
     if rule.needs_recall:
         for k, key in enumerate(units):
