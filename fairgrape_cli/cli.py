@@ -11,7 +11,9 @@ import traceback
 
 import typer
 
-from .commands._options import debug_enabled
+from .commands._console import closed_stdout_is_not_an_error
+from .commands._help import Command, Group
+from .commands._options import Version, debug_enabled
 from .commands.compare import compare
 from .commands.data_prune import data_prune
 from .commands.demo import demo
@@ -30,15 +32,17 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
+    cls=Group,
 )
-app.command()(score)
-app.command()(prune)
-app.command()(finetune)
-app.command()(report)
-app.command()(run)
-app.command()(compare)
-app.command(name="data-prune")(data_prune)
-app.command()(demo)
+for name, command in (("score", score), ("prune", prune), ("finetune", finetune), ("report", report),
+                      ("run", run), ("compare", compare), ("data-prune", data_prune), ("demo", demo)):
+    app.command(name=name, cls=Command)(command)
+
+
+@app.callback()
+def _root(version: Version = False) -> None:
+    # the root's own options; its help is the app's
+    pass
 
 
 # the commands that pass over images and shard them under torchrun
@@ -52,7 +56,8 @@ def main() -> None:
     crashed = False  # an error the other torchrun processes may not know of
     try:
         _refuse_unsharded_command_under_torchrun()
-        app(prog_name="fairgrape")
+        with closed_stdout_is_not_an_error():
+            app(prog_name="fairgrape")
     except FairgrapeError as error:
         _fail(f"error: {error}", error.exit_code, user_error=True)
     except MemoryError:

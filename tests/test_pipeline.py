@@ -48,6 +48,7 @@ def test_schedule_follows_keep_per_iter_and_stops_at_rate():
 
 
 def test_tiny_config_runs_resumes_and_keeps_masks_identical(tiny_run):
+    _edit(tiny_run, keep_artifacts="all")  # every iteration's files stay (the default keeps the last's)
     config = load_config(tiny_run)
     first = run_schedule(config)
     out = config.output
@@ -158,8 +159,9 @@ def test_sample_configs_are_valid(sample):
 
 
 def test_run_command(tiny_run, cli):
-    result = cli("run", tiny_run, "--quiet")
+    result = cli("run", tiny_run, "--quiet", "--keep-artifacts", "all")
     assert result.code == 0, result
+    assert (load_config(tiny_run).output / "iter-01" / "finetuned.pt").is_file()  # the flag beat the default
     assert "majority" in result.out and "drop_gap" in result.out
     bad = cli("run", tiny_run.with_name("missing.yaml"))
     assert bad.code == 2 and "does not exist" in bad.err and "Traceback" not in bad.err

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import sys
 from collections.abc import Callable, Iterator
 
 from rich.console import Console
@@ -25,7 +27,7 @@ from rich.text import Text
 
 from ..distributed import is_main_process
 
-stdout = Console(soft_wrap=True)
+stdout = Console(soft_wrap=True)  # writes to whatever sys.stdout is when it prints
 stderr = Console(stderr=True, soft_wrap=True)
 
 
@@ -105,3 +107,56 @@ def setup_logging(quiet: bool) -> None:
 def info(message: str, quiet: bool) -> None:
     if not quiet:
         stderr.print(message, highlight=False)
+
+
+class _ClosedPipeTolerant:
+    """A text stream that drops what it cannot write once its reader has gone (``| head -1``).
+
+    Rich turns a ``BrokenPipeError`` into exit status 1, and click does too, which a CI script
+    reads as "a condition held". A reader that stops early is not a failure: the command carries
+    on to its own exit status, printing into nothing.
+    """
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+        self.reader_gone = False
+
+    def write(self, text: str) -> int:
+        if not self.reader_gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._drop_the_rest()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.reader_gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._drop_the_rest()
+
+    def _drop_the_rest(self) -> None:
+        self.reader_gone = True
+        # Python flushes the stream again at exit and would fail (status 120): point its file
+        # descriptor at /dev/null, as the Python docs' note on SIGPIPE advises
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def closed_stdout_is_not_an_error() -> Iterator[None]:
+    """Within the block, writing to a closed stdout or stderr pipe is not an error."""
+    original = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _ClosedPipeTolerant(sys.stdout), _ClosedPipeTolerant(sys.stderr)
+    try:
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        sys.stdout, sys.stderr = original

@@ -20,6 +20,24 @@ def debug_enabled() -> bool:
     return _debug["enabled"]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("fairgrape")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            number = "(not installed)"
+        typer.echo(f"fairgrape {number}")
+        raise typer.Exit()
+
+
+Version = Annotated[
+    bool,
+    typer.Option("--version", help="Print fairgrape's version and exit.", callback=_print_version, is_eager=True),
+]
+
+
 # model loading
 Arch = Annotated[
     Optional[str],
@@ -46,6 +64,17 @@ Groups = Annotated[
         "--groups",
         "-g",
         help="Group column; 'race,gender' for intersectional groups.",
+        rich_help_panel="Data",
+    ),
+]
+# score and report cannot do without groups; they check it themselves (not typer) so that the
+# error can list the data's columns
+RequiredGroups = Annotated[
+    Optional[str],
+    typer.Option(
+        "--groups",
+        "-g",
+        help="Group column; 'race,gender' for intersectional groups.  [required]",
         rich_help_panel="Data",
     ),
 ]

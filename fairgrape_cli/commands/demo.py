@@ -35,14 +35,12 @@ def demo(
 
     from ..flows.experiment import DEMO_SPEC, RECOMMENDED, run_demo
     from ..render.comparison import render_comparison
-    from ._console import progress_display, setup_logging, stage_announcer, stderr, stdout
+    from ._console import progress_display, setup_logging, stage_announcer, stdout
 
     setup_logging(quiet)
     spec = replace(DEMO_SPEC, device=device)
     with progress_display(quiet) as progress:
         announce = stage_announcer(progress, show_up_to_date=False)
-        if not quiet:
-            stderr.print(f"building the dataset and training the dense model in {output} ...")
         result = run_demo(output, spec=spec, progress=progress, on_stage=announce)
 
     stdout.print(render_comparison(result.comparison))

@@ -13,7 +13,7 @@ from . import _options as opt
 def report(
     model: Annotated[Path, typer.Argument(help="Checkpoint to evaluate (usually the fine-tuned one).")],
     data: Annotated[Path, typer.Argument(help="Group-labelled image folder.")],
-    groups: opt.Groups = None,
+    groups: opt.RequiredGroups = None,
     baseline: Annotated[
         Optional[Path], typer.Option("--baseline", help="Dense model to measure each group's accuracy drop against.")
     ] = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -10,11 +11,25 @@ import typer
 from . import _options as opt
 
 
+class KeepArtifacts(str, Enum):
+    last = "last"
+    all = "all"
+
+
 def run(
     config: Annotated[Path, typer.Argument(help="YAML config (see sample_configs/).")],
     set_: Annotated[
         Optional[list[str]],
         typer.Option("--set", help="Override a setting: KEY=VALUE, e.g. method=magnitude or finetune.epochs=5 (repeatable)."),
+    ] = None,
+    keep_artifacts: Annotated[
+        Optional[KeepArtifacts],
+        typer.Option(
+            "--keep-artifacts",
+            help="last: delete an iteration's importance, masks and checkpoints once the next iteration "
+            "has finished (the last iteration's stay) [default: the config's keep_artifacts, else last]; "
+            "all: keep every iteration's files.",
+        ),
     ] = None,
     quiet: opt.Quiet = False,
     debug: opt.Debug = False,
@@ -26,6 +41,9 @@ def run(
     config's output folder: iter-NN/{importance,masks}.safetensors, pruned.pt, finetuned.pt,
     final.pt and report.json (with the per-iteration history). A stage reruns only when its
     settings or inputs changed.
+
+    An iteration's files are deleted once the next iteration has finished (the last
+    iteration's stay, with final.pt); --keep-artifacts all keeps them all.
 
     Examples:
 
@@ -42,6 +60,8 @@ def run(
 
     setup_logging(quiet)
     settings = load_config(config, overrides=set_ or ())
+    if keep_artifacts is not None:
+        settings.settings["keep_artifacts"] = keep_artifacts.value
 
     with progress_display(quiet) as progress:
         announce = stage_announcer(progress, show_up_to_date=True)

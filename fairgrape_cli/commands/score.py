@@ -13,7 +13,7 @@ from . import _options as opt
 def score(
     model: Annotated[Path, typer.Argument(help="Checkpoint to score (.pt, .pth, .safetensors, TorchScript).")],
     data: Annotated[Path, typer.Argument(help="Group-labelled image folder.")],
-    groups: opt.Groups = None,
+    groups: opt.RequiredGroups = None,
     target: opt.Target = None,
     split: opt.Split = None,
     labels: opt.Labels = None,

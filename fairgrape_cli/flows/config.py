@@ -5,7 +5,7 @@ and validating a config with ``--set`` overrides, and the schedule of pruning ra
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,8 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "workers": Option(int),
         "include": Option(list, []),
         "exclude": Option(list, []),
+        # last: an iteration's files are deleted once the next iteration finished; all: kept
+        "keep_artifacts": Option(str, "last", choices=("last", "all")),
     },
     "score": {
         "split": Option(str),
@@ -89,9 +91,14 @@ class RunConfig:
     path: Path
     settings: dict[str, Any]  # top-level options, defaults filled in, paths resolved
     sections: dict[str, dict[str, Any]]  # section -> options, defaults filled in
+    set_by: dict[str, str] = field(default_factory=dict)  # key -> the --set KEY=VALUE that changed it
 
     def __getitem__(self, key: str) -> Any:
         return self.settings[key]
+
+    def origin(self, key: str) -> str:
+        """Where ``key``'s value came from, for messages: ``--set KEY=VALUE`` or the config file."""
+        return _Origins(self.path, self.set_by).of(key)
 
     @property
     def output(self) -> Path:
@@ -119,18 +126,19 @@ def load_config(path: str | Path, *, overrides: Sequence[str] = ()) -> RunConfig
         raise InputError(f"{path}{where}: not valid YAML ({getattr(error, 'problem', error)})") from error
     if not isinstance(raw, dict):
         raise InputError(f"{path}: expected a mapping of settings at the top level")
+    origins = _Origins(path)
     for override in overrides:
-        _apply_override(raw, override)
+        origins.set_by[_apply_override(raw, override)] = override
 
     sections = {}
-    settings = _validated(raw, SCHEMA[""], path, prefix="", allowed_sections=set(SCHEMA) - {""})
+    settings = _validated(raw, SCHEMA[""], origins, prefix="", allowed_sections=set(SCHEMA) - {""})
     for name in SCHEMA:
         if not name:
             continue
         value = raw.get(name) or {}
         if not isinstance(value, dict):
-            raise InputError(f"{path}: '{name}' must be a mapping of {name} options")
-        sections[name] = _validated(value, SCHEMA[name], path, prefix=f"{name}.")
+            raise InputError(f"{origins.of(name)}: '{name}' must be a mapping of {name} options")
+        sections[name] = _validated(value, SCHEMA[name], origins, prefix=f"{name}.")
 
     for key in ("groups", "target"):  # lists of columns, as the command line spells them
         if isinstance(settings[key], list):
@@ -140,11 +148,24 @@ def load_config(path: str | Path, *, overrides: Sequence[str] = ()) -> RunConfig
         if settings.get(key):
             settings[key] = str(base / settings[key])
     settings["output"] = str(base / (settings.get("output") or f"runs/{path.stem}"))
-    _check_schedule(settings, path)
-    return RunConfig(path=path, settings=settings, sections=sections)
+    _check_schedule(settings, origins)
+    return RunConfig(path=path, settings=settings, sections=sections, set_by=origins.set_by)
 
 
-def _apply_override(raw: dict, override: str) -> None:
+@dataclass
+class _Origins:
+    """Where each setting came from, for messages: the config file, or the --set that changed it."""
+
+    path: Path
+    set_by: dict[str, str] = field(default_factory=dict)  # "finetune.epochs" -> "finetune.epochs=abc"
+
+    def of(self, key: str) -> str:
+        override = self.set_by.get(key)
+        return f"--set {override}" if override is not None else str(self.path)
+
+
+def _apply_override(raw: dict, override: str) -> str:
+    """Apply ``KEY=VALUE`` to the raw config; returns the key it set (``finetune.epochs``)."""
     import yaml
 
     key, separator, text = override.partition("=")
@@ -157,16 +178,17 @@ def _apply_override(raw: dict, override: str) -> None:
     section, _, option = key.strip().rpartition(".")
     if not section:
         raw[option] = value
-        return
+        return option
     if section not in SCHEMA:
         raise InputError(f"--set {override!r}: unknown section '{section}'")
     if not isinstance(raw.get(section), dict):
         raw[section] = {}
     raw[section][option] = value
+    return f"{section}.{option}"
 
 
 def _validated(
-    values: dict, schema: dict[str, Option], path: Path, *, prefix: str, allowed_sections=frozenset()
+    values: dict, schema: dict[str, Option], origins: _Origins, *, prefix: str, allowed_sections=frozenset()
 ) -> dict[str, Any]:
     result = {}
     for key in values:
@@ -175,18 +197,18 @@ def _validated(
 
             close = difflib.get_close_matches(str(key), list(schema) + list(allowed_sections), n=1)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
-            raise InputError(f"{path}: unknown key '{prefix}{key}'{hint}")
+            raise InputError(f"{origins.of(f'{prefix}{key}')}: unknown key '{prefix}{key}'{hint}")
     for key, option in schema.items():
         if key not in values or values[key] is None:
             if option.required:
-                raise InputError(f"{path}: missing required key '{prefix}{key}'")
+                raise InputError(f"{origins.of(f'{prefix}{key}')}: missing required key '{prefix}{key}'")
             result[key] = list(option.default) if isinstance(option.default, list) else option.default
             continue
-        result[key] = _typed(values[key], option, f"{prefix}{key}", path)
+        result[key] = _typed(values[key], option, f"{prefix}{key}", origins.of(f"{prefix}{key}"))
     return result
 
 
-def _typed(value: Any, option: Option, key: str, path: Path) -> Any:
+def _typed(value: Any, option: Option, key: str, where: str) -> Any:
     kinds = option.kind if isinstance(option.kind, tuple) else (option.kind,)
     if float in kinds and isinstance(value, str):
         try:  # YAML 1.1 reads 1e-4 (no dot) as a string
@@ -198,22 +220,23 @@ def _typed(value: Any, option: Option, key: str, path: Path) -> Any:
     is_bool = isinstance(value, bool)
     if not isinstance(value, kinds) or (is_bool and bool not in kinds):
         names = " or ".join(kind.__name__ for kind in kinds).replace("str", "text").replace("float", "number")
-        raise InputError(f"{path}: '{key}' must be {names}, got {value!r}")
+        raise InputError(f"{where}: '{key}' must be {names}, got {value!r}")
     if option.choices is not None and value not in option.choices:
-        raise InputError(f"{path}: '{key}' must be one of {', '.join(option.choices)}, got {value!r}")
+        raise InputError(f"{where}: '{key}' must be one of {', '.join(option.choices)}, got {value!r}")
     return value
 
 
-def _check_schedule(settings: dict, path: Path) -> None:
+def _check_schedule(settings: dict, origins: _Origins) -> None:
     rate, keep, iterations = settings["rate"], settings["keep_per_iter"], settings["iterations"]
     if not 0.0 < rate < 1.0:
-        raise InputError(f"{path}: 'rate' must be in (0, 1), got {rate}")
+        raise InputError(f"{origins.of('rate')}: 'rate' must be in (0, 1), got {rate}")
     if keep is not None and iterations is not None:
-        raise InputError(f"{path}: set 'keep_per_iter' or 'iterations', not both")
+        where = origins.of("iterations") if "iterations" in origins.set_by else origins.of("keep_per_iter")
+        raise InputError(f"{where}: set 'keep_per_iter' or 'iterations', not both")
     if keep is not None and not 0.0 < keep < 1.0:
-        raise InputError(f"{path}: 'keep_per_iter' must be in (0, 1), got {keep}")
+        raise InputError(f"{origins.of('keep_per_iter')}: 'keep_per_iter' must be in (0, 1), got {keep}")
     if iterations is not None and iterations < 1:
-        raise InputError(f"{path}: 'iterations' must be at least 1, got {iterations}")
+        raise InputError(f"{origins.of('iterations')}: 'iterations' must be at least 1, got {iterations}")
 
 
 def schedule(rate: float, *, keep_per_iter: float | None = None, iterations: int | None = None) -> list[float]:

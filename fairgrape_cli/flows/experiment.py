@@ -6,6 +6,7 @@ recipes (method, schedule, fine-tuning objective) run on it under the same setti
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +22,8 @@ from ..io.data import DataSpec
 from .config import load_config
 from .pipeline import run_schedule
 from .synthetic import TINY_ARCH, WIDE_ARCH, SyntheticSpec, make_biased_dataset
+
+log = logging.getLogger("fairgrape")
 
 
 @dataclass(frozen=True)
@@ -96,10 +99,14 @@ def prepare(directory: Path, spec: ExperimentSpec, *, progress: ProgressSink | N
         )
     if not record.exists():
         write_text_atomically(record, json.dumps(settings, indent=1))
-    if not (data / "labels.csv").exists():
-        make_biased_dataset(data, spec.data)
     model = directory / "model.pt"
+    if (data / "labels.csv").exists() and model.exists():
+        log.info("reusing the dataset and the dense model in %s", directory)
+    if not (data / "labels.csv").exists():
+        log.info("generating the biased dataset in %s", data)
+        make_biased_dataset(data, spec.data)
     if not model.exists():
+        log.info("training the dense model (%d epochs) in %s", spec.dense_epochs, model)
         torch.manual_seed(spec.seed)
         initial = directory / "initial.pt"
         torch.save(

@@ -15,6 +15,7 @@ files it wrote (the output folder must be one that every node sees).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -37,6 +38,11 @@ from .run_state import RunState, StageRecord, fingerprint
 log = logging.getLogger("fairgrape")
 
 # ------------------------------------------------------------------------------------------- run
+
+
+class _Remake(Exception):
+    """A stage that must run needs a file deleted as superseded: its stage was forgotten, so the
+    schedule runs again from the start (finished stages are skipped) and makes it anew."""
 
 
 @dataclass
@@ -66,6 +72,7 @@ class _Runner:
         self.on_stage = on_stage
         self.ran: list[str] = []
         self.skipped: list[str] = []
+        self._announced: set[tuple[str, bool]] = set()  # a remade file replays the schedule: say things once
 
     def stage(
         self,
@@ -74,12 +81,14 @@ class _Runner:
         outputs: list[Path],
         action: Callable[[], Any],
         *,
+        inputs: list[Path | None] = (),
         keep_result: bool = False,
         on_every_rank: bool = True,
     ) -> StageRecord:
         """Run ``action`` unless the outputs of the same fingerprint are already there.
 
-        ``keep_result`` records what ``action`` returns (small JSON data) for later runs.
+        ``inputs`` are the files ``action`` reads (one deleted as superseded is made again
+        first); ``keep_result`` records what ``action`` returns (small JSON data) for later runs.
         Under torchrun rank 0 decides whether the stage is up to date and records it; a stage
         that reads no images (``on_every_rank=False``) runs on rank 0 while the others wait.
         """
@@ -88,11 +97,16 @@ class _Runner:
         record = runtime.broadcast(self.state.up_to_date(name, key) if runtime.is_main else None)
         if record is not None:
             self.skipped.append(name)
-            if self.on_stage is not None:
-                self.on_stage(name, False)
+            self._announce(name, False)
             return record
-        if self.on_stage is not None:
-            self.on_stage(name, True)
+        producer = runtime.broadcast(self._discarded_input(inputs) if runtime.is_main else None)
+        if producer is not None:
+            if runtime.is_main:
+                self.state.forget(producer)
+            else:
+                self.state.records.pop(producer, None)
+            raise _Remake(producer)
+        self._announce(name, True)
         if on_every_rank:
             result = action()
         else:
@@ -104,6 +118,32 @@ class _Runner:
             self.state.records[name] = record
             return record
         return runtime.broadcast(self.state.finish(name, key, outputs, result if keep_result else None))
+
+    def _announce(self, name: str, runs: bool) -> None:
+        if self.on_stage is not None and (name, runs) not in self._announced:
+            self._announced.add((name, runs))
+            self.on_stage(name, runs)
+
+    def _discarded_input(self, inputs: list[Path | None]) -> str | None:
+        """The stage to run again because it made an input that was deleted as superseded."""
+        for path in inputs:
+            producer = self.state.producer_of_discarded(path) if path is not None and not path.exists() else None
+            if producer is not None:
+                log.info("%s runs again to remake %s, which keep_artifacts: last deleted", producer,
+                         path.relative_to(self.directory).as_posix())
+                return producer
+        return None
+
+    def superseded(self, iteration: int) -> None:
+        """With ``keep_artifacts: last``, delete an iteration's files once the next one finished
+        (rank 0 does, under torchrun: it keeps the state)."""
+        if self.config["keep_artifacts"] != "last" or not self.runtime.is_main:
+            return
+        folder = f"iter-{iteration:02d}"
+        for stage in (f"{folder}/score", f"{folder}/prune", f"{folder}/finetune"):
+            self.state.discard(stage)
+        with contextlib.suppress(OSError):  # the folder, when nothing else is in it
+            (self.directory / folder).rmdir()
 
     def sha(self, record: StageRecord, path: Path) -> str:
         return record.outputs[path.relative_to(self.directory).as_posix()]["sha256"]
@@ -145,18 +185,29 @@ def run_schedule(
 
     ``on_stage(name, runs)`` is told about each stage before it runs or is skipped.
     """
-    from ..method.selection import get_criterion
-
     device = resolve_device(config.settings["device"])
     runtime = distributed.start(device)
     with runtime.together():
         check_precision(config.settings["precision"], device, flag=f"{config.path}: precision")
         runner = _Runner(config, progress or NoProgress(), on_stage, runtime)
+    while True:
+        runner.skipped = []
+        try:
+            return _run_pass(runner)
+        except _Remake:  # a stage was forgotten to remake a deleted file: go through again
+            continue
+
+
+def _run_pass(runner: _Runner) -> RunResult:
+    from ..method.selection import get_criterion
+
+    config, runtime = runner.config, runner.runtime
+    with runtime.together():
         settings, sections = config.settings, config.sections
         directory = runner.directory
         start = Path(settings["model"])
         if not start.is_file():
-            raise InputError(f"{config.path}: model {start} does not exist")
+            raise InputError(f"{config.origin('model')}: model {start} does not exist")
         data_identity = _data_identity(runner.data(None))
         needs_scores = get_criterion(settings["method"]).needs_importance
     rates = schedule(settings["rate"], keep_per_iter=settings["keep_per_iter"], iterations=settings["iterations"])
@@ -165,13 +216,17 @@ def run_schedule(
         for key in ("target", "groups", "image_size", "seed", "include", "exclude", "arch")
     }
 
+    # what an evaluation's numbers depend on: not the batch size nor the HTML page, so changing
+    # those does not re-evaluate every iteration's model (which keep_artifacts: last may have deleted)
+    evaluation = {key: sections["report"][key] for key in ("split", "min_group_size")}
     model_path, model_sha = start, sha256_file(start)
     masks_path, masks_sha = None, None
     history = [runner.stage(
         "evaluate-00",
-        {"model": model_sha, "data": data_identity, "report": sections["report"], **common, **runner.precision_part()},
+        {"model": model_sha, "data": data_identity, "report": evaluation, **common, **runner.precision_part()},
         [],
         lambda: _evaluate(runner, start),
+        inputs=[start],
         keep_result=True,
     ).result]  # fmt: skip
     history[0].update(iteration=0, stage="dense")
@@ -201,6 +256,7 @@ def run_schedule(
                     seed=settings["seed"],
                     progress=runner.progress,
                 ),
+                inputs=[model_path, masks_path],
             )
             importance_sha = runner.sha(record, importance)
         record = runner.stage(
@@ -224,6 +280,7 @@ def run_schedule(
                 progress=runner.progress,
             ),
             on_every_rank=False,  # selection reads no images: rank 0 prunes, the others wait
+            inputs=[model_path, importance if needs_scores else None, masks_path],
         )
         masks_path, masks_sha = masks, runner.sha(record, masks)
         model_path, model_sha = pruned, runner.sha(record, pruned)
@@ -234,12 +291,15 @@ def run_schedule(
             )  # fmt: skip
         entry = runner.stage(
             f"evaluate-{index:02d}",
-            {"model": model_sha, "data": data_identity, "report": sections["report"], **common, **runner.precision_part()},
+            {"model": model_sha, "data": data_identity, "report": evaluation, **common, **runner.precision_part()},
             [],
             lambda: _evaluate(runner, model_path),
+            inputs=[model_path],
             keep_result=True,
         ).result
         history.append({**entry, "iteration": index, "stage": "iteration", "rate": rate})
+        if index > 1:
+            runner.superseded(index - 1)  # this iteration finished and is recorded
 
     final = directory / "final.pt"
     if sections["final_finetune"]["epochs"] > 0:
@@ -249,13 +309,14 @@ def run_schedule(
         )  # fmt: skip
     else:
         runner.stage("final_finetune", {"model": model_sha, "copy": True}, [final],
-                     lambda: _copy_atomically(model_path, final), on_every_rank=False)
+                     lambda: _copy_atomically(model_path, final), on_every_rank=False, inputs=[model_path])
         model_sha = sha256_file(final)
     final_entry = runner.stage(
         "evaluate-final",
-        {"model": model_sha, "data": data_identity, "report": sections["report"], **common, **runner.precision_part()},
+        {"model": model_sha, "data": data_identity, "report": evaluation, **common, **runner.precision_part()},
         [],
         lambda: _evaluate(runner, final),
+        inputs=[final],
         keep_result=True,
     ).result
     history.append({**final_entry, "iteration": len(rates), "stage": "final", "rate": rates[-1]})
@@ -268,9 +329,10 @@ def run_schedule(
          "report": sections["report"], **common, **runner.precision_part()},
         outputs,
         lambda: _write_report(runner, final, start, history, rates, outputs),
+        inputs=[final, start, masks_path],  # the report names the final model's masks
     )
     report = json.loads(report_path.read_text(encoding="utf-8"))
-    return RunResult(directory, report, runner.ran, runner.skipped)
+    return RunResult(directory, report, runner.ran, [name for name in runner.skipped if name not in runner.ran])
 
 
 def _finetune(runner, name, section, model_path, model_sha, masks_path, masks_sha, output, data_identity, common):
@@ -300,6 +362,7 @@ def _finetune(runner, name, section, model_path, model_sha, masks_path, masks_sh
             precision=runner.precision(),
             progress=runner.progress,
         ),
+        inputs=[model_path, masks_path],
     )
     return output, runner.sha(record, output)
 

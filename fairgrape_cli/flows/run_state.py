@@ -1,5 +1,9 @@
 """What a run has finished: ``OUTPUT/run-state.json`` records each stage's fingerprint (its
 settings and the sha256 of its inputs) and the files it produced, so a rerun skips what is done.
+
+A file deleted on purpose once a later stage superseded it (``keep_artifacts: last``) stays in its
+stage's record, marked ``discarded``, with its sha256: the stages after it still fingerprint it,
+and its stage counts as done until some stage that must run needs the file again.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ STATE_FILE = "run-state.json"
 @dataclass
 class StageRecord:
     fingerprint: str
-    outputs: dict[str, dict[str, Any]]  # relative path -> {"sha256", "size", "mtime_ns"}
+    outputs: dict[str, dict[str, Any]]  # relative path -> {"sha256", "size", "mtime_ns"[, "discarded"]}
     result: Any = None  # small JSON data a later stage needs (an evaluation's accuracies)
 
 
@@ -48,9 +52,43 @@ class RunState:
         if record is None or record.fingerprint != fingerprint:
             return None
         for relative, stamp in record.outputs.items():
-            if not self._unchanged(self.directory / relative, stamp):
+            if not stamp.get("discarded") and not self._unchanged(self.directory / relative, stamp):
                 return None
         return record
+
+    def discard(self, stage: str) -> list[Path]:
+        """Delete the files ``stage`` produced, keeping their record; returns the deleted files.
+
+        The record is saved first: a run stopped in between finds files marked discarded that
+        are still there (deleted next time), never files missing without a word.
+        """
+        record = self.records.get(stage)
+        if record is None:
+            return []
+        paths = [self.directory / relative for relative in record.outputs]
+        for stamp in record.outputs.values():
+            stamp["discarded"] = True
+        self.save()
+        deleted = [path for path in paths if path.is_file()]
+        for path in deleted:
+            path.unlink()
+        return deleted
+
+    def producer_of_discarded(self, path: Path) -> str | None:
+        """The stage whose discarded output ``path`` was, if it was one."""
+        try:
+            relative = path.resolve().relative_to(self.directory.resolve()).as_posix()
+        except ValueError:
+            return None
+        for stage, record in self.records.items():
+            if record.outputs.get(relative, {}).get("discarded"):
+                return stage
+        return None
+
+    def forget(self, stage: str) -> None:
+        """Drop ``stage``'s record, so that it runs again."""
+        if self.records.pop(stage, None) is not None:
+            self.save()
 
     def finish(self, stage: str, fingerprint: str, outputs: list[Path], result: Any = None) -> StageRecord:
         stamps = {}

@@ -185,6 +185,26 @@ def _binary_values(raw: RawTable, columns: list[str], rows: list[int]) -> np.nda
     return values
 
 
+def require_groups(spec: DataSpec, purpose: str) -> None:
+    """Refuse a missing ``--groups``, naming the columns it can be (read from the data, if it can be)."""
+    if spec.group_columns:
+        return
+    columns = ""
+    if spec.root is not None:
+        try:
+            raw = read_layout(spec.root, spec.labels)
+        except InputError:  # the data's own problem is reported once groups are given
+            raw = None
+        if raw is not None and raw.columns:
+            targets = set((spec.target or raw.default_target or DEFAULT_TARGET).split(","))
+            candidates = [name for name in sorted(raw.columns) if name not in targets] or sorted(raw.columns)
+            columns = (
+                f"; {raw.sources[0].name} has columns {', '.join(sorted(raw.columns))} "
+                f"(e.g. --groups {candidates[0]})"
+            )
+    raise InputError(f"--groups is required: {purpose}{columns}")
+
+
 def _require_columns(raw: RawTable, names: list[str], flag: str, target_flag: bool = False) -> None:
     available = sorted(raw.columns)
     for name in names:

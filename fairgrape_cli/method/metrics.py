@@ -275,8 +275,14 @@ CONDITION_METRICS: dict[str, Callable[[dict], float | None]] = {
     "density": lambda report: report["density"],
 }
 BASELINE_METRICS = {"drop_std", "drop_gap", "baseline_accuracy", "accuracy_drop"}
+# Every metric is a fraction (0.05 = 5 points) while the table shows percent and points, so a
+# threshold may carry a unit: 5% and 5pp both mean 0.05. Differences read best in points.
+_POINTS_METRICS = {"accuracy_gap", "drop_std", "drop_gap", "accuracy_drop"}
+_UNITS = {"": 1.0, "%": 0.01, "pp": 0.01}
 _COMPARISONS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
-_CONDITION = re.compile(r"^\s*([a-z_]+)\s*(>=|<=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+_CONDITION = re.compile(
+    r"^\s*([a-z_]+)\s*(>=|<=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(%|pp)?\s*$", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)
@@ -295,13 +301,15 @@ class Condition:
 
 
 def parse_condition(text: str, *, has_baseline: bool) -> Condition:
-    """``drop_gap>0.05`` -> Condition; refuse unknown metrics and baseline metrics without one."""
+    """``drop_gap>0.05`` (or ``drop_gap>5pp``, ``drop_gap>5%``) -> Condition; refuse unknown
+    metrics, baseline metrics without one, and thresholds no fraction can reach."""
     match = _CONDITION.match(text)
     if match is None:
         raise InputError(
-            f"--fail-if {text!r}: expected METRIC>VALUE (or <, >=, <=), e.g. drop_gap>0.05"
+            f"--fail-if {text!r}: expected METRIC>VALUE (or <, >=, <=), e.g. drop_gap>0.05 or drop_gap>5pp"
         )
-    metric, comparison, threshold = match.groups()
+    metric, comparison, number, unit = match.groups()
+    metric, unit = metric.lower(), (unit or "").lower()
     if metric not in CONDITION_METRICS:
         raise InputError(
             f"--fail-if {text!r}: unknown metric {metric!r}; choose from "
@@ -309,4 +317,16 @@ def parse_condition(text: str, *, has_baseline: bool) -> Condition:
         )
     if metric in BASELINE_METRICS and not has_baseline:
         raise InputError(f"--fail-if {text!r}: {metric} needs --baseline DENSE_MODEL")
-    return Condition(metric, comparison, float(threshold), text.strip())
+    threshold = float(number) * _UNITS[unit]
+    if not -1.0 <= threshold <= 1.0:
+        suffix = "pp" if metric in _POINTS_METRICS else "%"
+        hint = (
+            f"write {metric}{comparison}{float(number) / 100:g} or {metric}{comparison}{number}{suffix}"
+            if not unit and -100 <= float(number) <= 100
+            else "a value between -1 and 1 (or -100% and 100%)"
+        )
+        raise InputError(
+            f"--fail-if {text!r}: {metric} is a fraction (0.05 = 5 points, as the table shows it), "
+            f"so {number}{unit} is out of range; {hint}"
+        )
+    return Condition(metric, comparison, threshold, text.strip())

@@ -68,10 +68,12 @@ def history_html(reports: dict | Sequence[dict], *, comparison: dict | None = No
         parts.append(_comparison_table_html(comparison))
     else:
         parts.append(_report_table_html(first))
+    charted = [report for report in reports if report.get("history")]
+    accuracy_range = _accuracy_range_of(charted)  # one y range, so the charts compare at a glance
     for report, label in zip(reports, labels):
         if report.get("history"):
             parts.append(f"<h2>{_escape(f'History of {label}')}</h2>")
-            parts.append(history_svg(report))
+            parts.append(history_svg(report, accuracy_range=accuracy_range))
     body = "\n".join(parts)
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
@@ -144,18 +146,19 @@ _SMALLEST_DENSITY = 1e-6  # a fully pruned model still gets a place on the log a
 _LEGEND_CHARS = 18  # longer group names are cut in the legend (the full name is its tooltip)
 
 
-def history_svg(report: dict) -> str:
+def history_svg(report: dict, *, accuracy_range: tuple[float, float, float] | None = None) -> str:
     """Line chart of accuracy (overall dashed, one line per group) against density.
 
     Density decreases left to right on a log scale: a geometric schedule (keep r per iteration)
     gives evenly spaced iterations, and 0.99 pruning is two decades, not a squeezed corner.
+    ``accuracy_range`` (low, high, tick step) fixes the y axis, to draw several runs alike;
+    by default it fits this run.
     """
     history = report.get("history") or []
     densities = [max(clean(entry.get("density")) or _SMALLEST_DENSITY, _SMALLEST_DENSITY) for entry in history]
     series = history_series(report)
-    values = [value for _, line in series for value in line if value is not None] or [0.0, 1.0]
     x_of = _density_axis(densities)
-    low, high, step = _accuracy_range(min(values), max(values))
+    low, high, step = accuracy_range or _accuracy_range_of([report])
 
     def y_of(value: float) -> float:
         return _TOP + (high - value) / (high - low) * (_HEIGHT - _TOP - _BOTTOM)
@@ -183,6 +186,14 @@ def _density_axis(densities: list[float]) -> Callable[[float], float]:
     if top - bottom < 1e-12:  # a single density: put it in the middle
         return lambda density: (plot_left + plot_right) / 2
     return lambda density: plot_left + (top - math.log(density)) / (top - bottom) * (plot_right - plot_left)
+
+
+def _accuracy_range_of(reports: Sequence[dict]) -> tuple[float, float, float]:
+    """The y range that holds every accuracy of these reports' histories."""
+    values = [
+        value for report in reports for _, line in history_series(report) for value in line if value is not None
+    ] or [0.0, 1.0]
+    return _accuracy_range(min(values), max(values))
 
 
 def _accuracy_range(lowest: float, highest: float) -> tuple[float, float, float]:

@@ -146,15 +146,35 @@ def warn_if_other_model(artifact: Artifact, checkpoint: ckpt.Checkpoint, what: s
     made_from = artifact.metadata.get("model_sha256")
     if not made_from or made_from == checkpoint.sha256:
         return  # (before hashing the artifact: that can take a while for a large file)
-    if checkpoint.provenance.get("masks_sha256") != artifact.sha256:
+    if checkpoint.provenance.get("masks_sha256") == artifact.sha256:
+        return  # the checkpoint was fine-tuned under these very masks
+    recorded = artifact.recorded_path("model")
+    if recorded is not None and _same_file(recorded, checkpoint.path):
         log.warning(
-            "%s %s was made from %s, not from %s (expected after fine-tuning, suspicious "
-            "otherwise)",
-            what,
-            artifact.path,
-            artifact.metadata.get("model", "another model"),
-            checkpoint.path,
-        )
+            "%s %s was made from %s, whose contents have changed since (its sha256 differs): "
+            "the %s may not fit the model as it is now",
+            what, _shown(artifact.path), _shown(checkpoint.path), what,
+        )  # fmt: skip
+    else:
+        log.warning(
+            "%s %s was made from %s, not from %s (expected after fine-tuning, suspicious otherwise)",
+            what, _shown(artifact.path), _shown(recorded) if recorded else "another model", _shown(checkpoint.path),
+        )  # fmt: skip
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    try:
+        return first.resolve() == second.resolve() or first.samefile(second)
+    except OSError:
+        return False
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it: relative to the current folder when it lies below it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def int_or_none(value: Any) -> int | None:

@@ -16,7 +16,7 @@ from ..devices import autocast_for, check_precision, resolve_device, uses_channe
 from ..errors import InputError
 from ..io import checkpoints as ckpt
 from ..io.artifacts import read_masks
-from ..io.data import DataSpec, resolve_classes
+from ..io.data import DataSpec, require_groups, resolve_classes
 from ..io.files import refuse_overwriting_inputs, resolve_recorded, write_text_atomically
 from ..io.images import Normalizer
 from ..method.batches import sequential_batches, share_of
@@ -66,8 +66,7 @@ def report(
     with runtime.together():  # every rank checks the inputs before any collective
         check_precision(precision, device)
         conditions = [parse_condition(text, has_baseline=baseline is not None) for text in fail_if]
-        if not data.group_columns:
-            raise InputError("--groups is required: the column(s) to compare accuracy across")
+        require_groups(data, "the column(s) to compare accuracy across")
         refuse_overwriting_inputs([json_output, html_output], [model.path, baseline.path if baseline else None])
 
         checkpoint = model.load()
@@ -166,7 +165,17 @@ def _pruning_settings(checkpoint: ckpt.Checkpoint) -> dict | None:
         metadata = read_masks(path).metadata
     except InputError:
         return None
-    return {key: metadata.get(key) for key in ("method", "rate", "scope", "density")}
+    settings = {key: metadata.get(key) for key in ("method", "rate", "scope", "density")}
+    for key in ("rate", "density"):  # safetensors metadata holds strings; a report holds numbers
+        settings[key] = _number(settings[key])
+    return settings
+
+
+def _number(value: object) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def save_report(result: dict, *, json_output: Path | None = None, html_output: Path | None = None) -> None:

@@ -16,7 +16,7 @@ from ..devices import resolve_device, seed_everything
 from ..errors import InputError
 from ..io import checkpoints as ckpt
 from ..io.artifacts import IMPORTANCE_FORMAT, Artifact, check_fits, float16_scaled, read_masks, write_artifact
-from ..io.data import DataSpec
+from ..io.data import DataSpec, require_groups
 from ..io.files import record_path, refuse_overwriting_inputs, resolve_recorded
 from ..io.images import Normalizer
 from ..method.batches import group_pure_batches, share_of_each_group
@@ -63,8 +63,7 @@ def score(
     device = resolve_device(loading.device)
     runtime = distributed.start(device)
     with runtime.together():  # every rank checks the inputs before any collective
-        if not data.group_columns:
-            raise InputError("--groups is required: the column(s) whose groups importance is kept for")
+        require_groups(data, "the column(s) whose groups importance is kept for")
         if dtype not in STORED_DTYPES:
             raise InputError(f"--dtype {dtype}: choose one of {', '.join(STORED_DTYPES)}")
         for flag, value in (("--max-batches", max_batches), ("--samples-per-group", samples_per_group)):
