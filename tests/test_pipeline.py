@@ -75,6 +75,7 @@ def test_tiny_config_runs_resumes_and_keeps_masks_identical(tiny_run):
 
 
 def test_changed_setting_reruns_from_first_affected_stage(tiny_run):
+    _edit(tiny_run, keep_artifacts="all")  # with last, iter-01's deleted files are remade first
     run_schedule(load_config(tiny_run))
     _edit(tiny_run, finetune__lr=0.001)
     changed = run_schedule(load_config(tiny_run))
@@ -161,7 +162,11 @@ def test_sample_configs_are_valid(sample):
 def test_run_command(tiny_run, cli):
     result = cli("run", tiny_run, "--quiet", "--keep-artifacts", "all")
     assert result.code == 0, result
-    assert (load_config(tiny_run).output / "iter-01" / "finetuned.pt").is_file()  # the flag beat the default
+    out = load_config(tiny_run).output
+    assert (out / "iter-01" / "finetuned.pt").is_file()  # the flag beat the default (last)
+    tidy = cli("run", tiny_run)  # the same run with the default: nothing runs, files go
+    assert tidy.code == 0 and "0 stage(s) ran" in tidy.err, tidy
+    assert not (out / "iter-01").exists() and (out / "iter-04" / "finetuned.pt").is_file()
     assert "majority" in result.out and "drop_gap" in result.out
     bad = cli("run", tiny_run.with_name("missing.yaml"))
     assert bad.code == 2 and "does not exist" in bad.err and "Traceback" not in bad.err
