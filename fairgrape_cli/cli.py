@@ -17,6 +17,7 @@ from .commands._options import Version, debug_enabled
 from .commands.compare import compare
 from .commands.data_prune import data_prune
 from .commands.demo import demo
+from .commands.export import export
 from .commands.finetune import finetune
 from .commands.prune import prune
 from .commands.report import report
@@ -35,7 +36,8 @@ app = typer.Typer(
     cls=Group,
 )
 for name, command in (("score", score), ("prune", prune), ("finetune", finetune), ("report", report),
-                      ("run", run), ("compare", compare), ("data-prune", data_prune), ("demo", demo)):
+                      ("run", run), ("compare", compare), ("data-prune", data_prune),
+                      ("export", export), ("demo", demo)):
     app.command(name=name, cls=Command)(command)
 
 

@@ -21,7 +21,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
-FENCE_LANGUAGES = {"bash", "yaml", "bibtex", "text"}
+FENCE_LANGUAGES = {"bash", "yaml", "bibtex", "text", "python"}
 
 
 def readme_blocks() -> list[tuple[str, str]]:

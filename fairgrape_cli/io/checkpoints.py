@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from . import sparse
 from .files import atomic_output, require_file, save_safetensors, sha256_file
 
 NATIVE_FORMAT = "fairgrape.checkpoint.v1"
@@ -47,7 +48,7 @@ class Checkpoint:
     model: nn.Module
     path: Path
     sha256: str
-    kind: str  # "native" | "state_dict" | "torchscript" | "module"
+    kind: str  # "native" | "sparse" (native, stored as masks + values) | "state_dict" | "torchscript" | "module"
     arch: str | None
     num_classes: int  # outputs of the head: classes, or binary attributes
     classes: list[str] | None = None
@@ -115,7 +116,7 @@ def load_checkpoint(
     model.eval()
     return Checkpoint(
         model=model, path=path, sha256=digest,
-        kind="native" if fields.get("arch") else "state_dict",
+        kind="sparse" if fields.get("sparse") else "native" if fields.get("arch") else "state_dict",
         arch=chosen_arch, num_classes=int(num_classes), classes=classes,
         image_size=fields.get("image_size"), mean=_triple(fields.get("mean")),
         std=_triple(fields.get("std")), provenance=dict(fields.get("fairgrape") or {}), attributes=attributes,
@@ -134,6 +135,8 @@ def _read_safetensors_checkpoint(path: Path) -> dict[str, Any]:
             f"cannot read {path}: not a valid safetensors file ({_first_line(error)})"
         ) from error
     fields: dict[str, Any] = {"state_dict": state_dict}
+    if sparse.is_sparse(metadata):  # `fairgrape export --format sparse`: masks + kept values
+        fields.update(state_dict=sparse.decode(state_dict, metadata, path), sparse=True)
     for key in ("arch", "num_classes", "classes", "attributes", "image_size", "mean", "std", "fairgrape"):
         if key in metadata:
             fields[key] = _decode_metadata_value(metadata[key])
@@ -385,16 +388,7 @@ def save_checkpoint(
     loads into a fresh torchvision model with ``load_state_dict``. Returns the file's sha256.
     """
     path = Path(path)
-    classes = classes if classes is not None else like.classes
-    described = {
-        "classes": classes if like.attributes is None else None,
-        "image_size": like.image_size,
-        "mean": list(like.mean) if like.mean else None,
-        "std": list(like.std) if like.std else None,
-        "fairgrape": provenance,
-    }
-    if like.attributes is not None:  # a multi-label head (only then: single-label files stay as they were)
-        described["attributes"] = like.attributes
+    described = _described(like, classes, provenance)
     with atomic_output(path) as tmp:
         if like.kind == "torchscript":
             with warnings.catch_warnings():
@@ -408,8 +402,7 @@ def save_checkpoint(
             state_dict = {
                 key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()
             }
-            native = {"format": NATIVE_FORMAT, "arch": like.arch, "num_classes": like.num_classes}
-            native.update({key: value for key, value in described.items() if value is not None})
+            native = native_fields(like, classes=classes, provenance=provenance)
             if path.suffix == ".safetensors":
                 metadata = {
                     key: value if isinstance(value, str) else json.dumps(value)
@@ -419,6 +412,29 @@ def save_checkpoint(
             else:
                 torch.save({**native, "state_dict": state_dict}, tmp)
     return sha256_file(path)
+
+
+def native_fields(like: Checkpoint, *, classes: list[str] | None, provenance: dict[str, Any]) -> dict[str, Any]:
+    """Everything the native format stores besides the weights (``arch``, ``classes``, ...)."""
+    native = {"format": NATIVE_FORMAT, "arch": like.arch, "num_classes": like.num_classes}
+    described = _described(like, classes, provenance)
+    native.update({key: value for key, value in described.items() if value is not None})
+    return native
+
+
+def _described(like: Checkpoint, classes: list[str] | None, provenance: dict[str, Any]) -> dict[str, Any]:
+    """What every written checkpoint says about its model, whatever its format."""
+    classes = classes if classes is not None else like.classes
+    described = {
+        "classes": classes if like.attributes is None else None,
+        "image_size": like.image_size,
+        "mean": list(like.mean) if like.mean else None,
+        "std": list(like.std) if like.std else None,
+        "fairgrape": provenance,
+    }
+    if like.attributes is not None:  # a multi-label head (only then: single-label files stay as they were)
+        described["attributes"] = like.attributes
+    return described
 
 
 # ------------------------------------------------------------------------------ prunable layers

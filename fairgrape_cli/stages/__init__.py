@@ -1,6 +1,6 @@
 """Stages: each reads its input files, calls the method, writes its artifact and returns data.
 
-One module per stage (score, prune, finetune, report, compare) and their shared plumbing
+One module per stage (score, prune, finetune, report, compare, export) and their shared plumbing
 (``_inputs``). Imports method, render, io and the package's foundations; never flows or commands.
 Nothing here prints: progress goes to the ``ProgressSink`` a caller passes.
 """
@@ -17,6 +17,8 @@ from ._inputs import (
 )
 from .compare import ComparisonResult, compare_files
 from .data_prune import DataPruneSummary, data_prune
+from .export import FORMATS as EXPORT_FORMATS
+from .export import ExportSummary, export
 from .finetune import FinetuneSummary, finetune
 from .prune import PruneSummary, prune
 from .report import ReportResult, report, save_report
@@ -28,8 +30,10 @@ __all__ = [
     "DEFAULT_MASKS",
     "DEFAULT_PRUNED",
     "STORED_DTYPES",
+    "EXPORT_FORMATS",
     "ComparisonResult",
     "DataPruneSummary",
+    "ExportSummary",
     "FinetuneSummary",
     "Loading",
     "ModelSource",
@@ -39,6 +43,7 @@ __all__ = [
     "ScoreSummary",
     "compare_files",
     "data_prune",
+    "export",
     "finetune",
     "prune",
     "report",
