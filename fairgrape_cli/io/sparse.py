@@ -40,6 +40,7 @@ MASK_SUFFIX = ":mask"
 VALUES_SUFFIX = ":values"
 VALUE_DTYPES = ("float32", "float16")  # float32: each layer's own dtype, exact; float16: half the bytes
 _FLOAT16_MAX = float(torch.finfo(torch.float16).max)
+_NUMPY_DTYPES = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
 
 
 def is_sparse(metadata: Mapping[str, str]) -> bool:
@@ -48,11 +49,13 @@ def is_sparse(metadata: Mapping[str, str]) -> bool:
 
 def sparse_layer_names(state_dict: Mapping[str, torch.Tensor], candidates: Iterable[str]) -> list[str]:
     """The candidates (prunable weights) that have exact zeros: the layers stored as mask + values."""
-    return [
-        name
-        for name in candidates
-        if state_dict[name].is_floating_point() and bool((state_dict[name] == 0).any())
-    ]
+    return [name for name in candidates if state_dict[name].is_floating_point() and _has_zeros(state_dict[name])]
+
+
+def _has_zeros(tensor: torch.Tensor) -> bool:
+    if tensor.dtype in _NUMPY_DTYPES:  # numpy: one thread, not slowed by torch's pool on a busy machine
+        return not np.all(tensor.detach().cpu().numpy())
+    return bool((tensor == 0).any())
 
 
 def write_sparse(
@@ -91,16 +94,21 @@ def write_sparse(
 
 def _encode(name: str, weight: torch.Tensor, values: str) -> tuple[torch.Tensor, torch.Tensor]:
     flat = weight.detach().cpu().contiguous().reshape(-1)
-    kept_mask = flat != 0
-    packed = torch.from_numpy(np.packbits(kept_mask.numpy()))
-    kept = flat[kept_mask]
+    if flat.dtype in _NUMPY_DTYPES:
+        array = flat.numpy()
+        kept_mask = array != 0
+        kept = torch.from_numpy(array[kept_mask])
+    else:
+        kept_mask = (flat != 0).numpy()
+        kept = flat[torch.from_numpy(kept_mask)]
+    packed = torch.from_numpy(np.packbits(kept_mask))
     if values == "float16" and kept.dtype != torch.float16:
-        largest = float(kept.abs().max()) if kept.numel() else 0.0
+        largest = float(np.abs(kept.float().numpy()).max()) if kept.numel() else 0.0
         if not largest <= _FLOAT16_MAX:  # also catches inf/nan
             raise InputError(
                 f"--values float16: {name} holds {largest:g}, beyond float16's range; use --values float32"
             )
-        kept = kept.to(torch.float16)
+        kept = torch.from_numpy(kept.float().numpy().astype(np.float16))  # round to nearest even, as torch
     return packed, kept
 
 
@@ -126,6 +134,8 @@ def _decode_layer(
     packed, kept = tensors.get(name + MASK_SUFFIX), tensors.get(name + VALUES_SUFFIX)
     try:
         shape, dtype = [int(size) for size in layer["shape"]], getattr(torch, layer["dtype"])
+        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point) or min(shape, default=0) < 0:
+            raise TypeError(layer["dtype"])
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise InputError(f"{path}: sparse layer {name} has a broken shape/dtype record") from error
     size = math.prod(shape)
@@ -139,7 +149,10 @@ def _decode_layer(
     if np.count_nonzero(bits) != kept.numel():
         kept_count = np.count_nonzero(bits)
         raise InputError(f"{path}: mask of {name} keeps {kept_count} weights but {kept.numel()} values are stored")
-    mask = torch.from_numpy(bits)
-    weight = torch.zeros(size, dtype=dtype)
-    weight[mask] = kept.to(dtype)
+    if dtype in _NUMPY_DTYPES:  # numpy's boolean assignment: 10x faster than torch's (ResNet-18)
+        weight = np.zeros(size, dtype=_NUMPY_DTYPES[dtype])
+        weight[bits] = kept.to(dtype).numpy()
+        return torch.from_numpy(weight).reshape(shape)
+    weight = torch.zeros(size, dtype=dtype)  # bfloat16: no numpy dtype
+    weight.masked_scatter_(torch.from_numpy(bits), kept.to(dtype))
     return weight.reshape(shape)
