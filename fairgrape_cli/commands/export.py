@@ -22,7 +22,7 @@ def export(
     ] = None,
     format: Annotated[
         Optional[str],
-        typer.Option("--format", "-f", help="sparse, onnx or torchscript [default: from OUT's suffix, else sparse]."),
+        typer.Option("--format", "-f", help="sparse, onnx or torchscript [default: from --output's suffix, else sparse]."),
     ] = None,
     values: Annotated[
         str, typer.Option("--values", help="sparse: kept values as float32 (exact) or float16 (half the bytes).")
