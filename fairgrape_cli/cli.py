@@ -65,6 +65,9 @@ def main() -> None:
     except MemoryError:
         crashed = True
         _fail("error: out of memory; try a smaller --batch-size", 1)
+    except OSError as error:  # the machine refused (disk full, permissions): not a bug, say which file
+        where = f"{error.filename}: " if error.filename is not None else ""
+        _fail(f"error: {where}{error.strerror or error}", 1)
     except Exception as error:  # a bug or an environment problem: one line unless --debug
         crashed = not distributed.agreed_error(error)
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""

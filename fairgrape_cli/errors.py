@@ -15,3 +15,12 @@ class FairgrapeError(Exception):
 
 class InputError(FairgrapeError):
     """A file, row, column or flag the tool cannot use."""
+
+
+class OutputError(FairgrapeError):
+    """An output that could not be written: no space left, no permission, a read-only folder.
+
+    Not the user's input and not a bug: exit 1, one line naming the file and the reason.
+    """
+
+    exit_code = 1

@@ -389,15 +389,20 @@ def save_checkpoint(
     """
     path = Path(path)
     described = _described(like, classes, provenance)
+    # torch writes through an open file, not a path: a full disk raises OSError (with its errno)
+    # instead of an opaque RuntimeError, and the archive's inner folder is "archive", not the
+    # temporary file's random name, so the same model gives the same bytes.
     with atomic_output(path) as tmp:
         if like.kind == "torchscript":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
-                torch.jit.save(
-                    model.cpu(), str(tmp), _extra_files={_TORCHSCRIPT_META: json.dumps(described)}
-                )
+                with open(tmp, "wb") as handle:
+                    torch.jit.save(
+                        model.cpu(), handle, _extra_files={_TORCHSCRIPT_META: json.dumps(described)}
+                    )
         elif like.kind == "module":
-            torch.save({"format": MODULE_FORMAT, "module": model.cpu(), **described}, tmp)
+            with open(tmp, "wb") as handle:
+                torch.save({"format": MODULE_FORMAT, "module": model.cpu(), **described}, handle)
         else:
             state_dict = {
                 key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()
@@ -410,8 +415,10 @@ def save_checkpoint(
                 }
                 save_safetensors(state_dict, tmp, metadata)
             else:
-                torch.save({**native, "state_dict": state_dict}, tmp)
-    return sha256_file(path)
+                with open(tmp, "wb") as handle:
+                    torch.save({**native, "state_dict": state_dict}, handle)
+        digest = sha256_file(tmp)  # (inside an all_or_none block the file is renamed later)
+    return digest
 
 
 def native_fields(like: Checkpoint, *, classes: list[str] | None, provenance: dict[str, Any]) -> dict[str, Any]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -14,9 +16,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-from ..errors import InputError
+from ..errors import FairgrapeError, InputError, OutputError
 
 _HASH_CHUNK = 1 << 20
+TEMPORARY_SUFFIX = ".tmp"
+# what tempfile.mkstemp makes in atomic_output: "." + the final name + "." + 8 random characters
+_TEMPORARY_NAME = re.compile(r"\..+\.[A-Za-z0-9_]{8}" + re.escape(TEMPORARY_SUFFIX))
 
 
 @contextlib.contextmanager
@@ -25,22 +30,120 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
 
     The temporary file lives in the same directory so the final ``os.replace`` is atomic: an
     interrupted stage (error, Ctrl-C, kill) leaves the previous file or none, never half of one.
+    A failed write (no space left, no permission, a read-only folder) removes the temporary file
+    and raises :class:`OutputError` naming ``path`` and the reason.
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=TEMPORARY_SUFFIX, dir=final.parent)
+    except OSError as error:
+        raise OutputError(cannot_write(final, error)) from error
     os.close(fd)
     tmp = Path(tmp_name)
+    group = _together.get()
     try:
         yield tmp
-        # mkstemp makes 0600, and a writer may replace the file (safetensors' save_file wrote a
-        # new 0600 file): outputs are ordinary files, readable as the umask allows
+        # mkstemp makes 0600, and a writer may replace the file: outputs are ordinary files,
+        # readable as the umask allows
         os.chmod(tmp, 0o666 & ~_current_umask())
-        os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        if group is not None:
+            group.append((tmp, final))  # renamed when the whole group succeeds
+        else:
+            os.replace(tmp, final)
+    except BaseException as error:
+        with contextlib.suppress(OSError):
             tmp.unlink()
+        cause = _os_error(error)
+        if cause is not None:
+            raise OutputError(cannot_write(final, cause)) from error
         raise
+
+
+# the files of an ``all_or_none`` block: (temporary, final) pairs, renamed when the block succeeds
+_together: contextvars.ContextVar[list[tuple[Path, Path]] | None] = contextvars.ContextVar(
+    "fairgrape_outputs_together", default=None
+)
+
+
+@contextlib.contextmanager
+def all_or_none() -> Iterator[None]:
+    """The ``atomic_output`` files written in this block appear together when it succeeds, or
+    none of them (the previous files stay) when it fails: a stage that writes two files (masks
+    and the checkpoint that names them) never leaves one without the other after a full disk.
+    A kill between the final renames can still leave the first without the second.
+    """
+    pending: list[tuple[Path, Path]] = []
+    token = _together.set(pending)
+    try:
+        yield
+    except BaseException:
+        _remove_temporaries(pending)
+        raise
+    finally:
+        _together.reset(token)
+    for index, (tmp, final) in enumerate(pending):
+        try:
+            os.replace(tmp, final)
+        except OSError as error:
+            _remove_temporaries(pending[index:])
+            raise OutputError(cannot_write(final, error)) from error
+
+
+def _remove_temporaries(pending: list[tuple[Path, Path]]) -> None:
+    for tmp, _ in pending:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def cannot_write(path: Path, error: OSError) -> str:
+    """One line: which file could not be written and why (the OS's words, e.g. "No space left")."""
+    reason = error.strerror or str(error) or type(error).__name__
+    named = error.filename
+    other = Path(named) if isinstance(named, (str, os.PathLike)) else None
+    if other is not None and other != path and not _is_temporary_of(other, path):
+        reason = f"{other}: {reason}"  # e.g. the folder that could not be made, or a copy's source
+    return f"cannot write {path}: {reason}"
+
+
+def _is_temporary_of(candidate: Path, path: Path) -> bool:
+    return candidate.parent == path.parent and candidate.name.startswith(f".{path.name}.")
+
+
+_RUST_OS_ERROR = re.compile(r"os error (\d+)")
+
+
+def _os_error(error: BaseException) -> OSError | None:
+    """The operating system's error behind a failed write, if there is one: an ``OSError``, one
+    that a library's own error was raised from (torch's writer turns a failed ``write`` into a
+    RuntimeError whose context is the OSError), or the "(os error 28)" Rust-backed writers put
+    in their messages."""
+    seen: BaseException | None = error
+    while seen is not None and not isinstance(seen, FairgrapeError):
+        if isinstance(seen, OSError):
+            return seen
+        found = _RUST_OS_ERROR.search(str(seen))
+        if found is not None:
+            number = int(found.group(1))
+            return OSError(number, os.strerror(number))
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def remove_leftover_temporaries(folders: Iterable[str | os.PathLike]) -> list[Path]:
+    """Delete the temporary files that killed writers left in ``folders`` (not below them).
+
+    Only for folders the caller alone writes (``run`` holds its lock): another writer's
+    temporary file would look the same.
+    """
+    removed = []
+    for folder in folders:
+        for candidate in Path(folder).glob(f".*{TEMPORARY_SUFFIX}"):
+            if _TEMPORARY_NAME.fullmatch(candidate.name) and candidate.is_file():
+                with contextlib.suppress(FileNotFoundError):
+                    candidate.unlink()
+                    removed.append(candidate)
+    return removed
 
 
 def write_text_atomically(path: str | os.PathLike, text: str) -> None:

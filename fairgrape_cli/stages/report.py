@@ -17,7 +17,7 @@ from ..errors import InputError
 from ..io import checkpoints as ckpt
 from ..io.artifacts import read_masks
 from ..io.data import DataSpec, require_groups, resolve_classes
-from ..io.files import refuse_overwriting_inputs, resolve_recorded, write_text_atomically
+from ..io.files import all_or_none, refuse_overwriting_inputs, resolve_recorded, write_text_atomically
 from ..io.images import Normalizer
 from ..method.batches import sequential_batches, share_of
 from ..method.metrics import (
@@ -179,8 +179,9 @@ def _number(value: object) -> float | None:
 
 
 def save_report(result: dict, *, json_output: Path | None = None, html_output: Path | None = None) -> None:
-    """Write a report as JSON and/or as a self-contained HTML page (each atomically)."""
-    if json_output is not None:
-        write_text_atomically(json_output, json.dumps(result, indent=2) + "\n")
-    if html_output is not None:
-        write_text_atomically(html_output, history_html(result))
+    """Write a report as JSON and/or as a self-contained HTML page (atomically, both or neither)."""
+    with all_or_none():
+        if json_output is not None:
+            write_text_atomically(json_output, json.dumps(result, indent=2) + "\n")
+        if html_output is not None:
+            write_text_atomically(html_output, history_html(result))
