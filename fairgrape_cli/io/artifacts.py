@@ -115,6 +115,46 @@ class UnscaledTensors(Mapping):
         return key in self._tensors
 
 
+class CheckedImportance(Mapping):
+    """Importance refused layer by layer as it is read (lazily: one pass over a layer already in
+    memory, nothing read twice): NaN or infinite values, and negative ones, which squared gradient
+    products cannot be (a file from another tool, or a broken one). Each is named by its layer."""
+
+    def __init__(self, tensors: Mapping[str, torch.Tensor], path: Path) -> None:
+        self._tensors = tensors
+        self.path = path
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        values = self._tensors[key]
+        check_importance_values(values, key=key, path=self.path)
+        return values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tensors)
+
+    def __len__(self) -> int:
+        return len(self._tensors)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._tensors
+
+
+def check_importance_values(values: torch.Tensor, *, key: str, path: Path) -> None:
+    if values.numel() == 0 or values.dtype == torch.bool:
+        return
+    low, high = (float(bound) for bound in torch.aminmax(values))  # one pass; NaN makes both NaN
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise InputError(
+            f"{path}: importance of {key} holds NaN or infinite values; rescore the model "
+            "(a model whose loss diverges gives such gradients)"
+        )
+    if low < 0:
+        raise InputError(
+            f"{path}: importance of {key} holds negative values (lowest {low:.3g}), which squared "
+            "gradients cannot be; was it written by another tool? Rescore the model"
+        )
+
+
 # Squared gradient products sit far below float16's smallest normal number (6e-5), so each layer
 # is stored multiplied by a power of two that puts its largest value near 2**14; a power of two
 # keeps the scaling itself exact. The factor stays within float32 (2**127): a layer smaller than
@@ -154,7 +194,8 @@ def write_artifact(
     }
     with atomic_output(path) as tmp:
         save_safetensors(tensors, tmp, encoded)
-    return sha256_file(path)
+        digest = sha256_file(tmp)  # (inside an all_or_none block the file is renamed later)
+    return digest
 
 
 def read_artifact(path: str | Path, *, expected_format: str, what: str, lazy: bool = False) -> Artifact:
@@ -219,6 +260,7 @@ def read_importance(path: str | Path, *, lazy: bool = False) -> Artifact:
             "to 0; rescore with --dtype bfloat16 or this version's float16",
             artifact.path,
         )
+    artifact.tensors = CheckedImportance(artifact.tensors, artifact.path)
     return artifact
 
 

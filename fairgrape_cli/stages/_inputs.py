@@ -14,7 +14,7 @@ import torch
 
 from ..errors import InputError
 from ..io import checkpoints as ckpt
-from ..io.artifacts import Artifact
+from ..io.artifacts import Artifact, check_fits
 from ..io.data import DEFAULT_IMAGE_SIZE, DataSpec, GroupedTable, load_table, resolve_classes
 from ..io.images import ImageLoader, default_workers
 
@@ -175,6 +175,102 @@ def _shown(path: Path) -> str:
         return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
+
+
+def covered_layers(
+    artifact: Artifact,
+    checkpoint: ckpt.Checkpoint,
+    what: str,
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    leading_dims: int = 0,
+    remedy: str,
+) -> dict[str, torch.Tensor]:
+    """The prunable weights of ``checkpoint`` that ``artifact`` (importance or masks) is for,
+    after refusing an artifact that does not belong to the model (before any work is done).
+
+    Refused: keys or shapes that are not the model's; an ``arch`` other than the model's; a
+    file that misses some of the layers it should hold. Those are the layers ``include`` /
+    ``exclude`` select when given, else the layers the patterns recorded in the file select
+    (every prunable layer for a file that records none, as files written before the patterns
+    were recorded), so a file covering a subset is accepted only when the subset was meant.
+    ``remedy`` ends the message about missing layers (what the user can do).
+    """
+    every = ckpt.prunable_parameters(checkpoint.model)
+    _refuse_other_arch(artifact, checkpoint, what)
+    check_fits(
+        artifact.headers, every, source=artifact.path, model_name=str(checkpoint.path),
+        leading_dims=leading_dims,
+    )  # fmt: skip
+    if include or exclude:
+        selected = ckpt.prunable_parameters(checkpoint.model, include, exclude)
+        which = f"that {_describe_patterns(include, exclude)} select"
+    else:
+        recorded_include, recorded_exclude = recorded_patterns(artifact)
+        if recorded_include or recorded_exclude:
+            patterns = _describe_patterns(recorded_include, recorded_exclude)
+            which = f"that its recorded {patterns} select"
+            try:
+                selected = ckpt.prunable_parameters(checkpoint.model, recorded_include, recorded_exclude)
+            except InputError as error:
+                raise InputError(
+                    f"{what} {artifact.path} does not fit {checkpoint.path}: it was made with {patterns}, "
+                    f"and in this model {error}"
+                ) from error
+        else:
+            selected, which = every, "of the model"
+    missing = [name for name in selected if name not in artifact.headers]
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise InputError(
+            f"{what} {artifact.path} does not fit {checkpoint.path}: it holds "
+            f"{len(selected) - len(missing)} of the {len(selected)} prunable layers {which} "
+            f"(it lacks {missing[0]}{more}); was it made for another model? {remedy}"
+        )
+    return selected
+
+
+def recorded_patterns(artifact: Artifact | None) -> tuple[list[str], list[str]]:
+    """The ``--include``/``--exclude`` patterns an artifact was made with (empty: every layer)."""
+    if artifact is None:
+        return [], []
+    patterns = []
+    for key in ("include", "exclude"):
+        value = artifact.metadata.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise InputError(f"{artifact.path}: metadata {key!r} must be a list of layer patterns")
+        patterns.append(value)
+    return patterns[0], patterns[1]
+
+
+def _describe_patterns(include: Sequence[str], exclude: Sequence[str]) -> str:
+    flags = [f"--include {p!r}" for p in include] + [f"--exclude {p!r}" for p in exclude]
+    return " ".join(flags)
+
+
+def same_arch(first: str, second: str) -> bool:
+    """Whether two architecture names build the same model: a moved name (io/checkpoints'
+    current_arch_name) and ``torchvision.models:NAME`` for the builder ``NAME`` count as the same."""
+
+    def canonical(name: str) -> str:
+        return (ckpt.current_arch_name(name) or name).removeprefix("torchvision.models:")
+
+    return canonical(first) == canonical(second)
+
+
+def _refuse_other_arch(artifact: Artifact, checkpoint: ckpt.Checkpoint, what: str) -> None:
+    """An artifact made for another architecture (recorded ``arch``) does not fit, even when its
+    layer names and shapes happen to (resnet18's are a subset of resnet34's). Only compared when
+    both sides name one: TorchScript and whole pickled models do not."""
+    recorded = artifact.metadata.get("arch")
+    if not isinstance(recorded, str) or not recorded or not checkpoint.arch:
+        return
+    if not same_arch(recorded, checkpoint.arch):
+        raise InputError(
+            f"{what} {artifact.path} does not fit {checkpoint.path}: it was made for a {recorded} "
+            f"model, and {checkpoint.path.name} is a {checkpoint.arch}"
+        )
 
 
 def int_or_none(value: Any) -> int | None:

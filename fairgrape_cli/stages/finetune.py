@@ -17,7 +17,7 @@ from .._progress import NoProgress, ProgressSink
 from ..devices import autocast_for, check_precision, resolve_device, seed_everything, uses_channels_last
 from ..errors import InputError
 from ..io import checkpoints as ckpt
-from ..io.artifacts import Artifact, check_fits, read_masks
+from ..io.artifacts import Artifact, read_masks
 from ..io.data import DataSpec
 from ..io.files import record_path, refuse_overwriting_inputs, resolve_recorded
 from ..io.images import Normalizer
@@ -29,6 +29,7 @@ from ._inputs import (
     Loading,
     ModelSource,
     PreparedData,
+    covered_layers,
     data_spec_from,
     image_loader,
     int_or_none,
@@ -127,10 +128,9 @@ def finetune(
         checkpoint = model.load()
         weights = ckpt.prunable_parameters(checkpoint.model)
         if masks_artifact is not None:
-            check_fits(
-                masks_artifact.tensors, weights, source=masks_artifact.path,
-                model_name=str(checkpoint.path),
-            )  # fmt: skip
+            covered_layers(
+                masks_artifact, checkpoint, "masks", remedy="Prune the model again to make its masks."
+            )
             warn_if_other_model(masks_artifact, checkpoint, "masks")
             apply_masks(weights, masks_artifact.tensors)
         image_size = (

@@ -9,19 +9,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import torch
-
 from .._progress import NoProgress, ProgressSink
 from ..errors import InputError
 from ..io import checkpoints as ckpt
-from ..io.artifacts import MASKS_FORMAT, Artifact, check_fits, read_importance, read_masks, write_artifact
-from ..io.files import record_path, refuse_overwriting_inputs, resolve_recorded
+from ..io.artifacts import MASKS_FORMAT, Artifact, read_importance, read_masks, write_artifact
+from ..io.files import all_or_none, record_path, refuse_overwriting_inputs, resolve_recorded
 from ._inputs import (
     DEFAULT_IMPORTANCE,
     DEFAULT_MASKS,
     DEFAULT_PRUNED,
     ModelSource,
+    covered_layers,
     int_or_none,
+    recorded_patterns,
     recorded_value,
     warn_if_other_model,
 )
@@ -100,15 +100,17 @@ def prune(
 
     threading.Thread(target=warm_up, name="fairgrape-warm-up", daemon=True).start()  # beside the load
     checkpoint = model.load()
-    weights = ckpt.prunable_parameters(checkpoint.model, include, exclude)
-    if scores is not None:
-        check_fits(
-            scores.headers, weights, source=scores.path, model_name=str(checkpoint.path),
-            leading_dims=1,
+    if scores is not None:  # the layers to prune must all be scored, unless the subset was meant
+        weights = covered_layers(
+            scores, checkpoint, "importance", include=include, exclude=exclude, leading_dims=1,
+            remedy="If only some layers were meant, say which with --include/--exclude.",
         )  # fmt: skip
         warn_if_other_model(scores, checkpoint, "importance")
-        weights = {name: weights[name] for name in weights if name in scores.headers}
-    previous = _previous_masks(masks, scores, checkpoint, weights)
+    else:
+        weights = ckpt.prunable_parameters(checkpoint.model, include, exclude)
+    # recorded in the masks, so later stages know which layers they were meant to cover
+    include, exclude = (list(include), list(exclude)) if include or exclude else recorded_patterns(scores)
+    previous = _previous_masks(masks, scores, checkpoint)
     refuse_overwriting_inputs(
         [output, model_output],
         [checkpoint.path, scores.path if scores else None, previous.path if previous else None],
@@ -144,31 +146,33 @@ def prune(
         "density": str(kept_fraction),
         "previous_masks": record_path(previous.path, output) if previous else None,
         "checkpoint": record_path(model_output, output),
+        "include": include,
+        "exclude": exclude,
     }
     for key in ("data", "labels"):  # re-anchor the data paths the importance file records
         recorded = scores.recorded_path(key) if scores else None
         metadata[key] = record_path(recorded, output) if recorded else None
     for key in ("target", "attribute", "groups", "classes", "attributes", "image_size"):
         metadata[key] = recorded_value(scores, key)
-    masks_sha = write_artifact(output, built, metadata)
-
     apply_masks(weights, built)
     classes = checkpoint.classes or recorded_value(scores, "classes")
     attributes = checkpoint.attributes or recorded_value(scores, "attributes")
     image_size = checkpoint.image_size or int_or_none(recorded_value(scores, "image_size"))
-    ckpt.save_checkpoint(
-        model_output,
-        checkpoint.model,
-        like=replace(checkpoint, image_size=image_size, attributes=attributes),
-        classes=classes,
-        provenance={
-            "stage": "prune",
-            "masks": record_path(output, model_output),
-            "masks_sha256": masks_sha,
-            "source": record_path(checkpoint.path, model_output),
-            "source_sha256": checkpoint.sha256,
-        },
-    )
+    with all_or_none():  # the masks and the checkpoint that names them, or neither (a full disk)
+        masks_sha = write_artifact(output, built, metadata)
+        ckpt.save_checkpoint(
+            model_output,
+            checkpoint.model,
+            like=replace(checkpoint, image_size=image_size, attributes=attributes),
+            classes=classes,
+            provenance={
+                "stage": "prune",
+                "masks": record_path(output, model_output),
+                "masks_sha256": masks_sha,
+                "source": record_path(checkpoint.path, model_output),
+                "source_sha256": checkpoint.sha256,
+            },
+        )
     return PruneSummary(
         masks=output,
         checkpoint=model_output,
@@ -182,10 +186,7 @@ def prune(
 
 
 def _previous_masks(
-    masks: Path | None,
-    scores: Artifact | None,
-    checkpoint: ckpt.Checkpoint,
-    weights: dict[str, torch.Tensor],
+    masks: Path | None, scores: Artifact | None, checkpoint: ckpt.Checkpoint
 ) -> Artifact | None:
     """Masks already applied: ``--masks``, else those the importance was scored under, else the
     ones the checkpoint names. Their removed weights stay removed."""
@@ -203,5 +204,5 @@ def _previous_masks(
     if path is None:
         return None
     artifact = read_masks(path)
-    check_fits(artifact.tensors, weights, source=artifact.path, model_name=str(checkpoint.path))
+    covered_layers(artifact, checkpoint, "masks", remedy="Prune the model again to make its masks.")
     return artifact

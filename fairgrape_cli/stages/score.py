@@ -15,12 +15,20 @@ from .._progress import NoProgress, ProgressSink
 from ..devices import resolve_device, seed_everything
 from ..errors import InputError
 from ..io import checkpoints as ckpt
-from ..io.artifacts import IMPORTANCE_FORMAT, Artifact, check_fits, float16_scaled, read_masks, write_artifact
+from ..io.artifacts import IMPORTANCE_FORMAT, Artifact, float16_scaled, read_masks, write_artifact
 from ..io.data import DataSpec, require_groups
 from ..io.files import record_path, refuse_overwriting_inputs, resolve_recorded
 from ..io.images import Normalizer
 from ..method.batches import group_pure_batches, share_of_each_group
-from ._inputs import DEFAULT_IMPORTANCE, STORED_DTYPES, Loading, ModelSource, image_loader, prepare_data
+from ._inputs import (
+    DEFAULT_IMPORTANCE,
+    STORED_DTYPES,
+    Loading,
+    ModelSource,
+    covered_layers,
+    image_loader,
+    prepare_data,
+)
 
 log = logging.getLogger("fairgrape")
 
@@ -76,9 +84,9 @@ def score(
         prepared = prepare_data(data, checkpoint, image_size=loading.image_size, default_split=("train",))
         table = prepared.table
         weights = ckpt.prunable_parameters(checkpoint.model, include, exclude)
-        masks_artifact = _scoring_masks(masks, checkpoint, weights)
-        if masks_artifact is not None:
-            apply_masks(weights, masks_artifact.tensors)
+        masks_artifact = _scoring_masks(masks, checkpoint)
+        if masks_artifact is not None:  # the whole model is scored as pruned, not only these layers
+            apply_masks(ckpt.prunable_parameters(checkpoint.model), masks_artifact.tensors)
 
     checkpoint.model.to(device)
     batches = group_pure_batches(
@@ -141,6 +149,8 @@ def score(
         "batch_size": str(loading.batch_size),
         "dropped_groups": table.dropped_groups or None,
         "scales": scales or None,
+        "include": list(include),  # so a later stage knows a subset of the layers was meant
+        "exclude": list(exclude),
     }
     if masks_artifact is not None:
         metadata["masks"] = record_path(masks_artifact.path, output)
@@ -174,9 +184,7 @@ def _sum_over_ranks(runtime: distributed.Runtime, scored, bad_images: int) -> in
     return int(counts[-1])
 
 
-def _scoring_masks(
-    masks: Path | None, checkpoint: ckpt.Checkpoint, weights: dict[str, torch.Tensor]
-) -> Artifact | None:
+def _scoring_masks(masks: Path | None, checkpoint: ckpt.Checkpoint) -> Artifact | None:
     """Masks to score under: ``--masks``, else the ones a pruned checkpoint names."""
     path = masks
     if path is None and checkpoint.provenance.get("masks"):
@@ -192,5 +200,5 @@ def _scoring_masks(
     if path is None:
         return None
     artifact = read_masks(path)
-    check_fits(artifact.tensors, weights, source=artifact.path, model_name=str(checkpoint.path))
+    covered_layers(artifact, checkpoint, "masks", remedy="Prune the model again to make its masks.")
     return artifact
