@@ -29,8 +29,9 @@ from .._progress import NoProgress, ProgressSink
 from ..devices import check_precision, resolve_device
 from ..errors import InputError
 from ..io.data import DataSpec
-from ..io.files import atomic_output, sha256_file
+from ..io.files import atomic_output, remove_leftover_temporaries, sha256_file
 from ..io.layouts import read_layout
+from ..io.locks import FolderLock
 from ..method.objectives import ObjectiveOptions
 from .config import RunConfig, schedule
 from .run_state import RunState, StageRecord, fingerprint
@@ -183,8 +184,20 @@ def run_schedule(
 ) -> RunResult:
     """Run (or resume) the schedule of ``config``; returns the final report with its history.
 
-    ``on_stage(name, runs)`` is told about each stage before it runs or is skipped.
+    ``on_stage(name, runs)`` is told about each stage before it runs or is skipped. The run is
+    the output folder's only writer while it holds ``OUTPUT/run.lock`` (a second run there is
+    refused), so it may remove the temporary files a killed run left behind.
     """
+    with FolderLock(config.output):
+        leftovers = remove_leftover_temporaries([config.output, *config.output.glob("iter-*")])
+        if leftovers:
+            log.info("removed %d temporary file(s) a killed run left in %s", len(leftovers), config.output)
+        return _run_schedule(config, progress, on_stage)
+
+
+def _run_schedule(
+    config: RunConfig, progress: ProgressSink | None, on_stage: Callable[[str, bool], None] | None
+) -> RunResult:
     device = resolve_device(config.settings["device"])
     runtime = distributed.start(device)
     with runtime.together():

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
 from ..io.files import sha256_file, write_text_atomically
 
-log = logging.getLogger("fairgrape")
-
 STATE_FILE = "run-state.json"
+# The version of run-state.json's layout (and of what its fingerprints mean): a state file of
+# another version is refused, never half-trusted. Raise it when a change makes a finished stage's
+# record mean something else.
+STATE_VERSION = 1
 
 
 @dataclass
@@ -37,14 +39,13 @@ class RunState:
         self.path = directory / STATE_FILE
         self.records: dict[str, StageRecord] = {}
         if self.path.exists():
-            try:
-                data = json.loads(self.path.read_text(encoding="utf-8"))
-                self.records = {key: StageRecord(**value) for key, value in data["stages"].items()}
-            except (ValueError, KeyError, TypeError):
-                log.warning("%s is unreadable; rerunning every stage", self.path)
+            self.records = _read_records(self.path)
 
     def save(self) -> None:
-        data = {"stages": {key: record.__dict__ for key, record in self.records.items()}}
+        data = {
+            "version": STATE_VERSION,
+            "stages": {key: record.__dict__ for key, record in self.records.items()},
+        }
         write_text_atomically(self.path, json.dumps(data, indent=1) + "\n")
 
     def up_to_date(self, stage: str, fingerprint: str) -> StageRecord | None:
@@ -110,6 +111,48 @@ class RunState:
         if stat.st_size == stamp["size"] and stat.st_mtime_ns == stamp["mtime_ns"]:
             return True  # cheap check first; hash only when the file was touched
         return stat.st_size == stamp["size"] and sha256_file(path) == stamp["sha256"]
+
+
+def _read_records(path: Path) -> dict[str, StageRecord]:
+    """The stages a state file records; a file that cannot be trusted is refused (InputError)."""
+    start_over = (
+        f"to start over, delete it (rm {path}; finished stages then rerun) or choose another "
+        "output folder (--set output=DIR)"
+    )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise InputError(f"{path} is corrupt ({_first_line(error)}); {start_over}") from error
+    if not isinstance(data, dict):
+        raise InputError(f"{path} is corrupt (not a JSON object); {start_over}")
+    version = data.get("version")
+    if version != STATE_VERSION:
+        found = f"state version {version!r}" if "version" in data else "no state version"
+        raise InputError(
+            f"{path} was written by another version of fairgrape ({found}; this one reads state "
+            f"version {STATE_VERSION}), so its finished stages cannot be resumed; {start_over}"
+        )
+    try:
+        records = {str(key): _record(value) for key, value in data["stages"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        malformed = f"a stage record is malformed: {_first_line(error)}"
+        raise InputError(f"{path} is corrupt ({malformed}); {start_over}") from error
+    return records
+
+
+def _record(value: Any) -> StageRecord:
+    record = StageRecord(**value)
+    if not isinstance(record.fingerprint, str) or not isinstance(record.outputs, dict):
+        raise ValueError("fingerprint or outputs of the wrong type")
+    for stamp in record.outputs.values():
+        if not {"sha256", "size", "mtime_ns"} <= set(stamp):
+            raise ValueError("an output without its sha256, size and mtime")
+    return record
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0][:160]
 
 
 def fingerprint(parts: dict[str, Any]) -> str:
