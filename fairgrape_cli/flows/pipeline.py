@@ -188,19 +188,21 @@ def run_schedule(
     the output folder's only writer while it holds ``OUTPUT/run.lock`` (a second run there is
     refused), so it may remove the temporary files a killed run left behind.
     """
-    with FolderLock(config.output):
-        leftovers = remove_leftover_temporaries([config.output, *config.output.glob("iter-*")])
-        if leftovers:
-            log.info("removed %d temporary file(s) a killed run left in %s", len(leftovers), config.output)
-        return _run_schedule(config, progress, on_stage)
+    with contextlib.ExitStack() as held:  # the lock, released however the run ends
+        return _run_schedule(config, progress, on_stage, held)
 
 
 def _run_schedule(
-    config: RunConfig, progress: ProgressSink | None, on_stage: Callable[[str, bool], None] | None
+    config: RunConfig,
+    progress: ProgressSink | None,
+    on_stage: Callable[[str, bool], None] | None,
+    held: contextlib.ExitStack,
 ) -> RunResult:
     device = resolve_device(config.settings["device"])
     runtime = distributed.start(device)
     with runtime.together():
+        if runtime.is_main:  # (under torchrun, rank 0 writes for all; a refusal stops every rank)
+            _hold_folder(config.output, held)
         check_precision(config.settings["precision"], device, flag=f"{config.path}: precision")
         runner = _Runner(config, progress or NoProgress(), on_stage, runtime)
     while True:
@@ -420,6 +422,14 @@ def _write_report(runner: _Runner, final: Path, start: Path, history, rates, out
     with runner.runtime.together():
         if runner.runtime.is_main:
             stages.save_report(result, json_output=outputs[0], html_output=outputs[1] if len(outputs) > 1 else None)
+
+
+def _hold_folder(directory: Path, held: contextlib.ExitStack) -> None:
+    """Take ``directory``'s run lock until ``held`` closes, then remove what killed runs left."""
+    held.enter_context(FolderLock(directory))
+    leftovers = remove_leftover_temporaries([directory, *directory.glob("iter-*")])
+    if leftovers:
+        log.info("removed %d temporary file(s) a killed run left in %s", len(leftovers), directory)
 
 
 def _copy_atomically(source: Path, target: Path) -> None:
