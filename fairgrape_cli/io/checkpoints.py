@@ -25,6 +25,7 @@ from torch import nn
 from ..errors import InputError
 from . import sparse
 from .files import atomic_output, require_file, save_safetensors, sha256_file
+from .structure import apply_structure, describe_structure
 
 NATIVE_FORMAT = "fairgrape.checkpoint.v1"
 MODULE_FORMAT = "fairgrape.module.v1"
@@ -112,6 +113,8 @@ def load_checkpoint(
     classes = _class_names(fields.get("classes"), int(num_classes), path)
     attributes = _class_names(fields.get("attributes"), int(num_classes), path, what="attributes")
     model = build_model(chosen_arch, int(num_classes))
+    if fields.get("structure"):  # a channel-pruned (slim) model: narrow the layers first
+        apply_structure(model, fields["structure"], state_dict, source=path)
     _load_state_dict_strictly(model, state_dict, path, chosen_arch)
     model.eval()
     return Checkpoint(
@@ -137,7 +140,7 @@ def _read_safetensors_checkpoint(path: Path) -> dict[str, Any]:
     fields: dict[str, Any] = {"state_dict": state_dict}
     if sparse.is_sparse(metadata):  # `fairgrape export --format sparse`: masks + kept values
         fields.update(state_dict=sparse.decode(state_dict, metadata, path), sparse=True)
-    for key in ("arch", "num_classes", "classes", "attributes", "image_size", "mean", "std", "fairgrape"):
+    for key in ("arch", "num_classes", "classes", "attributes", "image_size", "mean", "std", "fairgrape", "structure"):
         if key in metadata:
             fields[key] = _decode_metadata_value(metadata[key])
     return fields
@@ -407,7 +410,7 @@ def save_checkpoint(
             state_dict = {
                 key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()
             }
-            native = native_fields(like, classes=classes, provenance=provenance)
+            native = native_fields(like, classes=classes, provenance=provenance, model=model)
             if path.suffix == ".safetensors":
                 metadata = {
                     key: value if isinstance(value, str) else json.dumps(value)
@@ -421,9 +424,15 @@ def save_checkpoint(
     return digest
 
 
-def native_fields(like: Checkpoint, *, classes: list[str] | None, provenance: dict[str, Any]) -> dict[str, Any]:
-    """Everything the native format stores besides the weights (``arch``, ``classes``, ...)."""
+def native_fields(
+    like: Checkpoint, *, classes: list[str] | None, provenance: dict[str, Any], model: nn.Module | None = None
+) -> dict[str, Any]:
+    """Everything the native format stores besides the weights (``arch``, ``classes``, ...), with
+    the structure record when ``model`` is narrower than ``arch`` builds it (channel-pruned)."""
     native = {"format": NATIVE_FORMAT, "arch": like.arch, "num_classes": like.num_classes}
+    structure = None if model is None else _structure_against_arch(model, like.arch, like.num_classes)
+    if structure is not None:
+        native["structure"] = structure
     described = _described(like, classes, provenance)
     native.update({key: value for key, value in described.items() if value is not None})
     return native
@@ -442,6 +451,25 @@ def _described(like: Checkpoint, classes: list[str] | None, provenance: dict[str
     if like.attributes is not None:  # a multi-label head (only then: single-label files stay as they were)
         described["attributes"] = like.attributes
     return described
+
+
+def dense_reference(arch: str, num_classes: int) -> nn.Module:
+    """A fresh build of ``arch`` without memory or initialisation cost (on the ``meta`` device
+    when the architecture allows it): for its shapes, sizes and FLOPs, never its values."""
+    try:
+        with torch.device("meta"):
+            return build_model(arch, num_classes)
+    except InputError:
+        raise
+    except Exception:  # noqa: BLE001 - an architecture that cannot be built on meta: on the CPU
+        return build_model(arch, num_classes)
+
+
+def _structure_against_arch(model: nn.Module, arch: str | None, num_classes: int) -> dict | None:
+    """The structure record of ``model`` (None when every layer has the architecture's size)."""
+    if not arch:
+        return None
+    return describe_structure(model, dense_reference(arch, num_classes))
 
 
 # ------------------------------------------------------------------------------ prunable layers

@@ -99,7 +99,9 @@ def _write_sparse(job: ExportJob, path: Path) -> dict[str, Any]:
     state_dict = _state_dict(checkpoint.model)
     prunable = ckpt.prunable_parameters(checkpoint.model)
     layers = sparse.sparse_layer_names(state_dict, prunable)
-    fields = ckpt.native_fields(checkpoint, classes=checkpoint.classes, provenance=job.provenance)
+    fields = ckpt.native_fields(
+        checkpoint, classes=checkpoint.classes, provenance=job.provenance, model=checkpoint.model
+    )
     if not layers:
         log.warning("no prunable layer of %s has exact zeros: the sparse file is as large as the dense one",
                     checkpoint.path)  # fmt: skip
