@@ -1,0 +1,40 @@
+"""What a model costs to keep and to run: its parameters and the FLOPs of one image.
+
+FLOPs are counted by torch's own ``torch.utils.flop_counter`` on one forward pass of a batch of
+one (convolutions and matrix products, a multiply-add counted as 2 FLOPs, as torch counts them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelCost:
+    params: int
+    flops: int | None  # None when the model could not be run on a dummy image
+
+
+def model_cost(model: nn.Module, image_size: int, *, channels: int = 3) -> ModelCost:
+    """Parameters of ``model`` and its FLOPs on one ``channels x image_size x image_size`` image,
+    on the device its parameters are on (``meta`` included: shapes only, nothing computed)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    parameters = {id(parameter): parameter for parameter in model.parameters()}
+    params = sum(parameter.numel() for parameter in parameters.values())
+    device = next(iter(parameters.values())).device if parameters else torch.device("cpu")
+    example = torch.zeros(1, channels, image_size, image_size, device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(example)
+        flops = int(counter.get_total_flops())
+    except Exception:  # noqa: BLE001 - a model that cannot run at this size still has its parameters
+        flops = None
+    finally:
+        model.train(was_training)
+    return ModelCost(params=params, flops=flops)
