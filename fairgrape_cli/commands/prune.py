@@ -14,7 +14,17 @@ def prune(
     model: Annotated[
         Optional[Path], typer.Argument(help="Checkpoint to prune [default: the model the importance file names].")
     ] = None,
-    rate: Annotated[float, typer.Option("--rate", "-r", help="Fraction of each layer's weights pruned in total, in [0, 1).")] = ...,
+    rate: Annotated[
+        float, typer.Option("--rate", "-r", help="Fraction of each layer's weights (or channels) pruned in total, in [0, 1).")
+    ] = ...,
+    granularity: Annotated[
+        str,
+        typer.Option(
+            "--granularity",
+            help="weight: mask single weights (dense tensors with zeros); channel: remove coupled channel "
+            "groups, writing a physically smaller model.",
+        ),
+    ] = "weight",
     method: Annotated[str, typer.Option("--method", "-m", help="fairgrape, taylor, magnitude or random.")] = "fairgrape",
     scope: Annotated[str, typer.Option("--scope", help="layer: rate per layer; global: one pool over all layers.")] = "layer",
     min_layer_density: Annotated[
@@ -27,6 +37,9 @@ def prune(
     output: Annotated[Path, typer.Option("--output", "-o", help="Masks file to write.")] = Path("masks.safetensors"),
     model_output: Annotated[
         Optional[Path], typer.Option("--model-output", help="Pruned checkpoint to write [default: pruned.pt beside the masks].")
+    ] = None,
+    torchscript: Annotated[
+        Optional[Path], typer.Option("--torchscript", help="Also write the pruned model as a TorchScript archive.")
     ] = None,
     include: opt.Include = None,
     exclude: opt.Exclude = None,
@@ -41,6 +54,10 @@ def prune(
     FairGRAPE's greedy keeps every group's share of importance in every layer; the baselines are
     taylor, magnitude and random. Writes masks.safetensors and pruned.pt.
 
+    --granularity channel removes whole channels (each with the channels coupled to it through
+    residual additions and BatchNorm), never the classifier's outputs: pruned.pt is the smaller,
+    faster model, and every command loads it as it is.
+
     Reads importance.safetensors and the model it names unless told otherwise; weights already
     masked (--masks, or the masks the importance was scored under) stay masked.
 
@@ -49,8 +66,11 @@ def prune(
         fairgrape prune --rate 0.9
 
         fairgrape prune model.pt --rate 0.9 --method magnitude --scope global
+
+        fairgrape prune --rate 0.5 --granularity channel --torchscript pruned.ts
     """
     from .. import stages
+    from ..render.report import size_line
     from ._console import info, progress_display, setup_logging
 
     setup_logging(quiet)
@@ -69,12 +89,19 @@ def prune(
             include=include or (),
             exclude=exclude or (),
             seed=seed,
+            granularity=granularity,
+            torchscript=torchscript,
             progress=progress,
         )
+    kept = sum(count for count, _ in summary.layers.values())
+    total = sum(size for _, size in summary.layers.values())
+    unit = "channels" if summary.granularity == "channel" else "weights"
+    what = "channel groups" if summary.granularity == "channel" else "layers"
     info(
-        f"{summary.method} ({summary.scope}) at rate {summary.rate}: kept {summary.density:.4f} of "
-        f"{sum(size for _, size in summary.layers.values()):,} weights in {len(summary.layers)} "
-        f"layers in {summary.seconds:.1f}s",
+        f"{summary.method} ({summary.scope}) at rate {summary.rate}: kept {kept:,} of {total:,} {unit} "
+        f"in {len(summary.layers)} {what} (density {summary.density:.4f}) in {summary.seconds:.1f}s",
         quiet,
     )
-    info(f"wrote {summary.masks} and {summary.checkpoint}", quiet)
+    info(size_line(summary.size), quiet)
+    written = [summary.masks, summary.checkpoint] + ([summary.torchscript] if summary.torchscript else [])
+    info(f"wrote {', '.join(map(str, written))}", quiet)

@@ -74,6 +74,7 @@ SCHEMA: dict[str, dict[str, Option]] = {
     "prune": {
         "scope": Option(str, "layer", choices=("layer", "global")),
         "min_layer_density": Option(float, 0.01),
+        "granularity": Option(str, "weight", choices=("weight", "channel")),
     },
     "finetune": _FINETUNE_OPTIONS,
     "final_finetune": _FINETUNE_OPTIONS,

@@ -286,6 +286,7 @@ def _run_pass(runner: _Runner) -> RunResult:
                 method=settings["method"],
                 scope=sections["prune"]["scope"],
                 min_layer_density=sections["prune"]["min_layer_density"],
+                granularity=sections["prune"]["granularity"],
                 masks=masks_path,
                 output=masks,
                 model_output=pruned,

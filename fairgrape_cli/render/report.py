@@ -70,6 +70,8 @@ def render_report(report: dict, *, all_attributes: bool = False) -> RenderableTy
             "their difference may be noise",
             style="dim",
         )
+    if report.get("params") is not None:
+        lines.append("\n" + size_line(report))
     if not report.get("attributes"):
         return Group(table, lines)
     lines.append(
@@ -101,6 +103,27 @@ def _attributes_table(report: dict, show_all: bool) -> RenderableType:
     if len(shown) < len(ordered):
         return Group(table, Text(f"{len(ordered) - len(shown)} more attribute(s): --all shows them", style="dim"))
     return table
+
+
+def size_line(size: dict) -> str:
+    """``params 2.79 M of 11.2 M dense (25.0%)   FLOPs ...``: the model against its dense build."""
+    parts = []
+    for key, label in (("params", "params"), ("flops", "FLOPs")):
+        value, dense = size.get(key), size.get(f"dense_{key}")
+        if value is None:
+            continue
+        text = f"{label} {_count(value)}"
+        if dense:
+            text += f" of {_count(dense)} dense ({100 * value / dense:.1f}%)"
+        parts.append(text)
+    return "   ".join(parts)
+
+
+def _count(value: float) -> str:
+    for threshold, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= threshold:
+            return f"{value / threshold:.3g} {suffix}"
+    return str(int(value))
 
 
 def render_conditions(failed: list[str], checked: list[str]) -> Text:

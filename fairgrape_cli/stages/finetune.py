@@ -103,7 +103,10 @@ def finetune(
             raise InputError("dense training needs MODEL and no --masks")
         masks_artifact = None if dense else _finetune_masks(masks, model)
         if model is None:
-            recorded = masks_artifact.recorded_path("model")
+            # channel masks are in the slim model's shapes: they fit the checkpoint prune wrote, not
+            # the model it started from
+            slim = masks_artifact.metadata.get("granularity") == "channel"
+            recorded = masks_artifact.recorded_path("checkpoint" if slim else "model")
             if recorded is None:
                 raise InputError(f"{masks_artifact.path} does not record its model; pass MODEL")
             model = ModelSource(recorded, default_arch=recorded_value(masks_artifact, "arch"))

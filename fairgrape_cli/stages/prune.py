@@ -6,13 +6,17 @@ import functools
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from .._progress import NoProgress, ProgressSink
 from ..errors import InputError
 from ..io import checkpoints as ckpt
 from ..io.artifacts import MASKS_FORMAT, Artifact, read_importance, read_masks, write_artifact
+from ..io.data import DEFAULT_IMAGE_SIZE
 from ..io.files import all_or_none, record_path, refuse_overwriting_inputs, resolve_recorded
 from ._inputs import (
     DEFAULT_IMPORTANCE,
@@ -25,6 +29,9 @@ from ._inputs import (
     recorded_value,
     warn_if_other_model,
 )
+from ._size import model_size
+
+GRANULARITIES = ("weight", "channel")
 
 
 @dataclass
@@ -35,7 +42,10 @@ class PruneSummary:
     rate: float
     scope: str
     density: float
-    layers: dict[str, tuple[int, int]]  # name -> (kept, size)
+    layers: dict[str, tuple[int, int]]  # name -> (kept, size); channel groups: (kept, dense) channels
+    granularity: str = "weight"
+    size: dict[str, Any] = field(default_factory=dict)  # params, flops, dense_params, dense_flops
+    torchscript: Path | None = None
     seconds: float = 0.0
 
 
@@ -69,15 +79,24 @@ def prune(
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     seed: int = 0,
+    granularity: str = "weight",
+    torchscript: Path | None = None,
     progress: ProgressSink | None = None,
 ) -> PruneSummary:
-    """Masks at ``rate`` from an importance file (and/or the model) -> masks + pruned checkpoint."""
+    """Masks at ``rate`` from an importance file (and/or the model) -> masks + pruned checkpoint.
+
+    ``granularity="channel"`` removes whole coupled channel groups (``rate`` = the fraction of
+    channels removed): the checkpoint is the slim model, the masks are in its (slim) shapes.
+    ``torchscript`` also writes the pruned model as a TorchScript archive there.
+    """
     from ..method.masks import apply_masks
     from ..method.selection import build_masks, check_options, get_criterion, warm_up
 
     started = time.perf_counter()
     progress = progress or NoProgress()
     check_options(rate=rate, scope=scope, min_layer_density=min_layer_density)
+    if granularity not in GRANULARITIES:
+        raise InputError(f"--granularity {granularity}: choose {' or '.join(GRANULARITIES)}")
     criterion = get_criterion(method)
     model_output = model_output or output.with_name(DEFAULT_PRUNED)
 
@@ -112,30 +131,42 @@ def prune(
     include, exclude = (list(include), list(exclude)) if include or exclude else recorded_patterns(scores)
     previous = _previous_masks(masks, scores, checkpoint)
     refuse_overwriting_inputs(
-        [output, model_output],
+        [output, model_output, torchscript],
         [checkpoint.path, scores.path if scores else None, previous.path if previous else None],
     )
+    recorded_size = int_or_none(recorded_value(scores, "image_size"))
+    image_size = checkpoint.image_size or recorded_size or DEFAULT_IMAGE_SIZE
 
-    task = progress.add_task(f"selecting ({method}, {scope})", total=len(weights))
-    built = build_masks(
-        weights=weights,
-        method=method,
-        rate=rate,
-        importance=scores.tensors if scores is not None else None,
-        previous=previous.tensors if previous is not None else None,
-        scope=scope,
-        min_layer_density=min_layer_density,
-        seed=seed,
-        on_layer=lambda _name: progress.advance(task, 1),
-    )
-    layers = {name: (int(mask.count_nonzero()), mask.numel()) for name, mask in built.items()}
-    total = sum(size for _, size in layers.values())
-    kept_fraction = sum(kept for kept, _ in layers.values()) / total if total else 1.0
+    if granularity == "channel":
+        built, layers, kept_fraction, extra = _select_channels(
+            checkpoint, weights, scores, previous, method=method, rate=rate, scope=scope,
+            min_layer_density=min_layer_density, seed=seed, image_size=image_size, progress=progress,
+        )  # fmt: skip
+        slim = ckpt.prunable_parameters(checkpoint.model)  # the removal replaced the parameters
+        weights = {name: slim[name] for name in built}
+    else:
+        task = progress.add_task(f"selecting ({method}, {scope})", total=len(weights))
+        built = build_masks(
+            weights=weights,
+            method=method,
+            rate=rate,
+            importance=scores.tensors if scores is not None else None,
+            previous=previous.tensors if previous is not None else None,
+            scope=scope,
+            min_layer_density=min_layer_density,
+            seed=seed,
+            on_layer=lambda _name: progress.advance(task, 1),
+        )
+        layers = {name: (int(mask.count_nonzero()), mask.numel()) for name, mask in built.items()}
+        total = sum(size for _, size in layers.values())
+        kept_fraction = sum(kept for kept, _ in layers.values()) / total if total else 1.0
+        extra = {}
     metadata = {
         "format": MASKS_FORMAT,
         "method": method,
         "rate": str(rate),
         "scope": scope,
+        "granularity": granularity,
         "min_layer_density": str(min_layer_density) if scope == "global" else None,
         "seed": str(seed) if method == "random" else None,
         "importance": record_path(scores.path, output) if scores else None,
@@ -148,6 +179,7 @@ def prune(
         "checkpoint": record_path(model_output, output),
         "include": include,
         "exclude": exclude,
+        **extra,
     }
     for key in ("data", "labels"):  # re-anchor the data paths the importance file records
         recorded = scores.recorded_path(key) if scores else None
@@ -157,13 +189,13 @@ def prune(
     apply_masks(weights, built)
     classes = checkpoint.classes or recorded_value(scores, "classes")
     attributes = checkpoint.attributes or recorded_value(scores, "attributes")
-    image_size = checkpoint.image_size or int_or_none(recorded_value(scores, "image_size"))
+    saved_like = replace(checkpoint, image_size=checkpoint.image_size or recorded_size, attributes=attributes)
     with all_or_none():  # the masks and the checkpoint that names them, or neither (a full disk)
         masks_sha = write_artifact(output, built, metadata)
         ckpt.save_checkpoint(
             model_output,
             checkpoint.model,
-            like=replace(checkpoint, image_size=image_size, attributes=attributes),
+            like=saved_like,
             classes=classes,
             provenance={
                 "stage": "prune",
@@ -173,6 +205,9 @@ def prune(
                 "source_sha256": checkpoint.sha256,
             },
         )
+    if torchscript is not None:
+        _write_torchscript(torchscript, checkpoint.model, saved_like, classes, output, masks_sha, image_size)
+    size = model_size(checkpoint, image_size)
     return PruneSummary(
         masks=output,
         checkpoint=model_output,
@@ -181,6 +216,9 @@ def prune(
         scope=scope,
         density=kept_fraction,
         layers=layers,
+        granularity=granularity,
+        size=size,
+        torchscript=torchscript,
         seconds=time.perf_counter() - started,
     )
 
@@ -206,3 +244,108 @@ def _previous_masks(
     artifact = read_masks(path)
     covered_layers(artifact, checkpoint, "masks", remedy="Prune the model again to make its masks.")
     return artifact
+
+
+def _select_channels(
+    checkpoint: ckpt.Checkpoint,
+    weights: dict[str, torch.Tensor],
+    scores: Artifact | None,
+    previous: Artifact | None,
+    *,
+    method: str,
+    rate: float,
+    scope: str,
+    min_layer_density: float,
+    seed: int,
+    image_size: int,
+    progress: ProgressSink,
+) -> tuple[dict[str, torch.Tensor], dict[str, tuple[int, int]], float, dict[str, Any]]:
+    """Remove coupled channel groups from ``checkpoint.model`` in place. Returns the masks of the
+    slim model (the previous masks cut to its shapes, else all kept), the kept and dense channels
+    of each group, the kept fraction of the dense model's prunable weights, and masks metadata."""
+    from ..method.channel_groups import ChannelGraph
+    from ..method.masks import apply_masks
+    from ..method.selection import get_criterion
+    from ..method.units import select_units, unit_importance, unit_norms
+
+    if checkpoint.kind == "torchscript":
+        raise InputError(
+            f"{checkpoint.path} is TorchScript: --granularity channel needs the model's Python "
+            "layers (a native checkpoint, a state dict with --arch, or a trusted module)"
+        )
+    if previous is not None:
+        apply_masks(weights, previous.tensors)  # masked weights count as the zeros they are
+    task = progress.add_task("tracing channel dependencies", total=None)
+    graph = ChannelGraph(
+        checkpoint.model, weights=weights, example_input=torch.zeros(1, 3, image_size, image_size)
+    )
+    progress.update(task, total=1, completed=1)
+    if not graph.groups:
+        raise InputError(
+            f"{checkpoint.path} has no channel group that can be removed (the classifier's outputs "
+            "never are, nor groups that reach layers left out by --include/--exclude)"
+        )
+    reference = ckpt.dense_reference(checkpoint.arch, checkpoint.num_classes) if checkpoint.arch else None
+    dense_weights = dict(reference.named_parameters()) if reference is not None else {}
+    dense_sizes = {}
+    for group in graph.groups:
+        dense = dense_weights.get(f"{group.name}.weight")
+        dense_sizes[group.name] = int(dense.shape[group.out_dim]) if dense is not None else group.size
+
+    needs_importance = get_criterion(method).needs_importance
+    task = progress.add_task(f"selecting channels ({method}, {scope})", total=len(graph.groups))
+    kept = select_units(
+        norms=unit_norms(graph.groups, weights),
+        importance=unit_importance(graph.groups, scores.tensors) if needs_importance else None,
+        dense_sizes=dense_sizes, method=method, rate=rate, scope=scope,
+        min_layer_density=min_layer_density, seed=seed,
+        on_layer=lambda _name: progress.advance(task, 1),
+    )  # fmt: skip
+    before = {
+        name: previous.tensors[name] if previous is not None and name in previous.tensors
+        else torch.ones(weight.shape, dtype=torch.bool)
+        for name, weight in weights.items()
+    }  # fmt: skip
+    built = graph.remove(kept, before)
+    layers = {group.name: (int(kept[group.name].sum()), dense_sizes[group.name]) for group in graph.groups}
+    dense_total = sum(
+        dense_weights[name].numel() if name in dense_weights else weights[name].numel() for name in built
+    )
+    kept_weights = sum(int(mask.count_nonzero()) for mask in built.values())
+    kept_fraction = kept_weights / dense_total if dense_total else 1.0
+    channels_kept = sum(count for count, _ in layers.values())
+    channels_dense = sum(width for _, width in layers.values())
+    extra = {
+        "channels": {name: list(counts) for name, counts in layers.items()},
+        "channel_density": str(channels_kept / channels_dense if channels_dense else 1.0),
+    }
+    return built, layers, kept_fraction, extra
+
+
+def _write_torchscript(
+    path: Path,
+    model: torch.nn.Module,
+    like: ckpt.Checkpoint,
+    classes: list[str] | None,
+    masks: Path,
+    masks_sha: str,
+    image_size: int,
+) -> None:
+    """The pruned model as a TorchScript archive (scripted, else traced on one dummy image)."""
+    import warnings
+
+    model.eval()
+    with warnings.catch_warnings():  # TorchScript is deprecated upstream, still widely deployed
+        warnings.simplefilter("ignore")
+        try:
+            scripted = torch.jit.script(model)
+        except Exception:  # noqa: BLE001 - Python control flow TorchScript cannot compile: trace it
+            try:
+                with torch.no_grad():
+                    scripted = torch.jit.trace(model, torch.zeros(1, 3, image_size, image_size))
+            except Exception as error:
+                raise InputError(f"cannot export the pruned model to TorchScript: {error}") from error
+    ckpt.save_checkpoint(
+        path, scripted, like=replace(like, kind="torchscript"), classes=classes,
+        provenance={"stage": "prune", "masks": record_path(masks, path), "masks_sha256": masks_sha},
+    )  # fmt: skip

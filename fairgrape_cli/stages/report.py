@@ -33,6 +33,7 @@ from ..method.metrics import (
 )
 from ..render.html import history_html
 from ._inputs import Loading, ModelSource, image_loader, prepare_data
+from ._size import model_size
 
 
 @dataclass
@@ -58,8 +59,6 @@ def report(
     """Per-group accuracy of ``model`` (and drop from ``baseline``), disparity, CI conditions;
     ``bootstrap`` intervals beside them (``Bootstrap(resamples=0)``: none). ``precision="bf16"``
     evaluates under bf16 autocast with channels_last (CUDA only)."""
-    from ..method.masks import nonzero_density
-
     progress = progress or NoProgress()
     device = resolve_device(loading.device)
     runtime = distributed.start(device)
@@ -85,6 +84,7 @@ def report(
                 what = "attributes" if prepared.table.multi_label else "classes"
                 raise InputError(f"{reference.path} orders its {what} differently from {checkpoint.path}")
             models.append(reference)
+        size = model_size(checkpoint, prepared.image_size)  # on the CPU, before moving to the device
 
     table = prepared.table
     # under torchrun each rank predicts batch i with i % world == rank; the predictions are
@@ -122,7 +122,7 @@ def report(
         split=table.split,
         target=table.target,
         attribute=table.attribute,
-        density=nonzero_density(ckpt.prunable_parameters(checkpoint.model)),
+        density=_density(checkpoint),
         groups=groups,
         baseline_groups=baseline_groups,
         intervals=bootstrap_intervals(pairs, has_baseline=baseline is not None, settings=bootstrap),
@@ -139,6 +139,7 @@ def report(
         }  # fmt: skip
     result["baseline"] = str(baseline.path) if baseline else None
     result["pruning"] = _pruning_settings(checkpoint)
+    result.update(size)
     with runtime.together():  # rank 0 writes; the others wait until the files are there
         if runtime.is_main:
             save_report(result, json_output=json_output, html_output=html_output)
@@ -155,6 +156,22 @@ def _gathered(runtime: distributed.Runtime, outcomes: Outcomes) -> Outcomes:
     return Outcomes(right.numpy(), scored.numpy())
 
 
+def _density(checkpoint: ckpt.Checkpoint) -> float:
+    """Nonzero prunable weights over the dense architecture's prunable weights: a channel-pruned
+    (slim) model counts the channels it no longer has as pruned."""
+    from ..method.masks import nonzero_density
+
+    weights = ckpt.prunable_parameters(checkpoint.model)
+    density = nonzero_density(weights)
+    if checkpoint.arch:
+        dense = ckpt.prunable_parameters(ckpt.dense_reference(checkpoint.arch, checkpoint.num_classes))
+        dense_total = sum(weight.numel() for weight in dense.values())
+        total = sum(weight.numel() for weight in weights.values())
+        if dense_total > total:
+            density *= total / dense_total
+    return density
+
+
 def _pruning_settings(checkpoint: ckpt.Checkpoint) -> dict | None:
     """Method, rate and scope of the masks a checkpoint names, when they can still be read."""
     recorded = checkpoint.provenance.get("masks")
@@ -165,7 +182,7 @@ def _pruning_settings(checkpoint: ckpt.Checkpoint) -> dict | None:
         metadata = read_masks(path).metadata
     except InputError:
         return None
-    settings = {key: metadata.get(key) for key in ("method", "rate", "scope", "density")}
+    settings = {key: metadata.get(key) for key in ("method", "rate", "scope", "density", "granularity")}
     for key in ("rate", "density"):  # safetensors metadata holds strings; a report holds numbers
         settings[key] = _number(settings[key])
     return settings

@@ -1,0 +1,24 @@
+"""The size of a loaded model against its dense architecture: parameters and FLOPs of both."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..io import checkpoints as ckpt
+
+
+def model_size(checkpoint: ckpt.Checkpoint, image_size: int) -> dict[str, Any]:
+    """``params``, ``flops`` of the model and ``dense_params``, ``dense_flops`` of a fresh build
+    of its architecture (None when the checkpoint names none: TorchScript, a pickled module)."""
+    from ..method.cost import model_cost
+
+    own = model_cost(checkpoint.model, image_size)
+    dense = None
+    if checkpoint.arch:
+        dense = model_cost(ckpt.dense_reference(checkpoint.arch, checkpoint.num_classes), image_size)
+    return {
+        "params": own.params,
+        "flops": own.flops,
+        "dense_params": dense.params if dense else None,
+        "dense_flops": dense.flops if dense else None,
+    }
