@@ -1,0 +1,218 @@
+"""Structured pruning: is the channel-pruned model really smaller and faster, and what does it cost
+each group?
+
+Speed (``--part speed``): resnet18 and mobilenet_v2 at 224 px with random weights, pruned by
+`fairgrape prune --granularity channel --method magnitude` (per layer; the kept widths, hence the
+speed, do not depend on the method) at each rate, written and loaded back as checkpoints. For the
+dense and each pruned model: parameters, FLOPs (torch.utils.flop_counter, one image; a
+multiply-add counts 2) and CPU latency at batch 1 and 64 (torch.utils.benchmark, the same thread
+count for all, measured in interleaved rounds in the same run so that the machine's load falls on
+every model alike; median and interquartile range of the rounds, and the ratio of medians to dense).
+
+Fairness (``--part fairness``): the fairness benchmark's data and dense model (benchmarks/fairness.py,
+flows/experiment.py's DEMO_SPEC: 4 classes, a 20% minority, the 4-layer CNN of width 64), pruned in
+one step and fine-tuned (1 epoch, then 3) with: channel FairGRAPE and channel magnitude at each
+channel rate, and weight-level FairGRAPE and magnitude at the weight rate that leaves the same
+number of nonzero prunable weights as the channel-pruned models. Test accuracy and drop_gap against
+the dense model, mean and standard deviation over seeds.
+
+    python benchmarks/structured.py --part speed --rates 0.3 0.5 0.7
+    python benchmarks/structured.py --part fairness --seeds 0 1 2 --channel-rates 0.5 0.7
+
+Recorded (2 shared CPU cores, torch 2.14, threads 2; other agents' jobs ran beside it: `uptime` load
+average 4.5-6.2 during the speed part, see the note of issue 13 for the raw output):
+
+RESULTS_PLACEHOLDER
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+ARCHS = ("resnet18", "mobilenet_v2")
+
+
+# ------------------------------------------------------------------------------------------ speed
+
+
+def pruned_models(arch: str, rates: list[float], work: Path) -> dict[str, torch.nn.Module]:
+    """The dense model and one channel-pruned per rate, each through a checkpoint on disk."""
+    from fairgrape_cli import stages
+    from fairgrape_cli.io.checkpoints import build_model, load_checkpoint
+
+    torch.manual_seed(0)
+    dense = work / f"{arch}.pt"
+    model = build_model(arch, 1000)
+    torch.save({"arch": arch, "num_classes": 1000, "state_dict": model.state_dict(), "image_size": 224}, dense)
+    models = {"dense": load_checkpoint(dense).model}
+    for rate in rates:
+        summary = stages.prune(
+            rate=rate, model=stages.ModelSource(dense), method="magnitude", granularity="channel",
+            output=work / f"{arch}-{rate}-masks.safetensors", model_output=work / f"{arch}-{rate}.pt",
+        )  # fmt: skip
+        models[f"channel {rate}"] = load_checkpoint(summary.checkpoint).model.eval()
+    return models
+
+
+def measure_speed(arch: str, rates: list[float], rounds: int, work: Path) -> list[dict]:
+    import torch.utils.benchmark as benchmark
+
+    from fairgrape_cli.method.cost import model_cost
+
+    models = pruned_models(arch, rates, work)
+    threads = torch.get_num_threads()
+    rows = {name: {"arch": arch, "model": name, **model_cost(model, 224).__dict__} for name, model in models.items()}
+    for batch in (1, 64):
+        images = torch.randn(batch, 3, 224, 224)
+        timers = {
+            name: benchmark.Timer("model(images)", globals={"model": model, "images": images}, num_threads=threads)
+            for name, model in models.items()
+        }
+        number = 10 if batch == 1 else 1
+        with torch.no_grad():
+            for timer in timers.values():
+                timer.timeit(1)  # warm up (allocator, one-time kernels)
+            samples = {name: [] for name in models}
+            for _ in range(rounds):  # interleaved: a change of load hits every model alike
+                for name, timer in timers.items():
+                    samples[name].append(timer.timeit(number).mean)
+        for name, values in samples.items():
+            quartiles = statistics.quantiles(values, n=4)
+            rows[name][f"ms_b{batch}"] = 1e3 * statistics.median(values)
+            rows[name][f"iqr_b{batch}"] = 1e3 * (quartiles[2] - quartiles[0])
+    dense = rows["dense"]
+    for row in rows.values():
+        row["params_ratio"] = row["params"] / dense["params"]
+        row["flops_ratio"] = row["flops"] / dense["flops"]
+        row["speedup_b1"] = dense["ms_b1"] / row["ms_b1"]
+        row["speedup_b64"] = dense["ms_b64"] / row["ms_b64"]
+        row["threads"] = threads
+    return list(rows.values())
+
+
+def print_speed(rows: list[dict]) -> None:
+    print("| model | params | FLOPs | batch 1 ms (IQR) | speed-up | batch 64 ms (IQR) | speed-up |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(
+            f"| {row['arch']} {row['model']} | {row['params'] / 1e6:.2f} M ({100 * row['params_ratio']:.0f}%) "
+            f"| {row['flops'] / 1e9:.2f} G ({100 * row['flops_ratio']:.0f}%) "
+            f"| {row['ms_b1']:.1f} ({row['iqr_b1']:.1f}) | {row['speedup_b1']:.2f}x "
+            f"| {row['ms_b64']:.0f} ({row['iqr_b64']:.0f}) | {row['speedup_b64']:.2f}x |"
+        )
+
+
+# --------------------------------------------------------------------------------------- fairness
+
+
+def run_variant(directory: Path, prepared, spec, *, label: str, method: str, granularity: str, rate: float) -> dict:
+    from fairgrape_cli.flows.config import load_config
+    from fairgrape_cli.flows.experiment import write_config
+    from fairgrape_cli.flows.pipeline import run_schedule
+
+    path = write_config(directory, prepared, spec, method)
+    overrides = [
+        f"rate={rate}", "keep_per_iter=null", "iterations=1", f"prune.granularity={granularity}",
+        f"output=runs/{label}",
+    ]  # fmt: skip
+    return run_schedule(load_config(path, overrides=overrides)).report
+
+
+def measure_fairness(seeds: list[int], channel_rates: list[float], output: Path) -> list[dict]:
+    from fairgrape_cli.flows.experiment import DEMO_SPEC, prepare
+
+    rows = []
+    for seed in seeds:
+        spec = replace(DEMO_SPEC, seed=seed, data=replace(DEMO_SPEC.data, seed=seed))
+        directory = output / f"seed-{seed}"
+        prepared = prepare(directory, spec)
+        for rate in channel_rates:
+            reports = {}
+            for method in ("fairgrape", "magnitude"):
+                reports[f"channel {method}"] = run_variant(
+                    directory, prepared, spec, label=f"channel-{method}-{rate}", method=method,
+                    granularity="channel", rate=rate,
+                )  # fmt: skip
+            # weight-level at the parameter count the channel-pruned models kept
+            weight_rate = round(1.0 - reports["channel fairgrape"]["density"], 4)
+            for method in ("fairgrape", "magnitude"):
+                reports[f"weight {method}"] = run_variant(
+                    directory, prepared, spec, label=f"weight-{method}-{weight_rate}", method=method,
+                    granularity="weight", rate=weight_rate,
+                )  # fmt: skip
+            for variant, report in reports.items():
+                row = {
+                    "seed": seed, "channel_rate": rate, "variant": variant, "density": report["density"],
+                    "params": report.get("params"), "flops": report.get("flops"),
+                    "accuracy": report["overall"]["accuracy"],
+                    "baseline_accuracy": report["overall"]["baseline_accuracy"],
+                    "drop_gap": report["disparity"]["drop_gap"],
+                    "worst_group_accuracy": report["disparity"]["worst_group_accuracy"],
+                }  # fmt: skip
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    return rows
+
+
+def print_fairness(rows: list[dict]) -> None:
+    def cell(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
+        spread = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{scale * statistics.fmean(values):.{digits}f} ± {scale * spread:.{digits}f}"
+
+    print("| channel rate | variant | density | FLOPs (M) | accuracy % | worst group % | drop_gap pp |")
+    print("|---|---|---|---|---|---|---|")
+    for rate in sorted({row["channel_rate"] for row in rows}):
+        for variant in ("channel fairgrape", "channel magnitude", "weight fairgrape", "weight magnitude"):
+            mine = [row for row in rows if row["channel_rate"] == rate and row["variant"] == variant]
+            if not mine:
+                continue
+            print(
+                f"| {rate} | {variant} | {statistics.fmean(r['density'] for r in mine):.3f} "
+                f"| {statistics.fmean(r['flops'] for r in mine) / 1e6:.1f} "
+                f"| {cell([r['accuracy'] for r in mine])} | {cell([r['worst_group_accuracy'] for r in mine])} "
+                f"| {cell([r['drop_gap'] for r in mine])} |"
+            )
+    dense = statistics.fmean(row["baseline_accuracy"] for row in rows)
+    print(f"\ndense accuracy (mean over seeds): {100 * dense:.1f}%")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=("speed", "fairness", "both"), default="both")
+    parser.add_argument("--rates", type=float, nargs="+", default=[0.3, 0.5, 0.7])
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds per batch size")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--channel-rates", type=float, nargs="+", default=[0.5, 0.7])
+    parser.add_argument("--output", type=Path, default=Path("benchmark-runs/structured"))
+    args = parser.parse_args()
+    args.output.mkdir(parents=True, exist_ok=True)
+
+    if args.part in ("speed", "both"):
+        started = time.perf_counter()
+        print(f"load before: {os.getloadavg()}, torch threads {torch.get_num_threads()}", flush=True)
+        rows = []
+        with tempfile.TemporaryDirectory() as work:
+            for arch in ARCHS:
+                rows += measure_speed(arch, args.rates, args.rounds, Path(work))
+        print(f"load after: {os.getloadavg()}, {time.perf_counter() - started:.0f}s")
+        (args.output / "speed.json").write_text(json.dumps(rows, indent=1))
+        print_speed(rows)
+    if args.part in ("fairness", "both"):
+        started = time.perf_counter()
+        rows = measure_fairness(args.seeds, args.channel_rates, args.output / "fairness")
+        (args.output / "fairness.json").write_text(json.dumps(rows, indent=1))
+        print(f"\n{len(args.seeds)} seed(s), {(time.perf_counter() - started) / 60:.1f} min, load {os.getloadavg()}")
+        print_fairness(rows)
+
+
+if __name__ == "__main__":
+    main()
