@@ -6,8 +6,10 @@ Speed (``--part speed``): resnet18 and mobilenet_v2 at 224 px with random weight
 speed, do not depend on the method) at each rate, written and loaded back as checkpoints. For the
 dense and each pruned model: parameters, FLOPs (torch.utils.flop_counter, one image; a
 multiply-add counts 2) and CPU latency at batch 1 and 64 (torch.utils.benchmark, the same thread
-count for all, measured in interleaved rounds in the same run so that the machine's load falls on
-every model alike; median and interquartile range of the rounds, and the ratio of medians to dense).
+count for all (one by default: on a shared machine a two-thread kernel waits for whichever thread
+was descheduled), measured in interleaved rounds in the same run so that the machine's load falls on
+every model alike; median and interquartile range of the rounds; the speed-up is the median of the
+rounds' dense/pruned ratios).
 
 Fairness (``--part fairness``): the fairness benchmark's data and dense model (benchmarks/fairness.py,
 flows/experiment.py's DEMO_SPEC: 4 classes, a 20% minority, the 4-layer CNN of width 64), pruned in
@@ -63,13 +65,12 @@ def pruned_models(arch: str, rates: list[float], work: Path) -> dict[str, torch.
     return models
 
 
-def measure_speed(arch: str, rates: list[float], rounds: int, work: Path) -> list[dict]:
+def measure_speed(arch: str, rates: list[float], rounds: int, threads: int, work: Path) -> list[dict]:
     import torch.utils.benchmark as benchmark
 
     from fairgrape_cli.method.cost import model_cost
 
     models = pruned_models(arch, rates, work)
-    threads = torch.get_num_threads()
     rows = {name: {"arch": arch, "model": name, **model_cost(model, 224).__dict__} for name, model in models.items()}
     for batch in (1, 64):
         images = torch.randn(batch, 3, 224, 224)
@@ -86,28 +87,36 @@ def measure_speed(arch: str, rates: list[float], rounds: int, work: Path) -> lis
                 for name, timer in timers.items():
                     samples[name].append(timer.timeit(number).mean)
         for name, values in samples.items():
-            quartiles = statistics.quantiles(values, n=4)
+            # the speed-up of each round (dense and pruned timed seconds apart), then their median:
+            # robust to the load other jobs put on the machine, which moves both alike
+            ratios = [dense / mine for dense, mine in zip(samples["dense"], values)]
             rows[name][f"ms_b{batch}"] = 1e3 * statistics.median(values)
-            rows[name][f"iqr_b{batch}"] = 1e3 * (quartiles[2] - quartiles[0])
+            rows[name][f"iqr_b{batch}"] = 1e3 * _iqr(values)
+            rows[name][f"speedup_b{batch}"] = statistics.median(ratios)
+            rows[name][f"speedup_iqr_b{batch}"] = _iqr(ratios)
+            rows[name][f"samples_b{batch}"] = values
     dense = rows["dense"]
     for row in rows.values():
         row["params_ratio"] = row["params"] / dense["params"]
         row["flops_ratio"] = row["flops"] / dense["flops"]
-        row["speedup_b1"] = dense["ms_b1"] / row["ms_b1"]
-        row["speedup_b64"] = dense["ms_b64"] / row["ms_b64"]
         row["threads"] = threads
     return list(rows.values())
 
 
+def _iqr(values: list[float]) -> float:
+    quartiles = statistics.quantiles(values, n=4)
+    return quartiles[2] - quartiles[0]
+
+
 def print_speed(rows: list[dict]) -> None:
-    print("| model | params | FLOPs | batch 1 ms (IQR) | speed-up | batch 64 ms (IQR) | speed-up |")
+    print("| model | params | FLOPs | batch 1 ms (IQR) | speed-up (IQR) | batch 64 ms (IQR) | speed-up (IQR) |")
     print("|---|---|---|---|---|---|---|")
     for row in rows:
         print(
             f"| {row['arch']} {row['model']} | {row['params'] / 1e6:.2f} M ({100 * row['params_ratio']:.0f}%) "
             f"| {row['flops'] / 1e9:.2f} G ({100 * row['flops_ratio']:.0f}%) "
-            f"| {row['ms_b1']:.1f} ({row['iqr_b1']:.1f}) | {row['speedup_b1']:.2f}x "
-            f"| {row['ms_b64']:.0f} ({row['iqr_b64']:.0f}) | {row['speedup_b64']:.2f}x |"
+            f"| {row['ms_b1']:.1f} ({row['iqr_b1']:.1f}) | {row['speedup_b1']:.2f}x ({row['speedup_iqr_b1']:.2f}) "
+            f"| {row['ms_b64']:.0f} ({row['iqr_b64']:.0f}) | {row['speedup_b64']:.2f}x ({row['speedup_iqr_b64']:.2f}) |"
         )
 
 
@@ -116,14 +125,12 @@ def print_speed(rows: list[dict]) -> None:
 
 def run_variant(directory: Path, prepared, spec, *, label: str, method: str, granularity: str, rate: float) -> dict:
     from fairgrape_cli.flows.config import load_config
-    from fairgrape_cli.flows.experiment import write_config
+    from fairgrape_cli.flows.experiment import Recipe, write_config
     from fairgrape_cli.flows.pipeline import run_schedule
 
-    path = write_config(directory, prepared, spec, method)
-    overrides = [
-        f"rate={rate}", "keep_per_iter=null", "iterations=1", f"prune.granularity={granularity}",
-        f"output=runs/{label}",
-    ]  # fmt: skip
+    # one-shot (one prune, one fine-tuning epoch, then the final three), fine-tuning with erm
+    path = write_config(directory, prepared, replace(spec, rate=rate), Recipe(method=method, keep_per_iter=None), label)
+    overrides = [f"prune.granularity={granularity}"]
     return run_schedule(load_config(path, overrides=overrides)).report
 
 
@@ -139,14 +146,14 @@ def measure_fairness(seeds: list[int], channel_rates: list[float], output: Path)
             reports = {}
             for method in ("fairgrape", "magnitude"):
                 reports[f"channel {method}"] = run_variant(
-                    directory, prepared, spec, label=f"channel-{method}-{rate}", method=method,
+                    directory, prepared, spec, label=f"channel-{method}", method=method,
                     granularity="channel", rate=rate,
                 )  # fmt: skip
             # weight-level at the parameter count the channel-pruned models kept
             weight_rate = round(1.0 - reports["channel fairgrape"]["density"], 4)
             for method in ("fairgrape", "magnitude"):
                 reports[f"weight {method}"] = run_variant(
-                    directory, prepared, spec, label=f"weight-{method}-{weight_rate}", method=method,
+                    directory, prepared, spec, label=f"weight-{method}", method=method,
                     granularity="weight", rate=weight_rate,
                 )  # fmt: skip
             for variant, report in reports.items():
@@ -190,6 +197,7 @@ def main() -> None:
     parser.add_argument("--part", choices=("speed", "fairness", "both"), default="both")
     parser.add_argument("--rates", type=float, nargs="+", default=[0.3, 0.5, 0.7])
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds per batch size")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for every timing")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--channel-rates", type=float, nargs="+", default=[0.5, 0.7])
     parser.add_argument("--output", type=Path, default=Path("benchmark-runs/structured"))
@@ -198,12 +206,13 @@ def main() -> None:
 
     if args.part in ("speed", "both"):
         started = time.perf_counter()
-        print(f"load before: {os.getloadavg()}, torch threads {torch.get_num_threads()}", flush=True)
+        torch.set_num_threads(args.threads)
         rows = []
         with tempfile.TemporaryDirectory() as work:
             for arch in ARCHS:
-                rows += measure_speed(arch, args.rates, args.rounds, Path(work))
-        print(f"load after: {os.getloadavg()}, {time.perf_counter() - started:.0f}s")
+                print(f"{arch}: load average before {os.getloadavg()}, torch threads {args.threads}", flush=True)
+                rows += measure_speed(arch, args.rates, args.rounds, args.threads, Path(work))
+        print(f"load average after {os.getloadavg()}, {time.perf_counter() - started:.0f}s")
         (args.output / "speed.json").write_text(json.dumps(rows, indent=1))
         print_speed(rows)
     if args.part in ("fairness", "both"):
