@@ -160,7 +160,7 @@ def test_every_command_works_on_a_slim_checkpoint(tmp_path, cli, tiny_model_path
     common = ("--workers", "0", "--quiet")
     data = (biased_data, "--groups", "group")
     assert cli("score", tiny_model_path, *data, "--max-batches", "2", *common, cwd=tmp_path).code == 0
-    pruned = cli("prune", "--rate", "0.5", "--granularity", "channel", "--torchscript", "pruned.ts", cwd=tmp_path)
+    pruned = cli("prune", "--rate", "0.5", "--granularity", "channel", cwd=tmp_path)
     assert pruned.code == 0, pruned
     assert "of 96 channels" in pruned.err and "FLOPs" in pruned.err
 
@@ -173,10 +173,14 @@ def test_every_command_works_on_a_slim_checkpoint(tmp_path, cli, tiny_model_path
     assert {name: tuple(mask.shape) for name, mask in masks.tensors.items()} == {
         name: tuple(weight.shape) for name, weight in weights.items()
     }
-    scripted = load_checkpoint(tmp_path / "pruned.ts")
+    # the slim model ships through export: TorchScript and the sparse file give its outputs
+    for name in ("pruned.torchscript", "pruned.sparse.safetensors"):
+        assert cli("export", "pruned.pt", "-o", name, "--quiet", cwd=tmp_path).code == 0
     images = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        assert torch.allclose(scripted.model(images), slim.model(images), atol=1e-6)
+    for name in ("pruned.torchscript", "pruned.sparse.safetensors"):
+        shipped = load_checkpoint(tmp_path / name)
+        with torch.no_grad():
+            assert torch.allclose(shipped.model(images), slim.model(images), atol=1e-6), name
 
     assert cli("finetune", "--epochs", "1", *common, cwd=tmp_path).code == 0  # the slim model, from masks
     finetuned = load_checkpoint(tmp_path / "finetuned.pt")
@@ -213,7 +217,7 @@ def test_run_iterates_on_slim_models(tmp_path, tiny_model_path, biased_data):
     (tmp_path / "data").symlink_to(biased_data, target_is_directory=True)
     config = dict(
         model="model.pt", data="data", groups="group", image_size=32, rate=0.75, keep_per_iter=0.5,
-        workers=0, output="run", score={"batch_size": 16, "max_batches": 1},
+        workers=0, output="run", keep_artifacts="all", score={"batch_size": 16, "max_batches": 1},
         prune={"granularity": "channel"}, finetune={"epochs": 1, "batch_size": 16},
         final_finetune={"epochs": 0},
     )  # fmt: skip

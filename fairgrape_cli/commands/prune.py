@@ -38,9 +38,6 @@ def prune(
     model_output: Annotated[
         Optional[Path], typer.Option("--model-output", help="Pruned checkpoint to write [default: pruned.pt beside the masks].")
     ] = None,
-    torchscript: Annotated[
-        Optional[Path], typer.Option("--torchscript", help="Also write the pruned model as a TorchScript archive.")
-    ] = None,
     include: opt.Include = None,
     exclude: opt.Exclude = None,
     arch: opt.Arch = None,
@@ -67,7 +64,9 @@ def prune(
 
         fairgrape prune model.pt --rate 0.9 --method magnitude --scope global
 
-        fairgrape prune --rate 0.5 --granularity channel --torchscript pruned.ts
+        fairgrape prune --rate 0.5 --granularity channel
+
+        fairgrape export pruned.pt -o pruned.torchscript    (the slim model, for deployment)
     """
     from .. import stages
     from ..render.report import size_line
@@ -90,7 +89,6 @@ def prune(
             exclude=exclude or (),
             seed=seed,
             granularity=granularity,
-            torchscript=torchscript,
             progress=progress,
         )
     kept = sum(count for count, _ in summary.layers.values())
@@ -103,5 +101,4 @@ def prune(
         quiet,
     )
     info(size_line(summary.size), quiet)
-    written = [summary.masks, summary.checkpoint] + ([summary.torchscript] if summary.torchscript else [])
-    info(f"wrote {', '.join(map(str, written))}", quiet)
+    info(f"wrote {summary.masks}, {summary.checkpoint}", quiet)

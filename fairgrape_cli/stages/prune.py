@@ -45,7 +45,6 @@ class PruneSummary:
     layers: dict[str, tuple[int, int]]  # name -> (kept, size); channel groups: (kept, dense) channels
     granularity: str = "weight"
     size: dict[str, Any] = field(default_factory=dict)  # params, flops, dense_params, dense_flops
-    torchscript: Path | None = None
     seconds: float = 0.0
 
 
@@ -80,14 +79,12 @@ def prune(
     exclude: Sequence[str] = (),
     seed: int = 0,
     granularity: str = "weight",
-    torchscript: Path | None = None,
     progress: ProgressSink | None = None,
 ) -> PruneSummary:
     """Masks at ``rate`` from an importance file (and/or the model) -> masks + pruned checkpoint.
 
     ``granularity="channel"`` removes whole coupled channel groups (``rate`` = the fraction of
     channels removed): the checkpoint is the slim model, the masks are in its (slim) shapes.
-    ``torchscript`` also writes the pruned model as a TorchScript archive there.
     """
     from ..method.masks import apply_masks
     from ..method.selection import build_masks, check_options, get_criterion, warm_up
@@ -131,7 +128,7 @@ def prune(
     include, exclude = (list(include), list(exclude)) if include or exclude else recorded_patterns(scores)
     previous = _previous_masks(masks, scores, checkpoint)
     refuse_overwriting_inputs(
-        [output, model_output, torchscript],
+        [output, model_output],
         [checkpoint.path, scores.path if scores else None, previous.path if previous else None],
     )
     recorded_size = int_or_none(recorded_value(scores, "image_size"))
@@ -205,8 +202,6 @@ def prune(
                 "source_sha256": checkpoint.sha256,
             },
         )
-    if torchscript is not None:
-        _write_torchscript(torchscript, checkpoint.model, saved_like, classes, output, masks_sha, image_size)
     size = model_size(checkpoint, image_size)
     return PruneSummary(
         masks=output,
@@ -218,7 +213,6 @@ def prune(
         layers=layers,
         granularity=granularity,
         size=size,
-        torchscript=torchscript,
         seconds=time.perf_counter() - started,
     )
 
@@ -321,31 +315,3 @@ def _select_channels(
     }
     return built, layers, kept_fraction, extra
 
-
-def _write_torchscript(
-    path: Path,
-    model: torch.nn.Module,
-    like: ckpt.Checkpoint,
-    classes: list[str] | None,
-    masks: Path,
-    masks_sha: str,
-    image_size: int,
-) -> None:
-    """The pruned model as a TorchScript archive (scripted, else traced on one dummy image)."""
-    import warnings
-
-    model.eval()
-    with warnings.catch_warnings():  # TorchScript is deprecated upstream, still widely deployed
-        warnings.simplefilter("ignore")
-        try:
-            scripted = torch.jit.script(model)
-        except Exception:  # noqa: BLE001 - Python control flow TorchScript cannot compile: trace it
-            try:
-                with torch.no_grad():
-                    scripted = torch.jit.trace(model, torch.zeros(1, 3, image_size, image_size))
-            except Exception as error:
-                raise InputError(f"cannot export the pruned model to TorchScript: {error}") from error
-    ckpt.save_checkpoint(
-        path, scripted, like=replace(like, kind="torchscript"), classes=classes,
-        provenance={"stage": "prune", "masks": record_path(masks, path), "masks_sha256": masks_sha},
-    )  # fmt: skip
