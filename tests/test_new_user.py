@@ -193,7 +193,10 @@ def test_outputs_follow_the_umask_and_reports_hold_numbers(tmp_path, tiny_model_
     for name in ("masks.safetensors", "pruned.safetensors", "pruned.pt", "report.json"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o640, name
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["pruning"] == {"method": "magnitude", "rate": 0.5, "scope": "layer", "density": pytest.approx(0.5, abs=0.01)}
+    assert report["pruning"] == {
+        "method": "magnitude", "rate": 0.5, "scope": "layer", "density": pytest.approx(0.5, abs=0.01),
+        "granularity": "weight",
+    }  # fmt: skip
     assert _stringly_numbers(report) == []
 
 
