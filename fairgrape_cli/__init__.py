@@ -8,7 +8,7 @@ runtime) and ``_progress`` are the foundations every layer may use. Torch is imp
 the CLI starts fast.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["score", "prune", "finetune", "report", "__version__"]
 

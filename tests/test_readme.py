@@ -28,7 +28,10 @@ def readme_blocks() -> list[tuple[str, str]]:
     """(language, text) of every fenced block after the Quick start's, in order."""
     text = README.read_text(encoding="utf-8")
     blocks = [(match.group(1), match.group(2)) for match in BLOCK.finditer(text)]
-    fences = sum(line.startswith("```") for line in text.splitlines())
+    fence_lines = [line for line in text.splitlines() if line.startswith("```")]
+    fences = len(fence_lines)
+    # a closing fence with text after it does not close the block on GitHub: the page breaks
+    assert all(line == "```" for line in fence_lines[1::2]), [line for line in fence_lines[1::2] if line != "```"]
     # an untagged or otherwise tagged block would be skipped silently: refuse it instead
     assert fences == 2 * len(blocks), "every fenced block in README.md needs a language tag"
     assert {language for language, _ in blocks} <= FENCE_LANGUAGES, {language for language, _ in blocks}
