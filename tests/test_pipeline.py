@@ -170,3 +170,24 @@ def test_run_command(tiny_run, cli):
     assert "majority" in result.out and "drop_gap" in result.out
     bad = cli("run", tiny_run.with_name("missing.yaml"))
     assert bad.code == 2 and "does not exist" in bad.err and "Traceback" not in bad.err
+
+
+@pytest.mark.parametrize("setting", [{"skip_bad_images": True}, {"score__skip_bad_images": True}])
+def test_skip_bad_images_applies_to_every_stage(tmp_path, tiny_model_path, biased_data, setting):
+    """A broken training image skipped while scoring is skipped by fine-tuning and the report too
+    (the top-level key, and score.skip_bad_images as older configs spell it)."""
+    data = tmp_path / "data"
+    shutil.copytree(biased_data, data)
+    rows = (data / "labels.csv").read_text().splitlines()
+    for split in ("train", "test"):
+        broken = next(line for line in rows[1:] if line.endswith(f",{split}")).split(",")[0]
+        (data / broken).write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    shutil.copy(tiny_model_path, tmp_path / "model.pt")
+    shutil.copy(SAMPLES / "tiny.yaml", tmp_path / "tiny.yaml")
+    config = tmp_path / "tiny.yaml"
+    _edit(config, keep_per_iter=None, rate=0.5, final_finetune__epochs=0, **setting)
+    result = run_schedule(load_config(config))
+    assert "iter-01/finetune" in result.ran and result.report["density"] == pytest.approx(0.5, abs=2e-3)
+    _edit(config, skip_bad_images=False, score__skip_bad_images=False)
+    with pytest.raises(InputError, match="cannot read image"):
+        run_schedule(load_config(config))

@@ -59,6 +59,8 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "workers": Option(int),
         "include": Option(list, []),
         "exclude": Option(list, []),
+        # leave out images that cannot be read, in every stage (score.skip_bad_images: the same, older)
+        "skip_bad_images": Option(bool, False),
         # last: an iteration's files are deleted once the next iteration finished; all: kept
         "keep_artifacts": Option(str, "last", choices=("last", "all")),
     },
@@ -141,6 +143,8 @@ def load_config(path: str | Path, *, overrides: Sequence[str] = ()) -> RunConfig
             raise InputError(f"{origins.of(name)}: '{name}' must be a mapping of {name} options")
         sections[name] = _validated(value, SCHEMA[name], origins, prefix=f"{name}.")
 
+    # an image skipped while scoring must be skipped by fine-tuning and the report too
+    settings["skip_bad_images"] = settings["skip_bad_images"] or sections["score"]["skip_bad_images"]
     for key in ("groups", "target"):  # lists of columns, as the command line spells them
         if isinstance(settings[key], list):
             settings[key] = ",".join(str(column) for column in settings[key])

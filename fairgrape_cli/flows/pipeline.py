@@ -160,6 +160,7 @@ class _Runner:
             groups=settings["groups"],
             split=split,
             labels=Path(settings["labels"]) if settings["labels"] else None,
+            skip_bad_images=settings["skip_bad_images"],  # every stage reads the same images
             **overrides,
         )
 
@@ -224,6 +225,8 @@ def _run_pass(runner: _Runner) -> RunResult:
         if not start.is_file():
             raise InputError(f"{config.origin('model')}: model {start} does not exist")
         data_identity = _data_identity(runner.data(None))
+        if settings["skip_bad_images"]:  # (absent when off, so runs recorded before it stay up to date)
+            data_identity["skip_bad_images"] = True
         needs_scores = get_criterion(settings["method"]).needs_importance
     rates = schedule(settings["rate"], keep_per_iter=settings["keep_per_iter"], iterations=settings["iterations"])
     common = {
@@ -258,8 +261,7 @@ def _run_pass(runner: _Runner) -> RunResult:
                 [importance],
                 lambda: stages.score(
                     model=runner.model(model_path),
-                    data=runner.data(sections["score"]["split"], skip_bad_images=sections["score"]["skip_bad_images"],
-                                     min_group_size=sections["score"]["min_group_size"]),
+                    data=runner.data(sections["score"]["split"], min_group_size=sections["score"]["min_group_size"]),
                     output=importance,
                     masks=masks_path,
                     loading=runner.loading(sections["score"]["batch_size"]),
