@@ -15,6 +15,8 @@ from fairgrape_cli.flows.config import load_config, schedule
 from fairgrape_cli.flows.pipeline import run_schedule
 from fairgrape_cli.io.artifacts import read_masks
 
+from tiny_runs import QUICK, run_folder
+
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_configs"
 
 
@@ -191,3 +193,14 @@ def test_skip_bad_images_applies_to_every_stage(tmp_path, tiny_model_path, biase
     _edit(config, skip_bad_images=False, score__skip_bad_images=False)
     with pytest.raises(InputError, match="cannot read image"):
         run_schedule(load_config(config))
+
+
+def test_report_bootstrap_and_seed_reach_the_report_alone(tmp_path, tiny_model_path, biased_data):
+    """report.bootstrap and the config's seed set the report's intervals; changing the bootstrap
+    makes the report again, not the fine-tunes nor the evaluations."""
+    config = run_folder(tmp_path, "run", tiny_model_path, biased_data, **{**QUICK, "seed": 3, "report__bootstrap": 50})
+    first = run_schedule(load_config(config))
+    assert {key: first.report["bootstrap"][key] for key in ("resamples", "seed")} == {"resamples": 50, "seed": 3}
+    _edit(config, report__bootstrap=0)
+    again = run_schedule(load_config(config))
+    assert again.ran == ["report"] and "bootstrap" not in again.report

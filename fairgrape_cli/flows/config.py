@@ -84,6 +84,7 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "split": Option(str),
         "batch_size": Option(int, 64),
         "min_group_size": Option(int, 1),
+        "bootstrap": Option(int, 1000),  # resamples for the 95% intervals (seeded by seed); 0: none
         "html": Option(bool, False),
     },
 }

@@ -32,6 +32,7 @@ from ..io.data import DataSpec
 from ..io.files import atomic_output, remove_leftover_temporaries, sha256_file
 from ..io.layouts import read_layout
 from ..io.locks import FolderLock
+from ..method.metrics import Bootstrap
 from ..method.objectives import ObjectiveOptions
 from .config import RunConfig, schedule
 from .run_state import RunState, StageRecord, fingerprint
@@ -234,8 +235,9 @@ def _run_pass(runner: _Runner) -> RunResult:
         for key in ("target", "groups", "image_size", "seed", "include", "exclude", "arch")
     }
 
-    # what an evaluation's numbers depend on: not the batch size nor the HTML page, so changing
-    # those does not re-evaluate every iteration's model (which keep_artifacts: last may have deleted)
+    # what an evaluation's numbers depend on: not the batch size, the HTML page nor the bootstrap
+    # (only the report has intervals), so changing those does not re-evaluate every iteration's
+    # model (which keep_artifacts: last may have deleted)
     evaluation = {key: sections["report"][key] for key in ("split", "min_group_size")}
     model_path, model_sha = start, sha256_file(start)
     masks_path, masks_sha = None, None
@@ -392,6 +394,7 @@ def _evaluate(runner: _Runner, model: Path) -> dict:
         model=runner.model(model),
         data=runner.data(options["split"], min_group_size=options["min_group_size"]),
         loading=runner.loading(options["batch_size"]),
+        bootstrap=Bootstrap(resamples=0),  # the history keeps no intervals
         precision=runner.precision(),
         progress=runner.progress,
     ).report
@@ -409,6 +412,7 @@ def _write_report(runner: _Runner, final: Path, start: Path, history, rates, out
         data=runner.data(options["split"], min_group_size=options["min_group_size"]),
         baseline=runner.model(start),
         loading=runner.loading(options["batch_size"]),
+        bootstrap=Bootstrap(resamples=options["bootstrap"], seed=settings["seed"]),
         precision=runner.precision(),
         progress=runner.progress,
     ).report
