@@ -131,6 +131,16 @@ def test_baseline_methods_skip_scoring(tiny_run):
         ({"iterations": 3}, "set 'keep_per_iter' or 'iterations', not both"),
         ({"rate": 1.0}, "'rate' must be in (0, 1)"),
         ({"colour": "red"}, "unknown key 'colour'"),
+        ({"finetune__epochs": -2}, "'finetune.epochs' must be at least 0, got -2"),
+        ({"score__max_batches": 0}, "'score.max_batches' must be at least 1, got 0"),
+        ({"final_finetune__lr": 0}, "'final_finetune.lr' must be positive, got 0.0"),
+        ({"finetune__dro_step": -0.1}, "'finetune.dro_step' must be positive"),
+        ({"prune__min_layer_density": 1.5}, "'prune.min_layer_density' must be in [0, 1], got 1.5"),
+        ({"report__bootstrap": -1}, "'report.bootstrap' must be at least 0"),
+        ({"finetune__lr_milestones": ["a"]}, "'finetune.lr_milestones[0]' must be int, got 'a'"),
+        ({"finetune__lr_milestones": [0]}, "'finetune.lr_milestones[0]' must be at least 1, got 0"),
+        ({"finetune__lr_milestones": [1, 5]}, "'finetune.lr_milestones' must be increasing epochs below 'finetune.epochs' (1)"),
+        ({"exclude": [3]}, "'exclude[0]' must be text, got 3"),
     ],
 )
 def test_bad_configs_name_the_key(tiny_run, change, message):
@@ -138,6 +148,14 @@ def test_bad_configs_name_the_key(tiny_run, change, message):
     with pytest.raises(InputError) as error:
         load_config(tiny_run)
     assert message in str(error.value) and str(tiny_run) in str(error.value)
+
+
+def test_out_of_range_override_names_the_set_not_a_flag(tiny_run, cli):
+    with pytest.raises(InputError) as error:
+        load_config(tiny_run, overrides=["score.batch_size=0"])
+    assert str(error.value) == "--set score.batch_size=0: 'score.batch_size' must be at least 1, got 0"
+    result = cli("run", tiny_run, "--set", "finetune.epochs=-2")
+    assert result.code == 2 and "'finetune.epochs' must be at least 0" in result.err and "Traceback" not in result.err
 
 
 def test_missing_key_and_broken_yaml(tmp_path):

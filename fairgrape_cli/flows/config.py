@@ -20,19 +20,26 @@ class Option:
     default: Any = None
     required: bool = False
     choices: tuple[str, ...] | None = None
+    minimum: float | None = None  # the smallest value allowed
+    above: float | None = None  # values must be greater than this (lr > 0)
+    maximum: float | None = None  # the largest value allowed
+    items: Option | None = None  # what each item of a list must be
+
+
+_NAME = Option(str)  # a list item: text
 
 
 _FINETUNE_OPTIONS = {
     "split": Option(str),
     "val_split": Option(str),
-    "batch_size": Option(int, 64),
-    "epochs": Option(int, 3),
-    "lr": Option(float, 1e-4),
-    "lr_milestones": Option(list, []),
-    "lr_gamma": Option(float, 0.1),
+    "batch_size": Option(int, 64, minimum=1),
+    "epochs": Option(int, 3, minimum=0),  # 0: no fine-tuning
+    "lr": Option(float, 1e-4, above=0),
+    "lr_milestones": Option(list, [], items=Option(int, minimum=1)),  # increasing, below epochs
+    "lr_gamma": Option(float, 0.1, above=0),
     "augment": Option(bool, True),
     "objective": Option(str, "erm", choices=("erm", "balanced", "group-dro")),
-    "dro_step": Option(float, 0.1),
+    "dro_step": Option(float, 0.1, above=0),
     "balance_unit": Option(str, "group", choices=("group", "cell")),
     "balance_by": Option(str, "sampling", choices=("sampling", "weights")),
 }
@@ -47,18 +54,18 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "labels": Option(str),
         "target": Option((str, list)),  # a class column; several binary attributes; or "all"
         "groups": Option((str, list), required=True),
-        "image_size": Option(int),
+        "image_size": Option(int, minimum=8),
         "method": Option(str, "fairgrape", choices=("fairgrape", "taylor", "magnitude", "random")),
         "rate": Option(float, required=True),
         "keep_per_iter": Option(float),
-        "iterations": Option(int),
-        "seed": Option(int, 0),
+        "iterations": Option(int, minimum=1),
+        "seed": Option(int, 0, minimum=0),
         "output": Option(str),
         "device": Option(str, "auto", choices=("auto", "cpu", "cuda", "mps")),
         "precision": Option(str, "fp32", choices=("fp32", "bf16")),  # fine-tuning and evaluation
-        "workers": Option(int),
-        "include": Option(list, []),
-        "exclude": Option(list, []),
+        "workers": Option(int, minimum=0),
+        "include": Option(list, [], items=_NAME),
+        "exclude": Option(list, [], items=_NAME),
         # leave out images that cannot be read, in every stage (score.skip_bad_images: the same, older)
         "skip_bad_images": Option(bool, False),
         # last: an iteration's files are deleted once the next iteration finished; all: kept
@@ -66,25 +73,25 @@ SCHEMA: dict[str, dict[str, Option]] = {
     },
     "score": {
         "split": Option(str),
-        "batch_size": Option(int, 64),
-        "max_batches": Option(int),
-        "samples_per_group": Option(int),
-        "min_group_size": Option(int, 1),
+        "batch_size": Option(int, 64, minimum=1),
+        "max_batches": Option(int, minimum=1),
+        "samples_per_group": Option(int, minimum=1),
+        "min_group_size": Option(int, 1, minimum=1),
         "dtype": Option(str, "float32", choices=("float32", "float16", "bfloat16")),
         "skip_bad_images": Option(bool, False),
     },
     "prune": {
         "scope": Option(str, "layer", choices=("layer", "global")),
-        "min_layer_density": Option(float, 0.01),
+        "min_layer_density": Option(float, 0.01, minimum=0, maximum=1),
         "granularity": Option(str, "weight", choices=("weight", "channel")),
     },
     "finetune": _FINETUNE_OPTIONS,
     "final_finetune": _FINETUNE_OPTIONS,
     "report": {
         "split": Option(str),
-        "batch_size": Option(int, 64),
-        "min_group_size": Option(int, 1),
-        "bootstrap": Option(int, 1000),  # resamples for the 95% intervals (seeded by seed); 0: none
+        "batch_size": Option(int, 64, minimum=1),
+        "min_group_size": Option(int, 1, minimum=1),
+        "bootstrap": Option(int, 1000, minimum=0),  # resamples for the 95% intervals (seeded by seed); 0: none
         "html": Option(bool, False),
     },
 }
@@ -155,6 +162,8 @@ def load_config(path: str | Path, *, overrides: Sequence[str] = ()) -> RunConfig
             settings[key] = str(base / settings[key])
     settings["output"] = str(base / (settings.get("output") or f"runs/{path.stem}"))
     _check_schedule(settings, origins)
+    for name in ("finetune", "final_finetune"):
+        _check_milestones(sections[name], name, origins)
     return RunConfig(path=path, settings=settings, sections=sections, set_by=origins.set_by)
 
 
@@ -229,7 +238,26 @@ def _typed(value: Any, option: Option, key: str, where: str) -> Any:
         raise InputError(f"{where}: '{key}' must be {names}, got {value!r}")
     if option.choices is not None and value not in option.choices:
         raise InputError(f"{where}: '{key}' must be one of {', '.join(option.choices)}, got {value!r}")
+    if isinstance(value, (int, float)) and not is_bool:
+        _check_range(value, option, key, where)
+    if option.items is not None and isinstance(value, list):
+        value = [_typed(item, option.items, f"{key}[{i}]", where) for i, item in enumerate(value)]
     return value
+
+
+def _check_range(value: float, option: Option, key: str, where: str) -> None:
+    low, high = option.minimum, option.maximum
+    if low is not None and high is not None:
+        wanted, fits = f"in [{low:g}, {high:g}]", low <= value <= high
+    elif low is not None:
+        wanted, fits = f"at least {low:g}", value >= low
+    elif option.above is not None:
+        wanted = "positive" if option.above == 0 else f"more than {option.above:g}"
+        fits = value > option.above
+    else:
+        return
+    if not fits:
+        raise InputError(f"{where}: '{key}' must be {wanted}, got {value!r}")
 
 
 def _check_schedule(settings: dict, origins: _Origins) -> None:
@@ -241,8 +269,16 @@ def _check_schedule(settings: dict, origins: _Origins) -> None:
         raise InputError(f"{where}: set 'keep_per_iter' or 'iterations', not both")
     if keep is not None and not 0.0 < keep < 1.0:
         raise InputError(f"{origins.of('keep_per_iter')}: 'keep_per_iter' must be in (0, 1), got {keep}")
-    if iterations is not None and iterations < 1:
-        raise InputError(f"{origins.of('iterations')}: 'iterations' must be at least 1, got {iterations}")
+
+
+def _check_milestones(options: dict, section: str, origins: _Origins) -> None:
+    epochs, milestones = options["epochs"], options["lr_milestones"]
+    if epochs and (milestones != sorted(set(milestones)) or any(m >= epochs for m in milestones)):
+        key = f"{section}.lr_milestones"
+        raise InputError(
+            f"{origins.of(key)}: '{key}' must be increasing epochs below '{section}.epochs' ({epochs}), "
+            f"got {milestones}"
+        )
 
 
 def schedule(rate: float, *, keep_per_iter: float | None = None, iterations: int | None = None) -> list[float]:
