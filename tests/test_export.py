@@ -8,6 +8,7 @@ import re
 import sys
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -59,7 +60,7 @@ def test_sparse_round_trip_is_bit_exact_and_recovers_the_masks(pruned, cli):
     out = pruned / "export" / "model.safetensors"
     result = cli("export", pruned / "pruned.pt", "-o", out)
     assert result.code == 0, result
-    assert "bit-exact" in result.err and "of the dense checkpoint" in result.err
+    assert "bit-exact" in result.err and f"of the input checkpoint {pruned / 'pruned.pt'}" in result.err
 
     loaded, dense = load_checkpoint(out), load_checkpoint(pruned / "pruned.pt")
     assert loaded.kind == "sparse" and loaded.arch == dense.arch and loaded.classes == dense.classes
@@ -210,6 +211,27 @@ def test_a_failed_check_exits_1_and_leaves_no_file(pruned, cli, tmp_path, monkey
     assert list(tmp_path.iterdir()) == []  # neither the file nor its temporary
 
 
+def _boom(*args, **kwargs):
+    raise RuntimeError("cannot handle this model\nsecond line of the tracer's story")
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_an_exporter_or_onnxruntime_that_fails_exits_1_in_one_line(fmt, pruned, cli, tmp_path, monkeypatch):
+    """A model torch.jit.trace cannot trace, a graph onnxruntime rejects: exit 1 naming the cause."""
+    if fmt == "torchscript":
+        monkeypatch.setattr(torch.jit, "trace", _boom)
+        cause = "torch.jit.trace failed (cannot handle this model)"
+    else:
+        pytest.importorskip("onnx")
+        monkeypatch.setitem(sys.modules, "onnxruntime", SimpleNamespace(InferenceSession=_boom))
+        cause = "onnxruntime cannot run the exported graph (cannot handle this model)"
+    result = cli("export", pruned / "pruned.pt", "-o", tmp_path / f"model.{fmt}")
+    assert result.code == 1, result
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and cause in lines[0] and "Traceback" not in result.err, result
+    assert list(tmp_path.iterdir()) == []  # neither the file nor its temporary
+
+
 def test_the_suffix_picks_the_format():
     assert choose_format(None, Path("a.safetensors")) == "sparse"
     assert choose_format(None, Path("a.onnx")) == "onnx"
@@ -231,6 +253,7 @@ def test_the_suffix_picks_the_format():
         ("over-the-input", "would overwrite"),
         ("values-not-sparse", "--values"),
         ("bad-values", "--values"),
+        ("labels-without-data", "pass --data"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(case, flag, pruned, cli, tmp_path):
@@ -249,6 +272,7 @@ def test_bad_input_exits_2_with_one_line(case, flag, pruned, cli, tmp_path):
         "over-the-input": [model, "-o", model, "--format", "torchscript"],
         "values-not-sparse": [model, "-o", tmp_path / "x.onnx", "--values", "float16"],
         "bad-values": [model, "-o", tmp_path / "x.safetensors", "--values", "int8"],
+        "labels-without-data": [model, "-o", tmp_path / "x.safetensors", "--labels", tmp_path / "a-file"],
     }[case]
     before = sorted(tmp_path.iterdir())
     result = cli("export", *args)

@@ -80,7 +80,7 @@ class ExportSummary:
     output: Path
     format: str
     bytes: int
-    reference: str  # what the size is compared with: the dense checkpoint, or its dense weights
+    reference: str  # what the size is compared with: the input checkpoint, or its weights stored densely
     reference_bytes: int
     check: Check
     details: dict[str, Any] = field(default_factory=dict)
@@ -141,7 +141,10 @@ def _check_sparse(job: ExportJob, path: Path) -> Check:
 def _write_torchscript(job: ExportJob, path: Path) -> dict[str, Any]:
     with warnings.catch_warnings():  # TracerWarnings, deprecation: the check below decides
         warnings.simplefilter("ignore")
-        traced = torch.jit.trace(job.checkpoint.model, job.batch, check_trace=False)
+        try:
+            traced = torch.jit.trace(job.checkpoint.model, job.batch, check_trace=False)
+        except Exception as error:  # the tracer raises many types (data-dependent control flow, ...)
+            raise ExportFailed(f"torch.jit.trace failed ({_first_line(error)})") from error
     like = replace(job.checkpoint, kind="torchscript", image_size=job.image_size)
     ckpt.save_checkpoint(path, traced, like=like, classes=job.checkpoint.classes, provenance=job.provenance)
     return {"method": "torch.jit.trace"}
@@ -222,8 +225,11 @@ def _check_onnx(job: ExportJob, path: Path) -> Check:
         import onnxruntime
     except ImportError:
         return Check(None, "check skipped: onnxruntime is not installed (pip install 'fairgrape[export]')")
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (logits,) = session.run(["logits"], {"images": job.batch.numpy()})
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        (logits,) = session.run(["logits"], {"images": job.batch.numpy()})
+    except Exception as error:  # onnxruntime's own exception types: a graph it rejects or cannot run
+        return Check(False, f"onnxruntime cannot run the exported graph ({_first_line(error)})")
     return _compare_logits(torch.from_numpy(logits), job, "onnxruntime")
 
 
@@ -272,6 +278,8 @@ def export(
         raise InputError(f"--values {values} applies to --format sparse only")
     if batch_size < 1:
         raise InputError(f"--batch-size {batch_size}: must be at least 1")
+    if labels is not None and data is None:
+        raise InputError(f"--labels {labels} names the labels of --data's images; pass --data FOLDER too")
     chosen.needs()
     output = output or Path(chosen.default_name.format(stem=model.path.stem))
     refuse_overwriting_inputs([output], [model.path, labels])
@@ -297,7 +305,7 @@ def export(
         check = chosen.check(job, tmp)
         if check.passed is False:
             raise ExportFailed(f"{output} not written: {check.text}")
-    reference, reference_bytes = _dense_reference(checkpoint)
+    reference, reference_bytes = _reference_size(checkpoint)
     return ExportSummary(
         output=output, format=name, bytes=output.stat().st_size, reference=reference,
         reference_bytes=reference_bytes, check=check, details=details,
@@ -393,13 +401,14 @@ def _provenance(checkpoint: ckpt.Checkpoint, output: Path, name: str, values: st
     return {key: value for key, value in provenance.items() if value is not None}
 
 
-def _dense_reference(checkpoint: ckpt.Checkpoint) -> tuple[str, int]:
-    """The dense checkpoint the export is measured against: the input file when it is one, else
-    the bytes of its dense weights (what a dense safetensors checkpoint holds)."""
+def _reference_size(checkpoint: ckpt.Checkpoint) -> tuple[str, int]:
+    """What the export is measured against: the input file when it is a checkpoint storing its
+    weights densely (pruned or slim, it may be smaller than the model it came from), else the
+    bytes of its weights stored densely (what a plain safetensors checkpoint holds)."""
     if checkpoint.kind in ("native", "state_dict"):
-        return f"the dense checkpoint {checkpoint.path}", checkpoint.path.stat().st_size
+        return f"the input checkpoint {checkpoint.path}", checkpoint.path.stat().st_size
     dense = sum(tensor.numel() * tensor.element_size() for tensor in _state_dict(checkpoint.model).values())
-    return "the dense weights", dense
+    return "its weights stored densely", dense
 
 
 def _state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
