@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fairgrape_cli.flows import experiment
+from fairgrape_cli.flows import experiment, synthetic
 from fairgrape_cli.flows.synthetic import TINY_ARCH, SyntheticSpec
 
 SMALL_DEMO = replace(
@@ -56,6 +57,31 @@ def test_demo_reuses_what_it_already_built(tmp_path, cli, monkeypatch):
     assert second.code == 0 and model.stat().st_mtime_ns == before
     assert "drop_gap" in second.out
 
+
+
+def test_a_dataset_stopped_while_writing_its_labels_leaves_none(tmp_path, monkeypatch):
+    """The demo reuses a folder whose labels.csv exists: a stop mid-write must not leave half of one."""
+    real_writer = csv.writer
+
+    class Interrupted:
+        def __init__(self, handle):
+            self.inner = real_writer(handle)
+
+        def writerow(self, row):
+            self.inner.writerow(row)
+
+        def writerows(self, rows):
+            self.inner.writerows(list(rows)[:5])
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(synthetic.csv, "writer", Interrupted)
+    spec = SyntheticSpec(per_split=(("train", 8), ("test", 4)))
+    with pytest.raises(KeyboardInterrupt):
+        synthetic.make_biased_dataset(tmp_path / "data", spec)
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["images"]  # no labels.csv, no temporary
+    monkeypatch.setattr(synthetic.csv, "writer", real_writer)
+    synthetic.make_biased_dataset(tmp_path / "data", spec)
+    assert len((tmp_path / "data/labels.csv").read_text().splitlines()) == 13
 
 
 def test_demo_refuses_a_folder_made_with_other_settings_and_a_file(tmp_path, cli, monkeypatch):

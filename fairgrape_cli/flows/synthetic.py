@@ -18,6 +18,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ..io.files import atomic_output
+
 
 @dataclass(frozen=True)
 class SyntheticSpec:
@@ -75,7 +77,9 @@ def make_biased_dataset(root: str | Path, spec: SyntheticSpec = SyntheticSpec())
             Image.fromarray(synthetic_image(group, label, spec, rng)).save(root / name)
             rows.append((name, spec.classes[label], spec.groups[group], split))
             counter += 1
-    with open(root / "labels.csv", "w", newline="", encoding="utf-8") as handle:
+    # atomically, and last: the demo reuses a folder whose labels.csv exists, so a run killed here
+    # must leave none (the next run makes the folder again) rather than half of one
+    with atomic_output(root / "labels.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "label", "group", "split"])
         writer.writerows(rows)
