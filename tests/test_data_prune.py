@@ -5,8 +5,11 @@ where it came from, and one-line errors for bad input."""
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -220,6 +223,25 @@ def test_same_seed_same_manifest_and_uniform_keeps_d_per_class(tmp_path, cli, bi
     assert outputs[0] == outputs[1] and outputs[0] != outputs[2]
     plan = json.loads((tmp_path / "a.plan.json").read_text())
     assert [u["quota"] for u in plan["units"]] == [0.3, 0.3] and plan["kept"] == kept_total(48, 0.3)
+
+
+def test_a_plan_that_cannot_be_written_leaves_the_previous_manifest(tmp_path, cli, biased_data, tiny_model_path,
+                                                                    monkeypatch):
+    """The manifest and its plan appear together or not at all (a full disk while writing the plan)."""
+    (tmp_path / "a.csv").write_text("previous manifest")
+    write_text = Path.write_text
+
+    def disk_full_for_the_plan(self, text, *args, **kwargs):
+        if self.name.startswith(".a.plan.json."):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write_text(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", disk_full_for_the_plan)
+    result = cli("data-prune", tiny_model_path, biased_data, "--keep", "0.3", "--workers", "0", "-q",
+                 "-o", tmp_path / "a.csv", cwd=tmp_path)  # fmt: skip
+    assert result.code == 1 and "a.plan.json" in result.err, result
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv"]  # no plan, no temporaries
+    assert (tmp_path / "a.csv").read_text() == "previous manifest"
 
 
 def test_bad_input_exits_2_with_one_line(tmp_path, cli, biased_data, tiny_model_path):

@@ -24,7 +24,7 @@ from .._progress import NoProgress, ProgressSink
 from ..devices import resolve_device
 from ..errors import InputError
 from ..io.data import DataSpec
-from ..io.files import record_path, refuse_overwriting_inputs, sha256_file, write_text_atomically
+from ..io.files import all_or_none, record_path, refuse_overwriting_inputs, sha256_file, write_text_atomically
 from ..io.images import Normalizer
 from ..io.layouts import read_layout
 from ..io.tables import RawTable, read_csv_rows
@@ -219,11 +219,12 @@ def data_prune(
             ],
         }
 
-    write_text_atomically(output, text)
     plan_record = record(plan_file)
-    write_text_atomically(plan_file, json.dumps(plan_record, indent=1) + "\n")
-    if json_output is not None:
-        write_text_atomically(json_output, json.dumps(record(Path(json_output)), indent=1) + "\n")
+    with all_or_none():  # the manifest and the plan that describes it, or neither (a full disk)
+        write_text_atomically(output, text)
+        write_text_atomically(plan_file, json.dumps(plan_record, indent=1) + "\n")
+        if json_output is not None:
+            write_text_atomically(json_output, json.dumps(record(Path(json_output)), indent=1) + "\n")
     return DataPruneSummary(output, plan_file, plan_record, skipped, time.perf_counter() - started)
 
 
