@@ -111,12 +111,15 @@ def test_labels_come_from_pruning_then_run_then_file_and_are_made_unique():
         make_report(BASE, pruning={"method": "fairgrape", "rate": "0.9", "scope": "layer", "density": "0.1"}),
         make_report(BASE, pruning={"method": "fairgrape", "rate": "0.90", "scope": "layer", "density": "0.1"}),
         make_report(BASE, pruning={"method": "taylor", "rate": "0.9", "scope": "global", "density": "0.1"}),
+        make_report(BASE, pruning={"method": "fairgrape", "rate": 0.9, "density": 0.1, "granularity": "channel"}),
+        make_report(BASE, pruning={"method": "fairgrape", "rate": 0.9, "density": 0.1, "granularity": "weight"}),
         with_history(make_report(BASE)),
         make_report(BASE),
     ]
-    sources = ["a/report.json", "b/report.json", "c.json", "run/report.json", "dense.json"]
+    sources = ["a/report.json", "b/report.json", "c.json", "ch.json", "w.json", "run/report.json", "dense.json"]
     labels = [entry["label"] for entry in compare_reports(reports, sources=sources)["entries"]]
-    assert labels == ["fairgrape 0.9", "fairgrape 0.9 (2)", "taylor 0.9 global", "fairgrape 0.99", "dense"]
+    assert labels == ["fairgrape 0.9", "fairgrape 0.9 (2)", "taylor 0.9 global", "fairgrape 0.9 channel",
+                      "fairgrape 0.9 (3)", "fairgrape 0.99", "dense"]  # fmt: skip
 
 
 def test_given_labels_are_used_and_must_match_the_report_count():

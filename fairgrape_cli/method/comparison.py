@@ -218,6 +218,8 @@ def _default_label(report: dict, source: str) -> str:
                 label += f" {_short_number(settings['rate'])}"
             if settings.get("scope") not in (None, "layer"):  # layer is the default scope
                 label += f" {settings['scope']}"
+            if settings.get("granularity") == "channel":  # weight is the default granularity
+                label += " channel"
             return label
     return Path(source).stem
 
