@@ -1,10 +1,10 @@
-"""Which rows go into which batch: group-pure batches for scoring, shuffled ones for training,
-sequential ones for evaluation. Row indices only; no images."""
+"""Which rows go into which batch: group-pure batches for scoring, sequential ones for evaluation,
+and each process's share of them under torchrun. Row indices only; no images. (Training draws its
+batches in method/objectives, as its objective asks.)"""
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 
 def group_pure_batches(
@@ -32,11 +32,6 @@ def group_pure_batches(
             chunks = chunks[:max_batches]
         batches.extend((group, chunk.tolist()) for chunk in chunks)
     return batches
-
-
-def shuffled_batches(num_rows: int, batch_size: int, generator: torch.Generator) -> list[list[int]]:
-    order = torch.randperm(num_rows, generator=generator).tolist()
-    return [order[start : start + batch_size] for start in range(0, num_rows, batch_size)]
 
 
 def sequential_batches(num_rows: int, batch_size: int) -> list[list[int]]:
