@@ -67,6 +67,29 @@ def test_groups_is_not_marked_required_where_it_is_optional(cli, wide):
     assert "[required]" not in line
 
 
+def _option_line(cli, command: str, flag: str) -> str:
+    return next(line for line in cli(command, "--help").out.splitlines() if f"│ {flag}" in line)
+
+
+def test_finetune_groups_says_its_default(cli, wide):
+    assert "[default: the groups the masks record]" in _option_line(cli, "finetune", "--groups")
+
+
+@pytest.mark.parametrize(
+    "command,default",
+    [("score", "train, else every row"), ("finetune", "train, else every row"),
+     ("report", "test, else val, else every row")],
+)  # fmt: skip
+def test_split_states_each_commands_default(cli, wide, command, default):
+    assert f"[default: {default}]" in _option_line(cli, command, "--split")
+
+
+def test_data_prune_target_offers_one_class_column_only(cli, wide):
+    line = _option_line(cli, "data-prune", "--target")
+    assert "Class label column" in line and "Smiling" not in line and "'all'" not in line
+    assert "'all'" in _option_line(cli, "score", "--target")
+
+
 def test_a_missing_argument_is_named_as_in_the_usage_line(cli):
     result = cli("score")
     assert result.code == 2 and "Missing argument 'MODEL'" in result.err

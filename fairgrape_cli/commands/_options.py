@@ -58,40 +58,45 @@ TrustCheckpoint = Annotated[
 ]
 
 # data
-Groups = Annotated[
-    Optional[str],
-    typer.Option(
-        "--groups",
-        "-g",
-        help="Group column; 'race,gender' for intersectional groups.",
-        rich_help_panel="Data",
-    ),
-]
+def _groups(note: str = ""):
+    return Annotated[
+        Optional[str],
+        typer.Option(
+            "--groups", "-g", help=f"Group column; 'race,gender' for intersectional groups.{note}", rich_help_panel="Data"
+        ),
+    ]
+
+
+Groups = _groups()
 # score and report cannot do without groups; they check it themselves (not typer) so that the
 # error can list the data's columns
-RequiredGroups = Annotated[
-    Optional[str],
-    typer.Option(
-        "--groups",
-        "-g",
-        help="Group column; 'race,gender' for intersectional groups.  [required]",
-        rich_help_panel="Data",
-    ),
-]
-Target = Annotated[
-    Optional[str],
-    typer.Option(
-        "--target",
-        "-t",
-        help="Class label column [default: label]; or several binary attribute columns of one "
-        "multi-label head, 'Smiling,Young' or 'all' (every column but the groups).",
-        rich_help_panel="Data",
-    ),
-]
-Split = Annotated[
-    Optional[str],
-    typer.Option("--split", help="Rows of this split (train/val/test) when the data has splits.", rich_help_panel="Data"),
-]
+RequiredGroups = _groups("  [required]")
+MasksGroups = _groups(" [default: the groups the masks record]")  # finetune
+
+
+def _target(help: str):
+    return Annotated[Optional[str], typer.Option("--target", "-t", help=help, rich_help_panel="Data")]
+
+
+Target = _target(
+    "Class label column [default: label]; or several binary attribute columns of one multi-label head, "
+    "'Smiling,Young' or 'all' (every column but the groups)."
+)
+ClassTarget = _target("Class label column [default: label].")  # data-prune: one class column
+
+
+def _split(default: str):
+    return Annotated[
+        Optional[str],
+        typer.Option(
+            "--split", help=f"Rows of this split when the data has a split column [default: {default}].",
+            rich_help_panel="Data",
+        ),
+    ]
+
+
+TrainSplit = _split("train, else every row")  # score, finetune
+TestSplit = _split("test, else val, else every row")  # report
 Labels = Annotated[
     Optional[Path],
     typer.Option("--labels", help="Manifest CSV to use instead of DATA/labels.csv.", rich_help_panel="Data"),

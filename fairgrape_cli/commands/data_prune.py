@@ -41,7 +41,7 @@ def data_prune(
         typer.Option("--output", "-o", help="Manifest to write [default: DATA's manifest name + '-pruned', e.g. data/labels-pruned.csv]."),
     ] = None,
     json_output: Annotated[Optional[Path], typer.Option("--json", help="Also write the plan as JSON.")] = None,
-    target: opt.Target = None,
+    target: opt.ClassTarget = None,
     split: Annotated[
         Optional[str], typer.Option("--split", help="Split that is pruned [default: train].", rich_help_panel="Data")
     ] = None,

@@ -41,7 +41,7 @@ def finetune(
             rich_help_panel="Objective",
         ),
     ] = "erm",
-    groups: opt.Groups = None,
+    groups: opt.MasksGroups = None,
     dro_step: Annotated[
         float,
         typer.Option("--dro-step", help="group-dro: step of the exponentiated-gradient update of the group weights.", rich_help_panel="Objective"),
@@ -56,7 +56,7 @@ def finetune(
     ] = "sampling",
     output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint to write.")] = Path("finetuned.pt"),
     target: opt.Target = None,
-    split: opt.Split = None,
+    split: opt.TrainSplit = None,
     labels: opt.Labels = None,
     image_size: opt.ImageSize = None,
     batch_size: opt.BatchSize = 64,

@@ -33,7 +33,7 @@ def report(
         typer.Option("--bootstrap", help="Resamples for the 95% intervals (images resampled within each group); 0: none."),
     ] = 1000,
     target: opt.Target = None,
-    split: opt.Split = None,
+    split: opt.TestSplit = None,
     labels: opt.Labels = None,
     image_size: opt.ImageSize = None,
     min_group_size: opt.MinGroupSize = 1,

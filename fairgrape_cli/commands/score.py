@@ -15,7 +15,7 @@ def score(
     data: Annotated[Path, typer.Argument(help="Group-labelled image folder.")],
     groups: opt.RequiredGroups = None,
     target: opt.Target = None,
-    split: opt.Split = None,
+    split: opt.TrainSplit = None,
     labels: opt.Labels = None,
     image_size: opt.ImageSize = None,
     batch_size: opt.BatchSize = 64,
