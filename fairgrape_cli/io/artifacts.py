@@ -93,11 +93,28 @@ class LazyTensors(Mapping):
         return key in self._known
 
 
-class UnscaledTensors(Mapping):
+class _TensorView(Mapping):
+    """A mapping of tensors that changes each tensor as it is looked up (its ``__getitem__``);
+    the keys are those of the mapping it wraps."""
+
+    def __init__(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        self._tensors = tensors
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tensors)
+
+    def __len__(self) -> int:
+        return len(self._tensors)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._tensors
+
+
+class UnscaledTensors(_TensorView):
     """Float16 importance read back as float32 with each layer's stored scale divided out."""
 
     def __init__(self, tensors: Mapping[str, torch.Tensor], scales: Mapping[str, float]) -> None:
-        self._tensors = tensors
+        super().__init__(tensors)
         self._scales = scales
 
     def __getitem__(self, key: str) -> torch.Tensor:
@@ -105,38 +122,20 @@ class UnscaledTensors(Mapping):
         scale = self._scales.get(key)
         return values if scale is None else values.to(torch.float32) / scale  # never in place
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._tensors)
 
-    def __len__(self) -> int:
-        return len(self._tensors)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._tensors
-
-
-class CheckedImportance(Mapping):
+class CheckedImportance(_TensorView):
     """Importance refused layer by layer as it is read (lazily: one pass over a layer already in
     memory, nothing read twice): NaN or infinite values, and negative ones, which squared gradient
     products cannot be (a file from another tool, or a broken one). Each is named by its layer."""
 
     def __init__(self, tensors: Mapping[str, torch.Tensor], path: Path) -> None:
-        self._tensors = tensors
+        super().__init__(tensors)
         self.path = path
 
     def __getitem__(self, key: str) -> torch.Tensor:
         values = self._tensors[key]
         check_importance_values(values, key=key, path=self.path)
         return values
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._tensors)
-
-    def __len__(self) -> int:
-        return len(self._tensors)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._tensors
 
 
 def check_importance_values(values: torch.Tensor, *, key: str, path: Path) -> None:
