@@ -10,13 +10,14 @@ import shutil
 import pytest
 import torch
 import yaml
-from greedy_reference import reference_keep
 
 from fairgrape_cli.flows.synthetic import TinyCNN
 from fairgrape_cli.io.artifacts import read_masks
 from fairgrape_cli.io.checkpoints import load_checkpoint, prunable_parameters, save_checkpoint
 from fairgrape_cli.method.channel_groups import ChannelGraph
 from fairgrape_cli.method.units import select_units, unit_importance, unit_norms
+
+from greedy_reference import reference_keep
 
 EXAMPLE = torch.zeros(1, 3, 32, 32)
 

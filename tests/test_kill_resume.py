@@ -16,11 +16,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny_runs import QUICK, run_folder
 
 from fairgrape_cli.flows.config import load_config
 from fairgrape_cli.flows.pipeline import run_schedule
 from fairgrape_cli.io.files import sha256_file
+
+from tiny_runs import QUICK, run_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 HOOKS = Path(__file__).resolve().parent / "kill_hooks"

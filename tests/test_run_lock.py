@@ -11,10 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny_runs import QUICK, run_folder
 
 from fairgrape_cli.errors import InputError
 from fairgrape_cli.io.locks import FolderLock
+
+from tiny_runs import QUICK, run_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 HOLD = "import sys; from fairgrape_cli.io.locks import FolderLock; FolderLock(sys.argv[1]).acquire(); print('held', flush=True); sys.stdin.read()"

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 
-from tiny_runs import QUICK, run_folder
-
 from fairgrape_cli.flows.config import load_config
 from fairgrape_cli.flows.pipeline import run_schedule
 from fairgrape_cli.flows.run_state import STATE_VERSION
+
+from tiny_runs import QUICK, run_folder
 
 
 def test_corrupt_or_foreign_state_files_are_refused(tmp_path, cli, tiny_model_path, biased_data):

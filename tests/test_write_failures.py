@@ -14,12 +14,13 @@ import signal
 from pathlib import Path
 
 import pytest
-from tiny_runs import QUICK, run_folder
 
 from fairgrape_cli.errors import OutputError
 from fairgrape_cli.flows.config import load_config
 from fairgrape_cli.flows.pipeline import run_schedule
 from fairgrape_cli.io.files import all_or_none, atomic_output, write_text_atomically
+
+from tiny_runs import QUICK, run_folder
 
 
 def _one_line_failure(result, *fragments: str) -> str:
