@@ -193,6 +193,28 @@ def summarise(rows: list[dict]) -> None:
                 print(f"  {', '.join(key)}: drop_gap {ratio:.2f}x plain magnitude's, accuracy "
                       f"{100 * (m['accuracy'] - plain['accuracy']):+.1f} points")  # fmt: skip
             print()
+    pick_over_datasets(rows)
+
+
+def pick_over_datasets(rows: list[dict]) -> None:
+    """The recipe rule on every run of a rate pooled over the datasets (one recipe for both)."""
+    for rate in dict.fromkeys(row["rate"] for row in rows):
+        recipes = {}
+        for row in rows:
+            if row["rate"] == rate:
+                recipes.setdefault((row["schedule"], row["method"], row["objective"]), []).append(row)
+        means = {
+            key: {name: statistics.fmean(run[name] for run in runs) for name in METRICS}
+            for key, runs in recipes.items()
+        }
+        best = max(m["accuracy"] for m in means.values())
+        near = sorted((m["drop_gap"], key) for key, m in means.items() if m["accuracy"] >= best - 0.01)
+        print(f"## every dataset, rate {rate}: best mean accuracy {100 * best:.1f}%; within 1 point of it:")
+        for gap, key in near:
+            m = means[key]
+            print(f"  {', '.join(key)}: drop_gap {100 * gap:.1f}, accuracy {100 * m['accuracy']:.1f}, "
+                  f"worst group {100 * m['worst_group_accuracy']:.1f} ({len(recipes[key])} runs)")  # fmt: skip
+        print()
 
 
 if __name__ == "__main__":
