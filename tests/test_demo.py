@@ -23,17 +23,24 @@ SMALL_DEMO = replace(
     batch_size=16,
     rate=0.75,
 )
+# the recipe's method and objective on a short schedule: its own (keep 0.9) would take 14 steps here
+SMALL_RECIPES = {**experiment.DEMO_RECIPES, "recommended": replace(experiment.RECOMMENDED, keep_per_iter=0.5)}
+
+
+def _small_demo(monkeypatch, **changes) -> None:
+    monkeypatch.setattr(experiment, "DEMO_SPEC", replace(SMALL_DEMO, **changes))
+    monkeypatch.setattr(experiment, "DEMO_RECIPES", SMALL_RECIPES)
 
 
 def test_demo_compares_magnitude_fairgrape_and_the_recipe_and_explains(tmp_path, cli, monkeypatch):
-    monkeypatch.setattr(experiment, "DEMO_SPEC", SMALL_DEMO)
+    _small_demo(monkeypatch)
     result = cli("demo", "--output", tmp_path / "demo", "--device", "cpu")
     assert result.code == 0, result
     out = result.out
     assert "fairgrape" in out and "magnitude" in out and "recommended" in out and "drop_gap" in out
     assert "What to look at: every model keeps 25% of its weights" in out
     reports = {}
-    for label, recipe in experiment.DEMO_RECIPES.items():
+    for label, recipe in SMALL_RECIPES.items():
         reports[label] = json.loads((tmp_path / f"demo/runs/{label}-0.75/report.json").read_text())
         assert reports[label]["density"] == pytest.approx(0.25, abs=2e-3)
         assert {row["group"] for row in reports[label]["groups"]} == {"majority", "minority"}
@@ -49,7 +56,7 @@ def test_demo_compares_magnitude_fairgrape_and_the_recipe_and_explains(tmp_path,
 
 
 def test_demo_reuses_what_it_already_built(tmp_path, cli, monkeypatch):
-    monkeypatch.setattr(experiment, "DEMO_SPEC", SMALL_DEMO)
+    _small_demo(monkeypatch)
     assert cli("demo", "-o", tmp_path, "--device", "cpu", "-q").code == 0
     model = tmp_path / "model.pt"
     before = model.stat().st_mtime_ns
@@ -85,9 +92,9 @@ def test_a_dataset_stopped_while_writing_its_labels_leaves_none(tmp_path, monkey
 
 
 def test_demo_refuses_a_folder_made_with_other_settings_and_a_file(tmp_path, cli, monkeypatch):
-    monkeypatch.setattr(experiment, "DEMO_SPEC", SMALL_DEMO)
+    _small_demo(monkeypatch)
     assert cli("demo", "-o", tmp_path / "demo", "--device", "cpu", "-q").code == 0
-    monkeypatch.setattr(experiment, "DEMO_SPEC", replace(SMALL_DEMO, seed=1))
+    _small_demo(monkeypatch, seed=SMALL_DEMO.seed + 1)
     stale = cli("demo", "-o", tmp_path / "demo", "--device", "cpu", "-q")
     assert stale.code == 2 and "made with other settings" in stale.err and len(stale.err.strip().splitlines()) == 1
     afile = tmp_path / "notes.txt"

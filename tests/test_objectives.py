@@ -137,6 +137,7 @@ def test_an_objective_without_groups_is_refused_naming_the_flag(magnitude_masks,
     result = cli("finetune", magnitude_masks / "pruned.pt", biased_data, "--masks",
                  magnitude_masks / "masks.safetensors", "--objective", "balanced", "-q")  # fmt: skip
     assert result.code == 2 and "--groups" in result.err and len(result.err.strip().splitlines()) == 1
+    assert "has columns" in result.err and "--groups group" in result.err  # the data's columns, named
     unknown = cli("finetune", magnitude_masks / "pruned.pt", biased_data, "--objective", "fair", "-q")
     assert unknown.code == 2 and "--objective fair" in unknown.err
     with pytest.raises(InputError, match="--dro-step"):

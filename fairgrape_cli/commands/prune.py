@@ -49,7 +49,9 @@ def prune(
     """Choose the weights to keep, with FairGRAPE or a baseline.
 
     FairGRAPE's greedy keeps every group's share of importance in every layer; the baselines are
-    taylor, magnitude and random. Writes masks.safetensors and pruned.pt.
+    taylor, magnitude and random. Writes masks.safetensors and pruned.pt. On our fairness
+    benchmark magnitude pruning with group-balanced fine-tuning protected the worst group best
+    (sample_configs/recommended.yaml; README, "Which recipe protects the worst group").
 
     --granularity channel removes whole channels (each with the channels coupled to it through
     residual additions and BatchNorm), never the classifier's outputs: pruned.pt is the smaller,

@@ -195,15 +195,27 @@ DEMO_SPEC = ExperimentSpec(
         classes=("c0", "c1", "c2", "c3"),
         noise=1.4,
         per_split=(("train", 640), ("val", 160), ("test", 320)),
+        seed=1,
     ),
     arch=WIDE_ARCH,
     dense_epochs=16,
     dense_lr_milestones=(10, 14),
     rate=0.9,
+    # one draw of the benchmark's three: seed 0 was plain magnitude pruning's best (a 3.2-point gap
+    # against 19.2 and 25.0 with seeds 1 and 2), so the demo would show the exception; the demo
+    # prints the three seeds' means (DEMO_EVIDENCE) beside its own numbers
+    seed=1,
 )
-# The recipe benchmarks/fairness.py found best on drop_gap at near-best accuracy (the README has
-# the table); sample_configs/recommended.yaml names the same method, schedule and objective.
-RECOMMENDED = Recipe(method="magnitude", keep_per_iter=0.5, objective="balanced")
+# The recipe benchmarks/fairness.py found best on drop_gap at overall accuracy within 1 point of the
+# best, over both its datasets at rate 0.9 (README.md, "Fine-tuning that protects the worst group",
+# has the table); sample_configs/recommended.yaml names the same method, schedule and objective.
+RECOMMENDED = Recipe(method="magnitude", keep_per_iter=0.9, objective="balanced")
+# benchmarks/fairness.py on the demo's data at rate 0.9, mean over seeds 0 1 2 (README has the table)
+DEMO_EVIDENCE = (
+    "Over three seeds of this data (benchmarks/fairness.py), plain magnitude pruning averaged a 15.8-point "
+    "gap at 92.2% accuracy (worst group 66.6%), FairGRAPE 18.5 points at 71.5% (43.4%), and the "
+    "recommended recipe 5.3 points at 92.9% (77.8%)."
+)
 DEMO_RECIPES = {
     "magnitude": Recipe(method="magnitude"),
     "fairgrape": Recipe(method="fairgrape"),
@@ -228,7 +240,7 @@ def run_demo(
     progress: ProgressSink | None = None,
     on_stage: Callable[[str, bool], None] | None = None,
 ) -> DemoResult:
-    """The demo: biased data, a dense model, the same schedule with each recipe, compared."""
+    """The demo: biased data, a dense model, each recipe at the same rate, compared."""
     from ..io.files import write_text_atomically
     from ..method.comparison import compare_reports
     from ..render.html import history_html

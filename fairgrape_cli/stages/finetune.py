@@ -18,7 +18,7 @@ from ..devices import autocast_for, check_precision, resolve_device, seed_everyt
 from ..errors import InputError
 from ..io import checkpoints as ckpt
 from ..io.artifacts import Artifact, read_masks
-from ..io.data import DataSpec
+from ..io.data import DataSpec, require_groups
 from ..io.files import record_path, refuse_overwriting_inputs, resolve_recorded
 from ..io.images import Normalizer
 from ..method.batches import equal_share_of, sequential_batches, share_of
@@ -119,10 +119,8 @@ def finetune(
             raise InputError("pass DATA: there is no masks file to record it")
         else:
             spec = data
-        if chosen.needs_groups and not spec.group_columns:
-            raise InputError(
-                f"--objective {objective} weighs groups: pass --groups COL (the masks do not record any)"
-            )
+        if chosen.needs_groups:  # the error lists the data's columns
+            require_groups(spec, f"--objective {objective} weighs groups (the masks do not record any)")
         refuse_overwriting_inputs(
             [output], [model.path, masks_artifact.path if masks_artifact else None]
         )
