@@ -125,6 +125,9 @@ def test_every_flag_the_readme_names_exists():
     from torch.distributed.run import get_args_parser  # the README's torchrun lines use its flags
 
     known.update(flag for action in get_args_parser()._actions for flag in action.option_strings)
+    benchmarks = README.parent / "benchmarks"  # and its `python benchmarks/NAME.py --flag` lines theirs
+    for script in benchmarks.glob("*.py"):
+        known.update(re.findall(r"add_argument\(\s*\"(--[a-z-]+)\"", script.read_text(encoding="utf-8")))
     prose = BLOCK.sub("", README.read_text(encoding="utf-8"))  # blocks' fairgrape lines are read below
     named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*[a-z]", " ".join(re.findall(r"`([^`]*)`", prose))))
     named |= {flag for _, block in readme_blocks() for args in command_lines(block) for flag in args if flag.startswith("--")}
