@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 
 from fairgrape_cli import stages
 from fairgrape_cli.errors import InputError
@@ -15,7 +14,7 @@ from fairgrape_cli.flows.config import load_config, schedule
 from fairgrape_cli.flows.pipeline import run_schedule
 from fairgrape_cli.io.artifacts import read_masks
 
-from tiny_runs import QUICK, run_folder
+from tiny_runs import QUICK, edit_config, run_folder
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_configs"
 
@@ -29,17 +28,6 @@ def tiny_run(tmp_path, tiny_model_path, biased_data) -> Path:
     return tmp_path / "tiny.yaml"
 
 
-def _edit(config: Path, **changes) -> None:
-    settings = yaml.safe_load(config.read_text())
-    for key, value in changes.items():
-        section, _, option = key.partition("__")
-        if option:
-            settings.setdefault(section, {})[option] = value
-        else:
-            settings[key] = value
-    config.write_text(yaml.safe_dump(settings))
-
-
 def test_schedule_follows_keep_per_iter_and_stops_at_rate():
     assert schedule(0.9, keep_per_iter=0.5) == [0.5, 0.75, 0.875, 0.9]
     assert schedule(0.5, keep_per_iter=0.9)[-1] == 0.5 and len(schedule(0.5, keep_per_iter=0.9)) == 7
@@ -50,7 +38,7 @@ def test_schedule_follows_keep_per_iter_and_stops_at_rate():
 
 
 def test_tiny_config_runs_resumes_and_keeps_masks_identical(tiny_run):
-    _edit(tiny_run, keep_artifacts="all")  # every iteration's files stay (the default keeps the last's)
+    edit_config(tiny_run, keep_artifacts="all")  # every iteration's files stay (the default keeps the last's)
     config = load_config(tiny_run)
     first = run_schedule(config)
     out = config.output
@@ -77,15 +65,15 @@ def test_tiny_config_runs_resumes_and_keeps_masks_identical(tiny_run):
 
 
 def test_changed_setting_reruns_from_first_affected_stage(tiny_run):
-    _edit(tiny_run, keep_artifacts="all")  # with last, iter-01's deleted files are remade first
+    edit_config(tiny_run, keep_artifacts="all")  # with last, iter-01's deleted files are remade first
     run_schedule(load_config(tiny_run))
-    _edit(tiny_run, finetune__lr=0.001)
+    edit_config(tiny_run, finetune__lr=0.001)
     changed = run_schedule(load_config(tiny_run))
     assert changed.ran[0] == "iter-01/finetune"
     assert "iter-01/score" in changed.skipped and "iter-01/prune" in changed.skipped
     assert "iter-02/score" in changed.ran  # the next iteration scores the new model
 
-    _edit(tiny_run, report__batch_size=8)
+    edit_config(tiny_run, report__batch_size=8)
     evaluation_only = run_schedule(load_config(tiny_run))
     assert all(name.startswith("evaluate") or name == "report" for name in evaluation_only.ran)
     assert evaluation_only.ran
@@ -113,7 +101,7 @@ def test_a_run_stopped_mid_stage_resumes_cleanly(tiny_run, monkeypatch):
 
 
 def test_baseline_methods_skip_scoring(tiny_run):
-    _edit(tiny_run, method="magnitude", rate=0.75)
+    edit_config(tiny_run, method="magnitude", rate=0.75)
     result = run_schedule(load_config(tiny_run))
     out = load_config(tiny_run).output
     assert not list(out.glob("iter-*/importance.safetensors"))
@@ -144,7 +132,7 @@ def test_baseline_methods_skip_scoring(tiny_run):
     ],
 )
 def test_bad_configs_name_the_key(tiny_run, change, message):
-    _edit(tiny_run, **change)
+    edit_config(tiny_run, **change)
     with pytest.raises(InputError) as error:
         load_config(tiny_run)
     assert message in str(error.value) and str(tiny_run) in str(error.value)
@@ -205,10 +193,10 @@ def test_skip_bad_images_applies_to_every_stage(tmp_path, tiny_model_path, biase
     shutil.copy(tiny_model_path, tmp_path / "model.pt")
     shutil.copy(SAMPLES / "tiny.yaml", tmp_path / "tiny.yaml")
     config = tmp_path / "tiny.yaml"
-    _edit(config, keep_per_iter=None, rate=0.5, final_finetune__epochs=0, **setting)
+    edit_config(config, keep_per_iter=None, rate=0.5, final_finetune__epochs=0, **setting)
     result = run_schedule(load_config(config))
     assert "iter-01/finetune" in result.ran and result.report["density"] == pytest.approx(0.5, abs=2e-3)
-    _edit(config, skip_bad_images=False, score__skip_bad_images=False)
+    edit_config(config, skip_bad_images=False, score__skip_bad_images=False)
     with pytest.raises(InputError, match="cannot read image"):
         run_schedule(load_config(config))
 
@@ -219,6 +207,6 @@ def test_report_bootstrap_and_seed_reach_the_report_alone(tmp_path, tiny_model_p
     config = run_folder(tmp_path, "run", tiny_model_path, biased_data, **{**QUICK, "seed": 3, "report__bootstrap": 50})
     first = run_schedule(load_config(config))
     assert {key: first.report["bootstrap"][key] for key in ("resamples", "seed")} == {"resamples": 50, "seed": 3}
-    _edit(config, report__bootstrap=0)
+    edit_config(config, report__bootstrap=0)
     again = run_schedule(load_config(config))
     assert again.ran == ["report"] and "bootstrap" not in again.report

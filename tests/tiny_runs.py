@@ -18,14 +18,21 @@ def run_folder(parent: Path, name: str, model: Path, data: Path, **changes) -> P
     its output is ``parent/name/run``. Folders made side by side record the same relative paths."""
     folder = parent / name
     folder.mkdir()
-    settings = yaml.safe_load(TINY.read_text())
+    config = folder / "config.yaml"
+    shutil.copy(TINY, config)
+    edit_config(config, **changes)
+    shutil.copy(model, folder / "model.pt")
+    (folder / "data").symlink_to(data, target_is_directory=True)
+    return config
+
+
+def edit_config(config: Path, **changes) -> None:
+    """Rewrite the run config ``config`` with ``changes`` (``section__option`` for a section's option)."""
+    settings = yaml.safe_load(config.read_text())
     for key, value in changes.items():
         section, _, option = key.partition("__")
         if option:
             settings.setdefault(section, {})[option] = value
         else:
             settings[key] = value
-    (folder / "config.yaml").write_text(yaml.safe_dump(settings))
-    shutil.copy(model, folder / "model.pt")
-    (folder / "data").symlink_to(data, target_is_directory=True)
-    return folder / "config.yaml"
+    config.write_text(yaml.safe_dump(settings))
