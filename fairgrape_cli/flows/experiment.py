@@ -20,8 +20,9 @@ from ..errors import InputError
 from ..io.checkpoints import build_model
 from ..io.data import DataSpec
 from .config import load_config
+from .photographs import PhotoSpec
 from .pipeline import run_schedule
-from .synthetic import TINY_ARCH, WIDE_ARCH, SyntheticSpec, make_biased_dataset
+from .synthetic import TINY_ARCH, WIDE_ARCH, SyntheticSpec
 
 log = logging.getLogger("fairgrape")
 
@@ -60,7 +61,9 @@ class Recipe:
 
 @dataclass(frozen=True)
 class ExperimentSpec:
-    data: SyntheticSpec = field(default_factory=SyntheticSpec)
+    # the data source: generated images (SyntheticSpec) or real photographs (photographs.PhotoSpec);
+    # either has classes, size and build(root)
+    data: SyntheticSpec | PhotoSpec = field(default_factory=SyntheticSpec)
     arch: str = TINY_ARCH
     dense_epochs: int = 10
     dense_lr: float = 3e-3
@@ -119,7 +122,7 @@ def prepare(directory: Path, spec: ExperimentSpec, *, progress: ProgressSink | N
         log.info("reusing the dataset and the dense model in %s", directory)
     if not (data / "labels.csv").exists():
         log.info("generating the biased dataset in %s", data)
-        make_biased_dataset(data, spec.data)
+        spec.data.build(data)
     if not model.exists():
         log.info("training the dense model (%d epochs) in %s", spec.dense_epochs, model)
         torch.manual_seed(spec.seed)
