@@ -100,6 +100,8 @@ def prepare_data(
     table = load_table(spec, default_split=default_split, multi_label=True if attributes else None)
     for note in table.notes:
         log.info("%s", note)
+    for warning in table.warnings:
+        log.warning("%s", warning)
     known = attributes if table.multi_label else (classes if classes is not None else checkpoint.classes)
     chosen_classes, targets = resolve_classes(
         table, num_classes=checkpoint.num_classes, checkpoint_classes=known, model_name=str(checkpoint.path)
