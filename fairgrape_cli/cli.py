@@ -52,6 +52,7 @@ SHARDED_COMMANDS = ("score", "finetune", "report", "run")
 
 
 def main() -> None:
+    _threads_wait_passively()
     from . import distributed
     from .errors import FairgrapeError
 
@@ -81,6 +82,19 @@ def main() -> None:
         )
     finally:
         distributed.shutdown(after_crash=crashed)
+
+
+def _threads_wait_passively() -> None:
+    """Let torch's idle OpenMP threads sleep rather than spin (unless the user chose otherwise).
+
+    Spinning threads wait for a thread that another process holds off the CPU and burn the
+    time they wait in: on a 2-core machine with two other busy processes a training step took
+    2.5x longer than with passive threads (benchmarks/contention.py). Read once, when torch
+    loads its OpenMP runtime, so this runs before any command imports torch.
+    """
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _refuse_unsharded_command_under_torchrun() -> None:
