@@ -273,3 +273,23 @@ def test_a_missing_groups_flag_lists_the_columns(cli, tiny_model_path, biased_da
     assert result.code == 2 and len(result.err.strip().splitlines()) == 1, result
     assert "--groups is required" in result.err and "columns group, label" in result.err
     assert "e.g. --groups group" in result.err
+
+
+@pytest.mark.parametrize("command, words", [
+    (["report", "m.pt", "data"], "written whole or not at all"),
+    (["run", "config.yaml"], "run the same command again to resume"),
+])  # fmt: skip
+def test_ctrl_c_says_it_interrupted_and_what_is_left(cli, monkeypatch, tmp_path, command, words):
+    """Issue 28 item 11: Ctrl-C ended with exit 130 and no word."""
+    import fairgrape_cli.flows.pipeline as pipeline
+    from fairgrape_cli import stages
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stages, "report", interrupted)
+    monkeypatch.setattr(pipeline, "run_schedule", interrupted)
+    monkeypatch.setattr("fairgrape_cli.flows.config.load_config", lambda *a, **k: None)
+    result = cli(*command, cwd=tmp_path)
+    assert result.code == 130
+    assert result.err.strip().splitlines()[-1].startswith("interrupted: ") and words in result.err
