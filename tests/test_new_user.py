@@ -293,3 +293,17 @@ def test_ctrl_c_says_it_interrupted_and_what_is_left(cli, monkeypatch, tmp_path,
     result = cli(*command, cwd=tmp_path)
     assert result.code == 130
     assert result.err.strip().splitlines()[-1].startswith("interrupted: ") and words in result.err
+
+
+def test_a_weight_pruned_model_shows_its_nonzero_parameters_beside_the_dense_shape(tmp_path, resnet_path, biased_data, cli):
+    """Issue 28 item 9: 'params 11.2 M of 11.2 M dense (100.0%)' after pruning 90% read as nothing pruned."""
+    from fairgrape_cli import stages
+
+    stages.prune(model=stages.ModelSource(resnet_path), method="magnitude", rate=0.9,
+                 output=tmp_path / "masks.safetensors")  # fmt: skip
+    result = cli("report", tmp_path / "pruned.pt", biased_data, "--groups", "group", "--json", tmp_path / "r.json")
+    assert result.code == 0, result
+    line = next(line for line in result.out.splitlines() if line.startswith("params"))
+    assert re.search(r"params 11\.2 M of 11\.2 M dense \(100\.0%\), 1\.\d+ M nonzero \(1\d\.\d%\)", line), line
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert 0.09 < report["nonzero_params"] / report["params"] < 0.12

@@ -106,7 +106,8 @@ def _attributes_table(report: dict, show_all: bool) -> RenderableType:
 
 
 def size_line(size: dict) -> str:
-    """``params 2.79 M of 11.2 M dense (25.0%)   FLOPs ...``: the model against its dense build."""
+    """``params 2.79 M of 11.2 M dense (25.0%)   FLOPs ...``: the model against its dense build;
+    with exact zeros (weight pruning keeps the dense shapes), how many parameters are not zero."""
     parts = []
     for key, label in (("params", "params"), ("flops", "FLOPs")):
         value, dense = size.get(key), size.get(f"dense_{key}")
@@ -115,6 +116,9 @@ def size_line(size: dict) -> str:
         text = f"{label} {_count(value)}"
         if dense:
             text += f" of {_count(dense)} dense ({100 * value / dense:.1f}%)"
+        nonzero = size.get("nonzero_params") if key == "params" else None
+        if nonzero is not None and nonzero < value:
+            text += f", {_count(nonzero)} nonzero ({100 * nonzero / (dense or value):.1f}%)"
         parts.append(text)
     return "   ".join(parts)
 

@@ -9,7 +9,8 @@ from ..io import checkpoints as ckpt
 
 def model_size(checkpoint: ckpt.Checkpoint, image_size: int) -> dict[str, Any]:
     """``params``, ``flops`` of the model and ``dense_params``, ``dense_flops`` of a fresh build
-    of its architecture (None when the checkpoint names none: TorchScript, a pickled module)."""
+    of its architecture (None when the checkpoint names none: TorchScript, a pickled module), and
+    ``nonzero_params``: a weight-pruned model keeps its dense shapes with exact zeros."""
     from ..method.cost import model_cost
 
     own = model_cost(checkpoint.model, image_size)
@@ -21,4 +22,5 @@ def model_size(checkpoint: ckpt.Checkpoint, image_size: int) -> dict[str, Any]:
         "flops": own.flops,
         "dense_params": dense.params if dense else None,
         "dense_flops": dense.flops if dense else None,
+        "nonzero_params": own.nonzero_params,
     }
