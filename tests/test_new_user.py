@@ -307,3 +307,19 @@ def test_a_weight_pruned_model_shows_its_nonzero_parameters_beside_the_dense_sha
     assert re.search(r"params 11\.2 M of 11\.2 M dense \(100\.0%\), 1\.\d+ M nonzero \(1\d\.\d%\)", line), line
     report = json.loads((tmp_path / "r.json").read_text())
     assert 0.09 < report["nonzero_params"] / report["params"] < 0.12
+
+
+def test_finetune_of_a_channel_pruned_model_states_the_density_report_does(tmp_path, resnet_path, biased_data, cli):
+    """Issue 28 item 2: finetune printed density 1.0000 where report said 0.2502."""
+    from fairgrape_cli import stages
+
+    stages.prune(model=stages.ModelSource(resnet_path), method="magnitude", rate=0.5, granularity="channel",
+                 output=tmp_path / "masks.safetensors", model_output=tmp_path / "slim.pt")  # fmt: skip
+    tuned = cli("finetune", tmp_path / "slim.pt", biased_data, "--masks", tmp_path / "masks.safetensors",
+                "--epochs", "1", "-o", tmp_path / "tuned.pt")  # fmt: skip
+    assert tuned.code == 0, tuned
+    printed = float(re.search(r"density (\d\.\d+)", tuned.err).group(1))
+    report = cli("report", tmp_path / "tuned.pt", biased_data, "-g", "group", "--json", tmp_path / "r.json", "-q")
+    assert report.code == 0, report
+    assert printed == pytest.approx(json.loads((tmp_path / "r.json").read_text())["density"], abs=1e-4)
+    assert printed < 0.5

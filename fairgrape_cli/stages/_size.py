@@ -24,3 +24,19 @@ def model_size(checkpoint: ckpt.Checkpoint, image_size: int) -> dict[str, Any]:
         "dense_flops": dense.flops if dense else None,
         "nonzero_params": own.nonzero_params,
     }
+
+
+def density_against_dense(checkpoint: ckpt.Checkpoint) -> float:
+    """Nonzero prunable weights over the dense architecture's prunable weights: a channel-pruned
+    (slim) model counts the channels it no longer has as pruned."""
+    from ..method.masks import nonzero_density
+
+    weights = ckpt.prunable_parameters(checkpoint.model)
+    density = nonzero_density(weights)
+    if checkpoint.arch:
+        dense = ckpt.prunable_parameters(ckpt.dense_reference(checkpoint.arch, checkpoint.num_classes))
+        dense_total = sum(weight.numel() for weight in dense.values())
+        total = sum(weight.numel() for weight in weights.values())
+        if dense_total > total:
+            density *= total / dense_total
+    return density

@@ -39,6 +39,7 @@ from ._inputs import (
     recorded_value,
     warn_if_other_model,
 )
+from ._size import density_against_dense
 
 log = logging.getLogger("fairgrape")
 
@@ -100,7 +101,7 @@ def finetune(
     Under torchrun: DistributedDataParallel; every rank draws the same epoch and trains on its
     share of its batches (``--batch-size`` is per process), rank 0 writes.
     """
-    from ..method.masks import apply_masks, nonzero_density
+    from ..method.masks import apply_masks
     from ..method.training import Teacher, Validation
     from ..method.training import finetune as train
 
@@ -269,7 +270,7 @@ def finetune(
         masks=masks_artifact.path if masks_artifact else None,
         history=history,
         best_epoch=result.best_epoch,
-        density=nonzero_density(weights),
+        density=density_against_dense(checkpoint),
         train_split=train_data.table.split,
         val_split=val_data.table.split if val_data else None,
         objective=objective,

@@ -33,7 +33,7 @@ from ..method.metrics import (
 )
 from ..render.html import history_html
 from ._inputs import Loading, ModelSource, image_loader, prepare_data
-from ._size import model_size
+from ._size import density_against_dense, model_size
 
 
 @dataclass
@@ -122,7 +122,7 @@ def report(
         split=table.split,
         target=table.target,
         attribute=table.attribute,
-        density=_density(checkpoint),
+        density=density_against_dense(checkpoint),
         groups=groups,
         baseline_groups=baseline_groups,
         intervals=bootstrap_intervals(pairs, has_baseline=baseline is not None, settings=bootstrap),
@@ -154,22 +154,6 @@ def _gathered(runtime: distributed.Runtime, outcomes: Outcomes) -> Outcomes:
     right = runtime.sum_(torch.from_numpy(outcomes.right.astype(np.int32))) > 0
     scored = runtime.sum_(torch.from_numpy(outcomes.scored.astype(np.int32))) > 0
     return Outcomes(right.numpy(), scored.numpy())
-
-
-def _density(checkpoint: ckpt.Checkpoint) -> float:
-    """Nonzero prunable weights over the dense architecture's prunable weights: a channel-pruned
-    (slim) model counts the channels it no longer has as pruned."""
-    from ..method.masks import nonzero_density
-
-    weights = ckpt.prunable_parameters(checkpoint.model)
-    density = nonzero_density(weights)
-    if checkpoint.arch:
-        dense = ckpt.prunable_parameters(ckpt.dense_reference(checkpoint.arch, checkpoint.num_classes))
-        dense_total = sum(weight.numel() for weight in dense.values())
-        total = sum(weight.numel() for weight in weights.values())
-        if dense_total > total:
-            density *= total / dense_total
-    return density
 
 
 def _pruning_settings(checkpoint: ckpt.Checkpoint) -> dict | None:
