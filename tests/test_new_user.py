@@ -323,3 +323,17 @@ def test_finetune_of_a_channel_pruned_model_states_the_density_report_does(tmp_p
     assert report.code == 0, report
     assert printed == pytest.approx(json.loads((tmp_path / "r.json").read_text())["density"], abs=1e-4)
     assert printed < 0.5
+
+
+def test_every_data_command_says_its_image_size_and_where_it_came_from(tmp_path, resnet_path, biased_data, cli):
+    """Issue 28 item 5: a plain state dict was read at 224 px without a word, upscaling 32 px images."""
+    plain = tmp_path / "plain.pt"
+    torch.save(torch.load(resnet_path, weights_only=True)["state_dict"], plain)
+    result = cli("report", plain, biased_data, "-g", "group", "--arch", "resnet18")
+    assert result.code == 0, result
+    assert "image size 224 px (from the default" in result.err
+    assert "resized to 224 px" in result.err and "pass --image-size 32" in result.err
+    recorded = cli("score", resnet_path, biased_data, "-g", "group", "-o", tmp_path / "i.safetensors")
+    assert "image size 32 px (from the checkpoint)" in recorded.err and "warning" not in recorded.err
+    overridden = cli("report", resnet_path, biased_data, "-g", "group", "--image-size", "64")
+    assert "--image-size 64 overrides the 32 px" in overridden.err and "image size 64 px (from --image-size)" in overridden.err

@@ -149,15 +149,11 @@ def finetune(
             )
             warn_if_other_model(masks_artifact, checkpoint, "masks")
             apply_masks(weights, masks_artifact.tensors)
-        image_size = (
-            loading.image_size
-            or checkpoint.image_size
-            or int_or_none(recorded_value(masks_artifact, "image_size"))
-        )
         train_data = prepare_data(
-            spec, checkpoint, image_size=image_size, default_split=("train",),
+            spec, checkpoint, image_size=loading.image_size, default_split=("train",),
             classes=checkpoint.classes or recorded_value(masks_artifact, "classes"),
             attributes=checkpoint.attributes or recorded_value(masks_artifact, "attributes"),
+            recorded_image_size=int_or_none(recorded_value(masks_artifact, "image_size")),
         )  # fmt: skip
         val_data = _validation_data(spec, checkpoint, train_data, val_split)
         teacher_checkpoint = _load_teacher(teacher, train_data) if teacher is not None else None
@@ -379,6 +375,7 @@ def _validation_data(
             checkpoint,
             image_size=train_data.image_size,
             default_split=(),
+            announce=False,
             classes=train_data.classes,
             attributes=train_data.attributes,
         )
