@@ -116,6 +116,8 @@ def size_line(size: dict) -> str:
         text = f"{label} {_count(value)}"
         if dense:
             text += f" of {_count(dense)} dense ({100 * value / dense:.1f}%)"
+        if key == "flops" and size.get("image_size"):
+            text += f" per {size['image_size']} px image"
         nonzero = size.get("nonzero_params") if key == "params" else None
         if nonzero is not None and nonzero < value:
             text += f", {_count(nonzero)} nonzero ({100 * nonzero / (dense or value):.1f}%)"

@@ -23,6 +23,7 @@ def model_size(checkpoint: ckpt.Checkpoint, image_size: int) -> dict[str, Any]:
         "dense_params": dense.params if dense else None,
         "dense_flops": dense.flops if dense else None,
         "nonzero_params": own.nonzero_params,
+        "image_size": image_size,  # what the FLOPs are of
     }
 
 
