@@ -337,3 +337,29 @@ def test_every_data_command_says_its_image_size_and_where_it_came_from(tmp_path,
     assert "image size 32 px (from the checkpoint)" in recorded.err and "warning" not in recorded.err
     overridden = cli("report", resnet_path, biased_data, "-g", "group", "--image-size", "64")
     assert "--image-size 64 overrides the 32 px" in overridden.err and "image size 64 px (from --image-size)" in overridden.err
+
+
+def test_a_report_on_the_images_a_model_was_fine_tuned_on_says_so(tmp_path, resnet_path, cli):
+    """Issue 28 item 6: an ImageFolder without a split column was scored, fine-tuned and reported on
+    the same images, and nothing said so; the HTML header read 'data data'."""
+    from PIL import Image
+
+    data = tmp_path / "data"
+    rows = ["path,skin"]
+    for i in range(12):
+        cls = ("no", "yes")[i % 2]
+        (data / cls).mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (32, 32), (40 * (i % 3), 90, 200 * (i % 2))).save(data / cls / f"{i}.png")
+        rows.append(f"{cls}/{i}.png,{('dark', 'light')[i % 3 == 0]}")
+    (data / "groups.csv").write_text("\n".join(rows) + "\n")
+    tuned = cli("finetune", resnet_path, data, "--dense", "--epochs", "1", "-o", tmp_path / "tuned.pt", "-q")
+    assert tuned.code == 0, tuned
+    report = cli("report", tmp_path / "tuned.pt", data, "-g", "skin", "--html", tmp_path / "r.html")
+    assert report.code == 0, report
+    assert "the images it was fine-tuned on" in report.err and "every image (the data has no split column)" in report.err
+    assert "(every image: no split column)" in report.out  # the table's header says which images
+    header = re.search(r'<p class="meta">(.*?)</p>', (tmp_path / "r.html").read_text()).group(1)
+    assert header.startswith("images: ") and "(every image: no split column)" in header
+    # a model fine-tuned elsewhere is judged without the warning
+    other = cli("report", resnet_path, data, "-g", "skin")
+    assert other.code == 0 and "fine-tuned on" not in other.err

@@ -8,7 +8,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ._formats import density_label, history_series, interval, percent, points
+from ._formats import density_label, history_series, interval, percent, points, split_label
 
 _SPARKS = "▁▂▃▄▅▆▇█"
 
@@ -21,9 +21,7 @@ def render_report(report: dict, *, all_attributes: bool = False) -> RenderableTy
     and for a multi-label model its attributes, worst first."""
     has_baseline = report["overall"]["baseline_accuracy"] is not None
     has_intervals = "accuracy_ci" in report["groups"][0]
-    title = Text(f"{report['model']}  on {report['data']}")
-    if report.get("split"):
-        title.append(f" ({report['split']})")
+    title = Text(f"{report['model']}  on {report['data']} {split_label(report.get('split'))}")
     table = Table(title=title, title_justify="left", show_footer=False)
     table.add_column(Text(report["attribute"] or "group"))
     table.add_column("n", justify="right")

@@ -237,6 +237,10 @@ def finetune(
         "objective": objective,
         "objective_options": chosen.settings(objective_options),
         "groups": train_data.table.attribute or None,
+        # the images it was trained on, so a report on the same ones can say so
+        "data": record_path(spec.root, output),
+        "labels": record_path(spec.labels, output) if spec.labels else None,
+        "train_split": train_data.table.split,
         "best_epoch": result.best_epoch,
         "history": history,
     }
