@@ -39,6 +39,7 @@ from ._inputs import (
     recorded_value,
     warn_if_other_model,
 )
+from ._size import density_against_dense
 
 log = logging.getLogger("fairgrape")
 
@@ -100,7 +101,7 @@ def finetune(
     Under torchrun: DistributedDataParallel; every rank draws the same epoch and trains on its
     share of its batches (``--batch-size`` is per process), rank 0 writes.
     """
-    from ..method.masks import apply_masks, nonzero_density
+    from ..method.masks import apply_masks
     from ..method.training import Teacher, Validation
     from ..method.training import finetune as train
 
@@ -148,15 +149,11 @@ def finetune(
             )
             warn_if_other_model(masks_artifact, checkpoint, "masks")
             apply_masks(weights, masks_artifact.tensors)
-        image_size = (
-            loading.image_size
-            or checkpoint.image_size
-            or int_or_none(recorded_value(masks_artifact, "image_size"))
-        )
         train_data = prepare_data(
-            spec, checkpoint, image_size=image_size, default_split=("train",),
+            spec, checkpoint, image_size=loading.image_size, default_split=("train",),
             classes=checkpoint.classes or recorded_value(masks_artifact, "classes"),
             attributes=checkpoint.attributes or recorded_value(masks_artifact, "attributes"),
+            recorded_image_size=int_or_none(recorded_value(masks_artifact, "image_size")),
         )  # fmt: skip
         val_data = _validation_data(spec, checkpoint, train_data, val_split)
         teacher_checkpoint = _load_teacher(teacher, train_data) if teacher is not None else None
@@ -240,6 +237,10 @@ def finetune(
         "objective": objective,
         "objective_options": chosen.settings(objective_options),
         "groups": train_data.table.attribute or None,
+        # the images it was trained on, so a report on the same ones can say so
+        "data": record_path(spec.root, output),
+        "labels": record_path(spec.labels, output) if spec.labels else None,
+        "train_split": train_data.table.split,
         "best_epoch": result.best_epoch,
         "history": history,
     }
@@ -269,7 +270,7 @@ def finetune(
         masks=masks_artifact.path if masks_artifact else None,
         history=history,
         best_epoch=result.best_epoch,
-        density=nonzero_density(weights),
+        density=density_against_dense(checkpoint),
         train_split=train_data.table.split,
         val_split=val_data.table.split if val_data else None,
         objective=objective,
@@ -378,6 +379,7 @@ def _validation_data(
             checkpoint,
             image_size=train_data.image_size,
             default_split=(),
+            announce=False,
             classes=train_data.classes,
             attributes=train_data.attributes,
         )
