@@ -63,6 +63,9 @@ from dataclasses import MISSING, asdict, fields, is_dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+# idle torch threads sleep rather than spin on a shared machine (as the CLI does; README, "A busy machine")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from fairgrape_cli.flows.experiment import DEMO_SPEC, ExperimentSpec, Recipe, prepare, run_recipes
 from fairgrape_cli.flows.photographs import PhotoSpec
 
