@@ -364,7 +364,7 @@ def _sizes(dataset: str) -> tuple[dict[str, int], float, float]:
     return sizes, share, (0.5 if dataset in DENSE_OF else 1.0)  # the wide CNN: about half resnet18's MACs
 
 
-def estimate_seconds(cell: dict, measured: dict[str, float]) -> float:
+def estimate_seconds(cell: dict) -> float:
     """A run's seconds: the training images it sees (more for upsampling; a teacher's forward pass
     costs about a third of a training step) plus the evaluations, at single-thread speed."""
     spec, recipe = cell["spec"], cell["recipe_object"]
@@ -376,9 +376,8 @@ def estimate_seconds(cell: dict, measured: dict[str, float]) -> float:
     epochs = iterations + spec.final_epochs
     teacher = 1.33 if (recipe.distill_weight > 0 or recipe.objective == "constrained") else 1.0
     scoring = iterations * train if recipe.method == "fairgrape" else 0
-    per_train_image = measured.get("train", TRAIN_SECONDS)
     evaluations = epochs * val + (iterations + 4) * test
-    return cost * (per_train_image * (teacher * per_epoch * epochs + scoring) + EVAL_SECONDS * evaluations)
+    return cost * (TRAIN_SECONDS * (teacher * per_epoch * epochs + scoring) + EVAL_SECONDS * evaluations)
 
 
 def dense_seconds(dataset: str) -> float:
@@ -387,15 +386,18 @@ def dense_seconds(dataset: str) -> float:
     return cost * epochs * (sizes["train"] * TRAIN_SECONDS + sizes.get("val", 0) * EVAL_SECONDS)
 
 
-def measured_speed(rows: list[dict]) -> dict[str, float]:
-    """Seconds per training image the finished runs took (their estimate over their measure)."""
-    runs = [row for row in rows if row["kind"] == "run" and row["recipe"] == REFERENCE]
-    if not runs:
-        return {}
-    ratio = statistics.median(
-        row["seconds"] / max(estimate_seconds(_row_cell(row), {}), 1e-9) for row in runs
-    )
-    return {"train": TRAIN_SECONDS * ratio}
+def measured_ratios(rows: list[dict]) -> dict[str, float]:
+    """Per dataset, how much longer its finished runs took than estimated (the median): what
+    the machine's load and each run's fixed costs add. A dataset without finished runs takes the
+    median of the resnet18 datasets' ratios (a small CNN's fixed costs say little of a resnet's)."""
+    ratios = {}
+    for dataset in DATASETS:
+        runs = [row for row in rows if row["kind"] == "run" and row["dataset"] == dataset]
+        if runs:
+            ratios[dataset] = statistics.median(row["seconds"] / max(estimate_seconds(_row_cell(row)), 1e-9) for row in runs)
+    resnets = [ratio for dataset, ratio in ratios.items() if dataset not in DENSE_OF]
+    fallback = statistics.median(resnets) if resnets else 1.0
+    return {dataset: ratios.get(dataset, fallback) for dataset in DATASETS}
 
 
 def _row_cell(row: dict) -> dict:
@@ -405,18 +407,20 @@ def _row_cell(row: dict) -> dict:
 
 
 def plan(cells: list[dict], pending: list[dict], dense_needed: list[tuple], rows: list[dict], jobs: int) -> None:
-    measured = measured_speed(rows)
-    total = sum(estimate_seconds(c, measured) for c in pending) + sum(dense_seconds(d) for d, _ in dense_needed)
-    speed = "measured on the finished runs" if measured else "from the planning constants"
-    print(f"{len(cells)} runs in the grid, {len(cells) - len(pending)} finished, {len(pending)} to go; "
-          f"{len(dense_needed)} dense model(s) to train; about {total / 3600:.1f} CPU-hours left at one thread "
-          f"per job ({speed}), {total / 3600 / jobs:.1f} h with {jobs} job(s) on idle cores")  # fmt: skip
+    ratios = measured_ratios(rows)
     by_part: dict = {}
     for cell in pending:
         key = (cell["part"], cell["dataset"], cell["rate"])
-        by_part[key] = by_part.get(key, 0.0) + estimate_seconds(cell, measured)
+        by_part[key] = by_part.get(key, 0.0) + estimate_seconds(cell) * ratios[cell["dataset"]]
+    dense = sum(dense_seconds(d) * ratios[d] for d, _ in dense_needed)
+    total = sum(by_part.values()) + dense
+    print(f"{len(cells)} runs in the grid, {len(cells) - len(pending)} finished, {len(pending)} to go; "
+          f"{len(dense_needed)} dense model(s) to train ({dense / 3600:.1f} h); about {total / 3600:.1f} hours of one "
+          f"single-threaded job, {total / 3600 / jobs:.1f} h with {jobs} job(s) (at the speed the finished runs "
+          f"had, per dataset: " + ", ".join(f"{d} {r:.1f}x the idle-core estimate" for d, r in ratios.items())
+          + ")")  # fmt: skip
     for (part, dataset, rate), seconds in sorted(by_part.items()):
-        print(f"  {part:8s} {dataset:13s} rate {rate:<5g} {seconds / 3600:5.1f} CPU-h")
+        print(f"  {part:8s} {dataset:13s} rate {rate:<5g} {seconds / 3600:5.1f} h")
 
 
 # --------------------------------------------------------------------------------------- main
