@@ -602,17 +602,23 @@ def _by_recipe(rows: list[dict]) -> dict[str, list[dict]]:
 
 
 def _table(title: str, rows: list[dict], order: list[str]) -> None:
+    """Mean ± std per recipe, and what it cost: training images seen per run and wall minutes,
+    also as multiples of the reference's (wall times depend on the machine's load at the time)."""
     recipes = _by_recipe(rows)
     seeds = sorted({row["seed"] for row in rows})
     print(f"## {title}: mean ± std over seeds {' '.join(map(str, seeds))}; accuracy in %, drop_gap in points\n")
-    print("| recipe | runs | accuracy | worst group | drop_gap | drop_std | images seen | minutes |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| recipe | runs | accuracy | worst group | drop_gap | drop_std | images seen | minutes | cost x ref |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    reference = recipes.get(REFERENCE)
+    ref_images = statistics.fmean(row["images_seen"] for row in reference) if reference else None
+    ref_minutes = statistics.fmean(row["seconds"] for row in reference) / 60 if reference else None
     for label in [name for name in order if name in recipes]:
         mine = recipes[label]
         cells = [_fmt([row[m] for row in mine]) for m in ("accuracy", "worst_group_accuracy", "drop_gap", "drop_std")]
         images = statistics.fmean(row["images_seen"] for row in mine)
         minutes = statistics.fmean(row["seconds"] for row in mine) / 60
-        print(f"| {label} | {len(mine)} | {' | '.join(cells)} | {images:,.0f} | {minutes:.1f} |")
+        cost = f"{images / ref_images:.2f} images, {minutes / ref_minutes:.2f} time" if reference else "-"
+        print(f"| {label} | {len(mine)} | {' | '.join(cells)} | {images:,.0f} | {minutes:.1f} | {cost} |")
     print()
 
 
