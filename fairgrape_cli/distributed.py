@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import FairgrapeError
+from .errors import FairgrapeError, error_summary
 
 if TYPE_CHECKING:
     import torch
@@ -233,8 +233,7 @@ class Runtime:
 def _describe(error: BaseException) -> tuple[str, int]:
     if isinstance(error, FairgrapeError):
         return str(error), error.exit_code
-    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {first}", 1
+    return error_summary(error), 1
 
 
 def agreed_error(error: BaseException) -> bool:

@@ -25,7 +25,7 @@ LAYERS = {
     "method": ("method", 2), "render": ("render", 2),
     "io": ("io", 1),
     "errors": ("foundation", 0), "devices": ("foundation", 0), "_progress": ("foundation", 0),
-    "distributed": ("foundation", 0),
+    "distributed": ("foundation", 0), "registry": ("foundation", 0),
 }  # fmt: skip
 # The package's own __init__ is its public facade (``fairgrape_cli.score`` ...): it may reach
 # the stages, lazily, and nothing imports it for anything else.

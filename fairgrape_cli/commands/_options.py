@@ -7,17 +7,18 @@ from typing import Annotated, Optional
 
 import typer
 
-_debug = {"enabled": False}
+DEBUG = "fairgrape.debug"  # the key of --debug in the Typer context's meta (shared by its subcontexts)
 
 
-def _enable_debug(value: bool) -> bool:
+def _enable_debug(ctx: typer.Context, value: bool) -> bool:
     if value:
-        _debug["enabled"] = True
+        ctx.meta[DEBUG] = True
     return value
 
 
-def debug_enabled() -> bool:
-    return _debug["enabled"]
+def debug_enabled(ctx: typer.Context) -> bool:
+    """Whether the command running in ``ctx`` was given ``--debug``."""
+    return bool(ctx.meta.get(DEBUG))
 
 
 def _print_version(value: bool) -> None:

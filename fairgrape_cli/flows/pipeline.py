@@ -216,7 +216,7 @@ def _run_schedule(
 
 
 def _run_pass(runner: _Runner) -> RunResult:
-    from ..method.selection import get_criterion
+    from ..method.selection import CRITERIA
 
     config, runtime = runner.config, runner.runtime
     with runtime.together():
@@ -228,7 +228,7 @@ def _run_pass(runner: _Runner) -> RunResult:
         data_identity = _data_identity(runner.data(None))
         if settings["skip_bad_images"]:  # (absent when off, so runs recorded before it stay up to date)
             data_identity["skip_bad_images"] = True
-        needs_scores = get_criterion(settings["method"]).needs_importance
+        needs_scores = CRITERIA.choose(settings["method"]).needs_importance
     rates = schedule(settings["rate"], keep_per_iter=settings["keep_per_iter"], iterations=settings["iterations"])
     common = {
         key: settings[key]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..errors import InputError, first_line
 from ..io.files import sha256_file, write_text_atomically
 
 STATE_FILE = "run-state.json"
@@ -122,7 +122,7 @@ def _read_records(path: Path) -> dict[str, StageRecord]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise InputError(f"{path} is corrupt ({_first_line(error)}); {start_over}") from error
+        raise InputError(f"{path} is corrupt ({first_line(error)}); {start_over}") from error
     if not isinstance(data, dict):
         raise InputError(f"{path} is corrupt (not a JSON object); {start_over}")
     version = data.get("version")
@@ -135,7 +135,7 @@ def _read_records(path: Path) -> dict[str, StageRecord]:
     try:
         records = {str(key): _record(value) for key, value in data["stages"].items()}
     except (KeyError, TypeError, ValueError, AttributeError) as error:
-        malformed = f"a stage record is malformed: {_first_line(error)}"
+        malformed = f"a stage record is malformed: {first_line(error)}"
         raise InputError(f"{path} is corrupt ({malformed}); {start_over}") from error
     return records
 
@@ -149,10 +149,6 @@ def _record(value: Any) -> StageRecord:
             raise ValueError("an output without its sha256, size and mtime")
     return record
 
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0][:160]
 
 
 def fingerprint(parts: dict[str, Any]) -> str:

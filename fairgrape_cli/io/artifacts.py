@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, first_line
 from .files import atomic_output, require_file, resolve_recorded, save_safetensors, sha256_file
 
 IMPORTANCE_FORMAT = "fairgrape.importance.v1"
@@ -208,8 +208,7 @@ def read_artifact(path: str | Path, *, expected_format: str, what: str, lazy: bo
             headers = {key: _tensor_info(handle.get_slice(key)) for key in keys}
             tensors = LazyTensors(path, keys) if lazy else {key: handle.get_tensor(key) for key in keys}
     except Exception as error:  # safetensors raises its own Rust-side error type
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise InputError(f"cannot read {what} {path}: not a valid safetensors file ({first})") from error
+        raise InputError(f"cannot read {what} {path}: not a valid safetensors file ({first_line(error)})") from error
     found = metadata.get("format")
     if found != expected_format:
         raise InputError(

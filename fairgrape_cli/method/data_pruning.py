@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..registry import Registry
 
 _EPSILON = 1e-9  # float noise in products like 0.3 * 10 that are integers in exact arithmetic
 QUOTA_FORM = (
@@ -63,17 +64,12 @@ class QuotaRule:
     quotas: Callable[..., Quotas]  # (sizes=, recalls=, density=) -> Quotas
 
 
-QUOTAS: dict[str, QuotaRule] = {}
+QUOTAS: Registry[QuotaRule] = Registry("--quota")
 
 
 def quota_rule(name: str, *, needs_recall: bool, summary: str):
     """Register a quota rule under ``name`` (the value of ``--quota``)."""
-
-    def register(function: Callable[..., Quotas]) -> Callable[..., Quotas]:
-        QUOTAS[name] = QuotaRule(name, summary, needs_recall, function)
-        return function
-
-    return register
+    return QUOTAS.decorator(name, lambda quotas: QuotaRule(name, summary, needs_recall, quotas))
 
 
 @quota_rule("drop", needs_recall=True, summary="DRoP: harder units (lower val recall) keep more")
@@ -115,13 +111,6 @@ def uniform_quotas(*, sizes: np.ndarray, recalls: np.ndarray, density: float) ->
     return Quotas(np.full(len(sizes), float(density)), np.zeros(len(sizes), dtype=bool))
 
 
-def get_quota_rule(name: str) -> QuotaRule:
-    try:
-        return QUOTAS[name]
-    except KeyError:
-        raise InputError(f"--quota {name}: choose one of {', '.join(QUOTAS)}") from None
-
-
 # ------------------------------------------------------------------------------ within a unit
 
 
@@ -133,17 +122,12 @@ class WithinRule:
     choose: Callable[..., np.ndarray]  # (rows=, count=, scores=, rng=) -> the kept rows
 
 
-WITHIN: dict[str, WithinRule] = {}
+WITHIN: Registry[WithinRule] = Registry("--within")
 
 
 def within_rule(name: str, *, needs_scores: bool, summary: str):
     """Register a within-unit rule under ``name`` (the value of ``--within``)."""
-
-    def register(function: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
-        WITHIN[name] = WithinRule(name, summary, needs_scores, function)
-        return function
-
-    return register
+    return WITHIN.decorator(name, lambda choose: WithinRule(name, summary, needs_scores, choose))
 
 
 @within_rule("random", needs_scores=False, summary="a seeded random subset (DRoP proper)")
@@ -156,13 +140,6 @@ def _hardest_rows(*, rows: np.ndarray, count: int, scores: np.ndarray | None, rn
     ties = rng.random(len(rows))
     unit_scores = np.nan_to_num(scores[rows], nan=-np.inf)  # rows never scored go last
     return rows[np.lexsort((ties, -unit_scores))[:count]]
-
-
-def get_within_rule(name: str) -> WithinRule:
-    try:
-        return WITHIN[name]
-    except KeyError:
-        raise InputError(f"--within {name}: choose one of {', '.join(WITHIN)}") from None
 
 
 # ----------------------------------------------------------------------------- counts and plan
@@ -255,7 +232,7 @@ def plan_data_pruning(
     that needs them (higher = kept first). The same inputs and seed give the same plan.
     """
     check_density(density, min_quota)
-    rule, chooser = get_quota_rule(quota), get_within_rule(within)
+    rule, chooser = QUOTAS.choose(quota), WITHIN.choose(within)
     unit_of_row = np.asarray(unit_of_row, dtype=np.int64)
     sizes = np.bincount(unit_of_row, minlength=len(unit_names))
     if (sizes == 0).any():

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..registry import Registry
+
 
 @dataclass(frozen=True)
 class Head:
@@ -36,20 +38,25 @@ def _mean_binary_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, redu
     return per_sample if reduction == "none" else per_sample.mean()
 
 
-HEADS: dict[str, Head] = {
-    "single-label": Head(
+HEADS: Registry[Head] = Registry("head")
+HEADS.add(
+    "single-label",
+    Head(
         "single-label",
         loss=_cross_entropy,
         predict=lambda logits: logits.argmax(1),
         right=lambda predictions, targets: (predictions == targets).unsqueeze(-1),
     ),
-    "multi-label": Head(
+)
+HEADS.add(
+    "multi-label",
+    Head(
         "multi-label",
         loss=_mean_binary_cross_entropy,
         predict=lambda logits: (logits > 0).long(),
         right=lambda predictions, targets: predictions == targets.long(),
     ),
-}
+)
 
 
 def head_for(targets: torch.Tensor) -> Head:

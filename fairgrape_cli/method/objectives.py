@@ -30,6 +30,7 @@ import torch
 
 from ..distributed import SINGLE, Runtime
 from ..errors import InputError
+from ..registry import Registry
 
 BALANCE_UNITS = ("group", "cell")
 BALANCE_WAYS = ("sampling", "weights")
@@ -98,20 +99,12 @@ class Objective:
         return {name: getattr(options, name) for name in self.reads}
 
 
-OBJECTIVES: dict[str, Objective] = {}
+OBJECTIVES: Registry[Objective] = Registry("--objective")
 
 
 def objective(name: str, *, summary: str, needs_groups: bool, epoch_rows, loss_rule, reads=()) -> Objective:
     """Register an objective under ``name`` (the value of ``--objective``)."""
-    OBJECTIVES[name] = Objective(name, summary, needs_groups, epoch_rows, loss_rule, tuple(reads))
-    return OBJECTIVES[name]
-
-
-def get_objective(name: str) -> Objective:
-    try:
-        return OBJECTIVES[name]
-    except KeyError:
-        raise InputError(f"--objective {name}: choose one of {', '.join(OBJECTIVES)}") from None
+    return OBJECTIVES.add(name, Objective(name, summary, needs_groups, epoch_rows, loss_rule, tuple(reads)))
 
 
 # ------------------------------------------------------------------------------- epoch rows

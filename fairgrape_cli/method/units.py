@@ -19,7 +19,7 @@ from typing import Protocol
 
 import torch
 
-from .selection import build_masks, get_criterion, select
+from .selection import CRITERIA, build_masks, select
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def select_units(
         scope=scope, min_layer_density=min_layer_density, seed=seed, on_layer=on_layer,
     )  # fmt: skip
     kept = {name: masks[name][: norms[name].numel()].clone() for name in norms}
-    criterion = get_criterion(method)
+    criterion = CRITERIA.choose(method)
     generator = torch.Generator().manual_seed(seed)
     for name, mask in kept.items():
         if mask.any():

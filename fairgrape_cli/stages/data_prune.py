@@ -82,10 +82,10 @@ def data_prune(
     """
     from ..method.data_pruning import (
         QUOTA_FORM,
+        QUOTAS,
+        WITHIN,
         check_density,
         el2n_scores,
-        get_quota_rule,
-        get_within_rule,
         kept_total,
         plan_data_pruning,
         unit_recalls,
@@ -97,7 +97,7 @@ def data_prune(
     check_density(keep, min_quota)
     if by not in BY:
         raise InputError(f"--by {by}: choose {', '.join(BY)}")
-    rule, chooser = get_quota_rule(quota), get_within_rule(within)
+    rule, chooser = QUOTAS.choose(quota), WITHIN.choose(within)
     if by != "target" and not data.group_columns:
         raise InputError(f"--by {by}: pass --groups COL, the column(s) whose groups get quotas")
     if data.root is None:

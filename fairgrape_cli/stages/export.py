@@ -23,14 +23,15 @@ from typing import Any
 
 import torch
 
-from ..errors import FairgrapeError, InputError
+from ..errors import FairgrapeError, InputError, first_line
 from ..io import checkpoints as ckpt
 from ..io import sparse
 from ..io.data import DEFAULT_IMAGE_SIZE
-from ..io.files import atomic_output, record_path, refuse_overwriting_inputs, resolve_recorded
+from ..io.files import atomic_output, record_path, refuse_overwriting_inputs
 from ..io.images import Normalizer, read_image
 from ..io.layouts import read_layout
 from ..method.masks import nonzero_density
+from ..registry import Registry
 from ._inputs import ModelSource
 
 log = logging.getLogger("fairgrape")
@@ -144,7 +145,7 @@ def _write_torchscript(job: ExportJob, path: Path) -> dict[str, Any]:
         try:
             traced = torch.jit.trace(job.checkpoint.model, job.batch, check_trace=False)
         except Exception as error:  # the tracer raises many types (data-dependent control flow, ...)
-            raise ExportFailed(f"torch.jit.trace failed ({_first_line(error)})") from error
+            raise ExportFailed(f"torch.jit.trace failed ({first_line(error)})") from error
     like = replace(job.checkpoint, kind="torchscript", image_size=job.image_size)
     ckpt.save_checkpoint(path, traced, like=like, classes=job.checkpoint.classes, provenance=job.provenance)
     return {"method": "torch.jit.trace"}
@@ -180,7 +181,7 @@ def _write_onnx(job: ExportJob, path: Path) -> dict[str, Any]:
                 warnings.simplefilter("ignore")
                 exporter(model, job.batch, path)
         except Exception as error:  # the exporters raise many types; the next one may succeed
-            failures.append(f"{name}: {_first_line(error)}")
+            failures.append(f"{name}: {first_line(error)}")
             continue
         _add_onnx_metadata(path, job)
         return {"exporter": name}
@@ -229,25 +230,24 @@ def _check_onnx(job: ExportJob, path: Path) -> Check:
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         (logits,) = session.run(["logits"], {"images": job.batch.numpy()})
     except Exception as error:  # onnxruntime's own exception types: a graph it rejects or cannot run
-        return Check(False, f"onnxruntime cannot run the exported graph ({_first_line(error)})")
+        return Check(False, f"onnxruntime cannot run the exported graph ({first_line(error)})")
     return _compare_logits(torch.from_numpy(logits), job, "onnxruntime")
 
 
-FORMATS: dict[str, ExportFormat] = {
-    "sparse": ExportFormat(
-        suffixes=(".safetensors",), inferred_from=(".safetensors",),
-        default_name="{stem}.sparse.safetensors",  # not {stem}.safetensors: that may be MODEL itself
-        write=_write_sparse, check=_check_sparse,
-    ),
-    "onnx": ExportFormat(
-        suffixes=(".onnx",), inferred_from=(".onnx",), default_name="{stem}.onnx",
-        write=_write_onnx, check=_check_onnx, needs=_needs_onnx,
-    ),
-    "torchscript": ExportFormat(
-        suffixes=(".torchscript", ".pt", ".pth"), inferred_from=(".torchscript",),  # .pt: native too
-        default_name="{stem}.torchscript", write=_write_torchscript, check=_check_torchscript,
-    ),
-}  # fmt: skip
+FORMATS: Registry[ExportFormat] = Registry("--format")
+FORMATS.add("sparse", ExportFormat(
+    suffixes=(".safetensors",), inferred_from=(".safetensors",),
+    default_name="{stem}.sparse.safetensors",  # not {stem}.safetensors: that may be MODEL itself
+    write=_write_sparse, check=_check_sparse,
+))  # fmt: skip
+FORMATS.add("onnx", ExportFormat(
+    suffixes=(".onnx",), inferred_from=(".onnx",), default_name="{stem}.onnx",
+    write=_write_onnx, check=_check_onnx, needs=_needs_onnx,
+))  # fmt: skip
+FORMATS.add("torchscript", ExportFormat(
+    suffixes=(".torchscript", ".pt", ".pth"), inferred_from=(".torchscript",),  # .pt: native too
+    default_name="{stem}.torchscript", write=_write_torchscript, check=_check_torchscript,
+))  # fmt: skip
 DEFAULT_FORMAT = "sparse"  # without -o or --format
 _KIND_NAMES = {"torchscript": "a TorchScript archive", "module": "a pickled module"}
 
@@ -316,9 +316,7 @@ def export(
 def choose_format(format: str | None, output: Path | None) -> str:
     """``--format``, or the one format ``output``'s suffix names; refuses what cannot be told."""
     if format is not None:
-        if format not in FORMATS:
-            raise InputError(f"--format {format}: choose {', '.join(FORMATS)}")
-        accepted = FORMATS[format].suffixes
+        accepted = FORMATS.choose(format).suffixes
         if output is not None and output.suffix.lower() not in accepted:
             raise InputError(
                 f"--format {format} writes {' or '.join(accepted)} files (fairgrape tells formats by their "
@@ -376,7 +374,7 @@ def _check_batch(
             images.append(read_image(file, size))
         except Exception as error:  # PIL raises many types for broken files
             raise InputError(
-                f"{table.where(row)}: cannot read image {file} ({_first_line(error)})"
+                f"{table.where(row)}: cannot read image {file} ({first_line(error)})"
             ) from error
     batch = Normalizer(*checkpoint.normalization, torch.device("cpu"))(torch.stack(images))
     return batch, f"{len(rows)} images of {data}"
@@ -394,9 +392,9 @@ def _provenance(checkpoint: ckpt.Checkpoint, output: Path, name: str, values: st
     }
     if name == "sparse":
         provenance["values"] = values
-    recorded_masks = checkpoint.provenance.get("masks")
-    if recorded_masks:
-        provenance["masks"] = record_path(resolve_recorded(recorded_masks, checkpoint.path), output)
+    masks = ckpt.named_masks(checkpoint)
+    if masks is not None:
+        provenance["masks"] = record_path(masks, output)
         provenance["masks_sha256"] = checkpoint.provenance.get("masks_sha256")
     return {key: value for key, value in provenance.items() if value is not None}
 
@@ -439,7 +437,3 @@ def _same(found: torch.Tensor, expected: torch.Tensor) -> bool:
 def _max_difference(logits: torch.Tensor, expected: torch.Tensor) -> float:
     return float((logits.float() - expected.float()).abs().max()) if logits.numel() else 0.0
 
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0][:200]

@@ -19,10 +19,10 @@ from ..errors import InputError
 from ..io import checkpoints as ckpt
 from ..io.artifacts import Artifact, read_masks
 from ..io.data import DataSpec, require_groups
-from ..io.files import record_path, refuse_overwriting_inputs, resolve_recorded
+from ..io.files import record_path, refuse_overwriting_inputs
 from ..io.images import Normalizer
 from ..method.batches import equal_share_of, sequential_batches, share_of
-from ..method.objectives import ObjectiveOptions, TrainingRows, get_objective
+from ..method.objectives import OBJECTIVES, ObjectiveOptions, TrainingRows
 from ._inputs import (
     DEFAULT_FINETUNED,
     DEFAULT_MASKS,
@@ -98,7 +98,7 @@ def finetune(
     with runtime.together():  # every rank checks the inputs before any collective
         check_precision(precision, device)
         _check_schedule(epochs, lr, lr_milestones)
-        chosen = get_objective(objective)
+        chosen = OBJECTIVES.choose(objective)
         if dense and (model is None or masks is not None):
             raise InputError("dense training needs MODEL and no --masks")
         masks_artifact = None if dense else _finetune_masks(masks, model)
@@ -264,7 +264,7 @@ def _finetune_masks(masks: Path | None, model: ModelSource | None) -> Artifact |
     if masks is not None:
         return read_masks(masks)
     if model is not None:
-        named = _masks_named_by(model.path)
+        named = ckpt.masks_named_in(model.path)
         if named is not None:
             return read_masks(named)
     if DEFAULT_MASKS.exists():
@@ -275,19 +275,6 @@ def _finetune_masks(masks: Path | None, model: ModelSource | None) -> Artifact |
         )
     log.warning("no masks: fine-tuning %s densely (every weight may change)", model.path)
     return None
-
-
-def _masks_named_by(path: Path) -> Path | None:
-    """Masks a fairgrape checkpoint names, read from the file without building the model."""
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # not a native .pt; the real load reports any problem
-        return None
-    recorded = (loaded.get("fairgrape") or {}).get("masks") if isinstance(loaded, dict) else None
-    if not recorded:
-        return None
-    resolved = resolve_recorded(recorded, path)
-    return resolved if resolved.is_file() else None
 
 
 def _validation_data(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Sequence
@@ -17,7 +16,7 @@ from ..errors import InputError
 from ..io import checkpoints as ckpt
 from ..io.artifacts import MASKS_FORMAT, Artifact, read_importance, read_masks, write_artifact
 from ..io.data import DEFAULT_IMAGE_SIZE
-from ..io.files import all_or_none, record_path, refuse_overwriting_inputs, resolve_recorded
+from ..io.files import all_or_none, record_path, refuse_overwriting_inputs
 from ._inputs import (
     DEFAULT_IMPORTANCE,
     DEFAULT_MASKS,
@@ -48,22 +47,6 @@ class PruneSummary:
     seconds: float = 0.0
 
 
-def _one_torch_thread(function):
-    """Run ``function`` with torch's own thread pool at one thread: selection runs its own two
-    threads; torch's pool beside them (or on a busy machine) made even the masks' bookkeeping
-    sums up to 50x slower (measured), and the sorts slower rather than faster."""
-
-    @functools.wraps(function)
-    def run(*args, **kwargs):
-        from ..method.ranking import torch_threads
-
-        with torch_threads(1):
-            return function(*args, **kwargs)
-
-    return run
-
-
-@_one_torch_thread
 def prune(
     *,
     rate: float,
@@ -87,14 +70,14 @@ def prune(
     channels removed): the checkpoint is the slim model, the masks are in its (slim) shapes.
     """
     from ..method.masks import apply_masks
-    from ..method.selection import build_masks, check_options, get_criterion, warm_up
+    from ..method.selection import CRITERIA, build_masks, check_options, warm_up
 
     started = time.perf_counter()
     progress = progress or NoProgress()
     check_options(rate=rate, scope=scope, min_layer_density=min_layer_density)
     if granularity not in GRANULARITIES:
         raise InputError(f"--granularity {granularity}: choose {' or '.join(GRANULARITIES)}")
-    criterion = get_criterion(method)
+    criterion = CRITERIA.choose(method)
     model_output = model_output or output.with_name(DEFAULT_PRUNED)
 
     importance_path = importance or DEFAULT_IMPORTANCE
@@ -230,9 +213,8 @@ def _previous_masks(
                 f"{scores.path} was scored under masks {path}, which no longer exist; pass "
                 "--masks with the masks the model was pruned with"
             )
-    if path is None and checkpoint.provenance.get("masks"):
-        candidate = resolve_recorded(checkpoint.provenance["masks"], checkpoint.path)
-        path = candidate if candidate.is_file() else None
+    if path is None:
+        path = ckpt.named_masks(checkpoint)
     if path is None:
         return None
     artifact = read_masks(path)
@@ -259,7 +241,7 @@ def _select_channels(
     of each group, the kept fraction of the dense model's prunable weights, and masks metadata."""
     from ..method.channel_groups import ChannelGraph
     from ..method.masks import apply_masks
-    from ..method.selection import get_criterion
+    from ..method.selection import CRITERIA
     from ..method.units import select_units, unit_importance, unit_norms
 
     if checkpoint.kind == "torchscript":
@@ -286,7 +268,7 @@ def _select_channels(
         dense = dense_weights.get(f"{group.name}.weight")
         dense_sizes[group.name] = int(dense.shape[group.out_dim]) if dense is not None else group.size
 
-    needs_importance = get_criterion(method).needs_importance
+    needs_importance = CRITERIA.choose(method).needs_importance
     task = progress.add_task(f"selecting channels ({method}, {scope})", total=len(graph.groups))
     kept = select_units(
         norms=unit_norms(graph.groups, weights),

@@ -17,7 +17,7 @@ from ..errors import InputError
 from ..io import checkpoints as ckpt
 from ..io.artifacts import read_masks
 from ..io.data import DataSpec, require_groups, resolve_classes
-from ..io.files import all_or_none, refuse_overwriting_inputs, resolve_recorded, write_text_atomically
+from ..io.files import all_or_none, refuse_overwriting_inputs, write_text_atomically
 from ..io.images import Normalizer
 from ..method.batches import sequential_batches, share_of
 from ..method.metrics import (
@@ -174,10 +174,9 @@ def _density(checkpoint: ckpt.Checkpoint) -> float:
 
 def _pruning_settings(checkpoint: ckpt.Checkpoint) -> dict | None:
     """Method, rate and scope of the masks a checkpoint names, when they can still be read."""
-    recorded = checkpoint.provenance.get("masks")
-    if not recorded:
+    path = ckpt.named_masks(checkpoint)
+    if path is None:
         return None
-    path = resolve_recorded(recorded, checkpoint.path)
     try:
         metadata = read_masks(path).metadata
     except InputError:

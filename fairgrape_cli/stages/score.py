@@ -17,7 +17,7 @@ from ..errors import InputError
 from ..io import checkpoints as ckpt
 from ..io.artifacts import IMPORTANCE_FORMAT, Artifact, float16_scaled, read_masks, write_artifact
 from ..io.data import DataSpec, require_groups
-from ..io.files import record_path, refuse_overwriting_inputs, resolve_recorded
+from ..io.files import record_path, refuse_overwriting_inputs
 from ..io.images import Normalizer
 from ..method.batches import group_pure_batches, share_of_each_group
 from ._inputs import (
@@ -186,17 +186,7 @@ def _sum_over_ranks(runtime: distributed.Runtime, scored, bad_images: int) -> in
 
 def _scoring_masks(masks: Path | None, checkpoint: ckpt.Checkpoint) -> Artifact | None:
     """Masks to score under: ``--masks``, else the ones a pruned checkpoint names."""
-    path = masks
-    if path is None and checkpoint.provenance.get("masks"):
-        recorded = resolve_recorded(checkpoint.provenance["masks"], checkpoint.path)
-        if recorded.is_file():
-            path = recorded
-        else:
-            log.warning(
-                "%s names masks %s, which no longer exist; scoring without them",
-                checkpoint.path,
-                recorded,
-            )
+    path = masks if masks is not None else ckpt.named_masks(checkpoint)
     if path is None:
         return None
     artifact = read_masks(path)
