@@ -68,11 +68,16 @@ SHARDED_COMMANDS = ("score", "finetune", "report", "run")
 
 def main() -> None:
     """The console script: run the command ``sys.argv`` names; exit with its status."""
+    _threads_wait_passively()
     try:
         _refuse_unsharded_command_under_torchrun()
         with closed_stdout_is_not_an_error():
             app(prog_name="fairgrape")
-    except Exception as error:  # before any command ran (its own errors end in ErrorHandling)
+    except SystemExit as exit_:
+        if _interrupted(exit_):
+            _fail(f"interrupted: {_after_interruption()}", 130)
+        raise
+    except Exception as error:  # before any command ran (a command's own errors end in _Command)
         exit_for(error, debug=False)
     finally:
         from . import distributed
@@ -110,6 +115,68 @@ def exit_for(error: Exception, *, debug: bool) -> None:
     _fail(message, code, user_error=user_error, debug=debug)
 
 
+def _interrupted(exit_: SystemExit) -> bool:
+    """Whether Typer ended the command because of Ctrl-C (it turns it into exit status 130)."""
+    cause = exit_.__context__
+    while cause is not None:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _after_interruption() -> str:
+    """What an interruption left, for the one line that says it happened."""
+    if sys.argv[1:2] == ["run"]:
+        return ("every finished stage is kept; run the same command again to resume after the last one "
+                "(a stage that was running starts over)")  # fmt: skip
+    return "files are written whole or not at all: the outputs are the previous ones, or none"
+
+
+def _threads_wait_passively() -> None:
+    """Let torch's idle OpenMP threads sleep rather than spin (unless the user chose otherwise).
+
+    Spinning threads wait for a thread that another process holds off the CPU and burn the
+    time they wait in: on a 2-core machine with two other busy processes a training step took
+    2.5x longer than with passive threads (benchmarks/contention.py). Read once, when torch
+    loads its OpenMP runtime, so this runs before any command imports torch.
+    """
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def _interrupted(exit_: SystemExit) -> bool:
+    """Whether Typer ended the command because of Ctrl-C (it turns it into exit status 130)."""
+    cause = exit_.__context__
+    while cause is not None:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _after_interruption() -> str:
+    """What an interruption left, for the one line that says it happened."""
+    if sys.argv[1:2] == ["run"]:
+        return ("every finished stage is kept; run the same command again to resume after the last one "
+                "(a stage that was running starts over)")  # fmt: skip
+    return "files are written whole or not at all: the outputs are the previous ones, or none"
+
+
+def _threads_wait_passively() -> None:
+    """Let torch's idle OpenMP threads sleep rather than spin (unless the user chose otherwise).
+
+    Spinning threads wait for a thread that another process holds off the CPU and burn the
+    time they wait in: on a 2-core machine with two other busy processes a training step took
+    2.5x longer than with passive threads (benchmarks/contention.py). Read once, when torch
+    loads its OpenMP runtime, so this runs before any command imports torch.
+    """
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def _refuse_unsharded_command_under_torchrun() -> None:
     from .distributed import launched
     from .errors import InputError
@@ -127,7 +194,7 @@ def app_commands() -> list[str]:
     return [info.name or info.callback.__name__ for info in app.registered_commands]
 
 
-def _fail(message: str, exit_code: int, *, user_error: bool, debug: bool) -> None:
+def _fail(message: str, exit_code: int, *, user_error: bool = False, debug: bool = False) -> None:
     """Print the traceback (with --debug) and the one-line message, then exit.
 
     Under torchrun, rank 0 prints; the others print (naming their rank) only errors that are
