@@ -47,7 +47,7 @@ def compare(
     result = compare_files(reports, labels=label, json_output=json_output, html_output=html_output)
     stdout.print(render_comparison(result.comparison))
     for report, entry in zip(result.reports, result.comparison["entries"]):
-        if report.get("history"):
+        if report.history:
             stdout.print()
             stdout.print(render_history(report, label=entry["label"]))
     for written in (json_output, html_output):

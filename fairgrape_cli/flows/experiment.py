@@ -19,6 +19,7 @@ from .._progress import ProgressSink
 from ..errors import InputError
 from ..io.checkpoints import build_model
 from ..io.data import DataSpec
+from ..io.reports import Report
 from .config import load_config
 from .pipeline import run_schedule
 from .synthetic import TINY_ARCH, WIDE_ARCH, SyntheticSpec, make_biased_dataset
@@ -183,7 +184,7 @@ def run_recipes(
     *,
     progress: ProgressSink | None = None,
     on_stage: Callable[[str, bool], None] | None = None,
-) -> dict[str, dict]:
+) -> dict[str, Report]:
     """Prepare once, then run the schedule of ``spec`` with each recipe; reports by label."""
     prepared = prepare(directory, spec, progress=progress)
     reports = {}
@@ -236,7 +237,7 @@ DEMO_RECIPES = {
 @dataclass
 class DemoResult:
     directory: Path
-    reports: dict[str, dict]
+    reports: dict[str, Report]
     comparison: dict
     configs: dict[str, Path]
     html: Path

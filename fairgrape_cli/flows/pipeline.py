@@ -16,9 +16,7 @@ files it wrote (the output folder must be one that every node sees).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +26,12 @@ from .. import distributed, stages
 from .._progress import NoProgress, ProgressSink
 from ..devices import check_precision, resolve_device
 from ..errors import InputError
+from ..io.checkpoints import copy_checkpoint
 from ..io.data import DataSpec
-from ..io.files import atomic_output, remove_leftover_temporaries, sha256_file
+from ..io.files import remove_leftover_temporaries, sha256_file
 from ..io.layouts import read_layout
 from ..io.locks import FolderLock
+from ..io.reports import HistoryEntry, Report, RunInfo, load_report
 from ..method.distillation import Distillation
 from ..method.kept_epoch import KeptEpoch
 from ..method.metrics import Bootstrap
@@ -52,7 +52,7 @@ class _Remake(Exception):
 @dataclass
 class RunResult:
     output: Path
-    report: dict
+    report: Report
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
@@ -331,7 +331,7 @@ def _run_pass(runner: _Runner) -> RunResult:
         )  # fmt: skip
     else:
         runner.stage("final_finetune", {"model": model_sha, "copy": True}, [final],
-                     lambda: _copy_atomically(model_path, final), on_every_rank=False, inputs=[model_path])
+                     lambda: copy_checkpoint(model_path, final), on_every_rank=False, inputs=[model_path])
         model_sha = sha256_file(final)
     final_entry = runner.stage(
         "evaluate-final",
@@ -353,7 +353,7 @@ def _run_pass(runner: _Runner) -> RunResult:
         lambda: _write_report(runner, final, start, history, rates, outputs),
         inputs=[final, start, masks_path],  # the report names the final model's masks
     )
-    report = json.loads(report_path.read_text(encoding="utf-8"))
+    report = load_report(report_path)
     return RunResult(directory, report, runner.ran, [name for name in runner.skipped if name not in runner.ran])
 
 
@@ -421,11 +421,8 @@ def _evaluate(runner: _Runner, model: Path) -> dict:
         precision=runner.precision(),
         progress=runner.progress,
     ).report
-    return {
-        "density": result["density"],
-        "accuracy": result["overall"]["accuracy"],
-        "groups": {row["group"]: row["accuracy"] for row in result["groups"]},
-    }
+    entry = HistoryEntry(result.density, result.overall.accuracy, {row.group: row.accuracy for row in result.groups})
+    return entry.to_dict()
 
 
 def _write_report(runner: _Runner, final: Path, start: Path, history, rates, outputs) -> None:
@@ -439,16 +436,16 @@ def _write_report(runner: _Runner, final: Path, start: Path, history, rates, out
         precision=runner.precision(),
         progress=runner.progress,
     ).report
-    result["history"] = history
-    result["run"] = {
-        "config": str(runner.config.path),
-        "method": settings["method"],
-        "rate": settings["rate"],
-        "keep_per_iter": settings["keep_per_iter"],
-        "iterations": len(rates),
-        "schedule": rates,
-        "seed": settings["seed"],
-    }
+    result.history = [HistoryEntry.from_dict(entry) for entry in history]
+    result.run = RunInfo(
+        config=str(runner.config.path),
+        method=settings["method"],
+        rate=settings["rate"],
+        keep_per_iter=settings["keep_per_iter"],
+        iterations=len(rates),
+        schedule=rates,
+        seed=settings["seed"],
+    )
     with runner.runtime.together():
         if runner.runtime.is_main:
             stages.save_report(result, json_output=outputs[0], html_output=outputs[1] if len(outputs) > 1 else None)
@@ -460,11 +457,6 @@ def _hold_folder(directory: Path, held: contextlib.ExitStack) -> None:
     leftovers = remove_leftover_temporaries([directory, *directory.glob("iter-*")])
     if leftovers:
         log.info("removed %d temporary file(s) a killed run left in %s", len(leftovers), directory)
-
-
-def _copy_atomically(source: Path, target: Path) -> None:
-    with atomic_output(target) as tmp:
-        shutil.copyfile(source, tmp)
 
 
 def _data_identity(spec: DataSpec) -> dict[str, Any]:

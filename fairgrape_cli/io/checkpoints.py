@@ -25,7 +25,7 @@ from torch import nn
 
 from ..errors import InputError, first_line
 from . import sparse
-from .files import atomic_output, require_file, resolve_recorded, save_safetensors, sha256_file
+from .files import atomic_output, record_path, require_file, resolve_recorded, save_safetensors, sha256_file
 from .structure import apply_structure, describe_structure
 
 NATIVE_FORMAT = "fairgrape.checkpoint.v1"
@@ -419,6 +419,40 @@ def read_provenance(path: Path) -> dict[str, Any]:
         return {}
     recorded = loaded.get("fairgrape") if isinstance(loaded, dict) else None
     return dict(recorded) if isinstance(recorded, Mapping) else {}
+
+
+# paths a checkpoint's provenance records, each relative to the checkpoint itself
+PROVENANCE_PATHS = ("source", "masks", "data", "labels", "teacher")
+
+
+def copy_checkpoint(source: str | Path, target: str | Path) -> None:
+    """Copy a checkpoint to ``target`` atomically, its recorded paths re-anchored to the new
+    place (they are relative to the file: a copy into another folder would name files that are
+    not there). A checkpoint whose provenance cannot be read this way is copied byte for byte."""
+    import shutil
+
+    source, target = Path(source), Path(target)
+    provenance = read_provenance(source)
+    moved = source.resolve().parent != target.resolve().parent
+    anchored = {
+        key: record_path(resolve_recorded(value, source), target)
+        if key in PROVENANCE_PATHS and isinstance(value, str) and value else value
+        for key, value in provenance.items()
+    }  # fmt: skip
+    with atomic_output(target) as tmp:
+        if not moved or anchored == provenance:
+            shutil.copyfile(source, tmp)
+        elif source.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(source), framework="pt") as handle:
+                metadata = dict(handle.metadata() or {})
+                tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+            save_safetensors(tensors, tmp, {**metadata, "fairgrape": json.dumps(anchored)})
+        else:
+            loaded = torch.load(source, map_location="cpu", weights_only=True)
+            with open(tmp, "wb") as handle:  # through a handle: the same model gives the same bytes
+                torch.save({**loaded, "fairgrape": anchored}, handle)
 
 
 # ----------------------------------------------------------------------------------------- saving

@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+from ..io.reports import Report
+
 BEST_MARK = "*"  # beside the best value of a row: survives terminals without colour
 
 
@@ -42,15 +44,15 @@ FORMATS: dict[str, Callable[[float | None], str]] = {
 }
 
 
-def history_series(report: dict) -> list[tuple[str, list[float | None]]]:
+def history_series(report: Report) -> list[tuple[str, list[float | None]]]:
     """Accuracy per history entry: ``overall`` first, then each group in the report's order."""
-    history = report.get("history") or []
-    groups = [str(row["group"]) for row in report["groups"]]
+    history = report.history or []
+    groups = [str(row.group) for row in report.groups]
     for entry in history:  # groups only in the history (none expected) still get a line
-        groups += [str(name) for name in entry.get("groups", {}) if str(name) not in groups]
-    series = [("overall", [clean(entry.get("accuracy")) for entry in history])]
+        groups += [str(name) for name in (entry.groups or {}) if str(name) not in groups]
+    series = [("overall", [clean(entry.accuracy) for entry in history])]
     for group in groups:
-        series.append((group, [clean(entry.get("groups", {}).get(group)) for entry in history]))
+        series.append((group, [clean((entry.groups or {}).get(group)) for entry in history]))
     return series
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..io.files import refuse_overwriting_inputs, write_text_atomically
-from ..io.reports import load_report
+from ..io.reports import Report, load_report
 from ..method.comparison import compare_reports
 from ..render.html import history_html
 
@@ -16,7 +16,7 @@ from ..render.html import history_html
 @dataclass
 class ComparisonResult:
     comparison: dict
-    reports: list[dict]  # as read, in the order given (the history charts need them whole)
+    reports: list[Report]  # as read, in the order given (the history charts need them whole)
 
 
 def compare_files(

@@ -17,6 +17,7 @@ from ..io import checkpoints as ckpt
 from ..io.artifacts import MASKS_FORMAT, Artifact, read_importance, read_masks, write_artifact
 from ..io.data import DEFAULT_IMAGE_SIZE
 from ..io.files import all_or_none, record_path, refuse_overwriting_inputs
+from ..io.reports import ModelSize
 from ._inputs import (
     DEFAULT_IMPORTANCE,
     DEFAULT_MASKS,
@@ -43,7 +44,7 @@ class PruneSummary:
     density: float
     layers: dict[str, tuple[int, int]]  # name -> (kept, size); channel groups: (kept, dense) channels
     granularity: str = "weight"
-    size: dict[str, Any] = field(default_factory=dict)  # params, flops, dense_params, dense_flops
+    size: ModelSize = field(default_factory=ModelSize)  # params, flops, dense_params, dense_flops, ...
     seconds: float = 0.0
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from ..io.artifacts import read_masks
 from ..io.data import DataSpec, require_groups, resolve_classes
 from ..io.files import all_or_none, refuse_overwriting_inputs, resolve_recorded, write_text_atomically
 from ..io.images import Normalizer
+from ..io.reports import BootstrapInfo, PruningSettings, Report
 from ..method.batches import sequential_batches, share_of
 from ..method.metrics import (
     Bootstrap,
@@ -41,7 +41,7 @@ log = logging.getLogger("fairgrape")
 
 @dataclass
 class ReportResult:
-    report: dict
+    report: Report
     failed: list[str]  # the --fail-if conditions that hold
     skipped_images: int = 0
 
@@ -132,18 +132,18 @@ def report(
         intervals=bootstrap_intervals(pairs, has_baseline=baseline is not None, settings=bootstrap),
     )
     if prepared.table.multi_label:  # the mean over attributes above; each attribute here
-        result["attributes"] = attribute_sections(
+        result.attributes = attribute_sections(
             outcomes[0], outcomes[1] if baseline is not None else None, table.group_index, table.group_names,
             prepared.classes,
         )  # fmt: skip
     if bootstrap.resamples:
-        result["bootstrap"] = {
-            "resamples": bootstrap.resamples, "confidence": bootstrap.confidence, "seed": bootstrap.seed,
-            "method": "percentile; images resampled within each group, paired with the baseline",
-        }  # fmt: skip
-    result["baseline"] = str(baseline.path) if baseline else None
-    result["pruning"] = _pruning_settings(checkpoint)
-    result.update(size)
+        result.bootstrap = BootstrapInfo(
+            bootstrap.resamples, bootstrap.confidence, bootstrap.seed,
+            "percentile; images resampled within each group, paired with the baseline",
+        )  # fmt: skip
+    result.baseline = str(baseline.path) if baseline else None
+    result.pruning = _pruning_settings(checkpoint)
+    result.size = size
     with runtime.together():  # rank 0 writes; the others wait until the files are there
         if runtime.is_main:
             save_report(result, json_output=json_output, html_output=html_output)
@@ -190,7 +190,7 @@ def _same_path(first: Path | None, second: Path | None) -> bool:
         return False
 
 
-def _pruning_settings(checkpoint: ckpt.Checkpoint) -> dict | None:
+def _pruning_settings(checkpoint: ckpt.Checkpoint) -> PruningSettings | None:
     """Method, rate and scope of the masks a checkpoint names, when they can still be read."""
     path = ckpt.named_masks(checkpoint)
     if path is None:
@@ -199,10 +199,13 @@ def _pruning_settings(checkpoint: ckpt.Checkpoint) -> dict | None:
         metadata = read_masks(path).metadata
     except InputError:
         return None
-    settings = {key: metadata.get(key) for key in ("method", "rate", "scope", "density", "granularity")}
-    for key in ("rate", "density"):  # safetensors metadata holds strings; a report holds numbers
-        settings[key] = _number(settings[key])
-    return settings
+    return PruningSettings(
+        method=metadata.get("method"),
+        rate=_number(metadata.get("rate")),  # safetensors metadata holds strings; a report holds numbers
+        scope=metadata.get("scope"),
+        density=_number(metadata.get("density")),
+        granularity=metadata.get("granularity"),
+    )
 
 
 def _number(value: object) -> float | None:
@@ -212,10 +215,10 @@ def _number(value: object) -> float | None:
         return None
 
 
-def save_report(result: dict, *, json_output: Path | None = None, html_output: Path | None = None) -> None:
+def save_report(result: Report, *, json_output: Path | None = None, html_output: Path | None = None) -> None:
     """Write a report as JSON and/or as a self-contained HTML page (atomically, both or neither)."""
     with all_or_none():
         if json_output is not None:
-            write_text_atomically(json_output, json.dumps(result, indent=2) + "\n")
+            write_text_atomically(json_output, result.to_json())
         if html_output is not None:
             write_text_atomically(html_output, history_html(result))
