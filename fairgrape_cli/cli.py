@@ -15,15 +15,15 @@ import typer
 from .commands._console import closed_stdout_is_not_an_error
 from .commands._help import Command, Group
 from .commands._options import Version, debug_enabled
-from .commands.compare import compare
-from .commands.data_prune import data_prune
-from .commands.demo import demo
-from .commands.export import export
-from .commands.finetune import finetune
-from .commands.prune import prune
-from .commands.report import report
-from .commands.run import run
-from .commands.score import score
+from .commands.compare import compare_command
+from .commands.data_prune import data_prune_command
+from .commands.demo import demo_command
+from .commands.export import export_command
+from .commands.finetune import finetune_command
+from .commands.prune import prune_command
+from .commands.report import report_command
+from .commands.run import run_command
+from .commands.score import score_command
 
 
 class _Command(Command):
@@ -50,9 +50,9 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     cls=Group,
 )
-for name, command in (("score", score), ("prune", prune), ("finetune", finetune), ("report", report),
-                      ("run", run), ("compare", compare), ("data-prune", data_prune),
-                      ("export", export), ("demo", demo)):
+for name, command in (("score", score_command), ("prune", prune_command), ("finetune", finetune_command),
+                      ("report", report_command), ("run", run_command), ("compare", compare_command),
+                      ("data-prune", data_prune_command), ("export", export_command), ("demo", demo_command)):
     app.command(name=name, cls=_Command)(command)
 
 
@@ -113,37 +113,6 @@ def exit_for(error: Exception, *, debug: bool) -> None:
         ), 1
     distributed.shutdown(after_crash=crashed)
     _fail(message, code, user_error=user_error, debug=debug)
-
-
-def _interrupted(exit_: SystemExit) -> bool:
-    """Whether Typer ended the command because of Ctrl-C (it turns it into exit status 130)."""
-    cause = exit_.__context__
-    while cause is not None:
-        if isinstance(cause, KeyboardInterrupt):
-            return True
-        cause = cause.__cause__ or cause.__context__
-    return False
-
-
-def _after_interruption() -> str:
-    """What an interruption left, for the one line that says it happened."""
-    if sys.argv[1:2] == ["run"]:
-        return ("every finished stage is kept; run the same command again to resume after the last one "
-                "(a stage that was running starts over)")  # fmt: skip
-    return "files are written whole or not at all: the outputs are the previous ones, or none"
-
-
-def _threads_wait_passively() -> None:
-    """Let torch's idle OpenMP threads sleep rather than spin (unless the user chose otherwise).
-
-    Spinning threads wait for a thread that another process holds off the CPU and burn the
-    time they wait in: on a 2-core machine with two other busy processes a training step took
-    2.5x longer than with passive threads (benchmarks/contention.py). Read once, when torch
-    loads its OpenMP runtime, so this runs before any command imports torch.
-    """
-    import os
-
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _interrupted(exit_: SystemExit) -> bool:

@@ -136,7 +136,7 @@ def test_no_import_cycles():
 
 def test_the_checker_sees_lazy_and_relative_imports():
     """The graph is read right: a lazy import inside a function and ``from .. import x`` count."""
-    assert "fairgrape_cli.stages" in GRAPH["fairgrape_cli.flows.pipeline"]  # from .. import stages
+    assert "fairgrape_cli.stages" in GRAPH["fairgrape_cli.flows.steps"]  # from .. import stages
     assert "fairgrape_cli.method.scoring" in GRAPH["fairgrape_cli.stages.score"]  # inside score()
     assert "fairgrape_cli.io.checkpoints" in GRAPH["fairgrape_cli.stages._inputs"]  # from ..io import x
 

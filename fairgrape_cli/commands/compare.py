@@ -10,7 +10,7 @@ import typer
 from . import _options as opt
 
 
-def compare(
+def compare_command(
     reports: Annotated[
         list[Path], typer.Argument(help="Report files written by `fairgrape report --json` or `fairgrape run`.")
     ],

@@ -16,7 +16,7 @@ class KeepArtifacts(str, Enum):
     all = "all"
 
 
-def run(
+def run_command(
     config: Annotated[Path, typer.Argument(help="YAML config (see sample_configs/).")],
     set_: Annotated[
         Optional[list[str]],

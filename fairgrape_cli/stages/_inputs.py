@@ -20,10 +20,7 @@ from ..io.images import ImageLoader, default_workers
 
 log = logging.getLogger("fairgrape")
 
-DEFAULT_IMPORTANCE = Path("importance.safetensors")
-DEFAULT_MASKS = Path("masks.safetensors")
-DEFAULT_PRUNED = "pruned.pt"
-DEFAULT_FINETUNED = Path("finetuned.pt")
+DEFAULT_PRUNED = "pruned.pt"  # the pruned checkpoint's name, beside its masks
 STORED_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 

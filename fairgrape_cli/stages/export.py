@@ -48,6 +48,8 @@ class ExportFailed(FairgrapeError):
 
 @dataclass
 class Check:
+    """An export's check: passed (None: skipped), what it found, the largest logit difference."""
+
     passed: bool | None  # None: skipped
     text: str
     max_difference: float | None = None
@@ -68,6 +70,8 @@ class ExportJob:
 
 @dataclass(frozen=True)
 class ExportFormat:
+    """One export format: the suffixes it writes, its writer and its check."""
+
     suffixes: tuple[str, ...]  # what OUT may end with (fairgrape tells checkpoints by their suffix)
     inferred_from: tuple[str, ...]  # the suffixes that choose this format without --format
     default_name: str  # OUT without -o, from MODEL's stem, in the current folder
@@ -78,6 +82,8 @@ class ExportFormat:
 
 @dataclass
 class ExportSummary:
+    """What :func:`export` wrote, its size against the reference, and its check."""
+
     output: Path
     format: str
     bytes: int
@@ -255,11 +261,62 @@ _KIND_NAMES = {"torchscript": "a TorchScript archive", "module": "a pickled modu
 # ---------------------------------------------------------------------------------------- the stage
 
 
+@dataclass(frozen=True)
+class ExportInputs:
+    """Everything export works on, checked (no model loaded)."""
+
+    model: ModelSource
+    output: Path
+    format: str
+    values: str
+    data: Path | None
+    labels: Path | None
+    image_size: int | None
+    batch_size: int
+    seed: int
+
+
+def default_output(model: Path, format: str | None, output: Path | None = None) -> Path:
+    """The file an export of ``model`` is written to without ``-o``: its stem with the format's
+    suffix (``pruned.sparse.safetensors``), relative to the current folder."""
+    return Path(FORMATS[choose_format(format, output)].default_name.format(stem=Path(model).stem))
+
+
+def resolve_export(
+    *,
+    model: ModelSource,
+    output: Path,
+    format: str | None = None,
+    values: str = "float32",
+    data: Path | None = None,
+    labels: Path | None = None,
+    image_size: int | None = None,
+    batch_size: int = 8,
+    seed: int = 0,
+) -> ExportInputs:
+    """Choose the format (``format``, else ``output``'s suffix), check the flags and that the
+    output can be written, before loading anything."""
+    name = choose_format(format, output)
+    if values not in sparse.VALUE_DTYPES:
+        raise InputError(f"--values {values}: choose {' or '.join(sparse.VALUE_DTYPES)}")
+    if values != "float32" and name != "sparse":
+        raise InputError(f"--values {values} applies to --format sparse only")
+    if batch_size < 1:
+        raise InputError(f"--batch-size {batch_size}: must be at least 1")
+    if labels is not None and data is None:
+        raise InputError(f"--labels {labels} names the labels of --data's images; pass --data FOLDER too")
+    FORMATS[name].needs()
+    output = Path(output)
+    refuse_overwriting_inputs([output], [model.path, labels])
+    _require_writable(output)
+    return ExportInputs(model, output, name, values, data, labels, image_size, batch_size, seed)
+
+
 @torch.no_grad()
 def export(
     *,
     model: ModelSource,
-    output: Path | None = None,
+    output: Path,
     format: str | None = None,
     values: str = "float32",
     data: Path | None = None,
@@ -270,46 +327,43 @@ def export(
 ) -> ExportSummary:
     """Write ``model`` as ``format`` (or the format ``output``'s suffix names), checked."""
     started = time.perf_counter()
-    name = choose_format(format, output)
-    chosen = FORMATS[name]
-    if values not in sparse.VALUE_DTYPES:
-        raise InputError(f"--values {values}: choose {' or '.join(sparse.VALUE_DTYPES)}")
-    if values != "float32" and name != "sparse":
-        raise InputError(f"--values {values} applies to --format sparse only")
-    if batch_size < 1:
-        raise InputError(f"--batch-size {batch_size}: must be at least 1")
-    if labels is not None and data is None:
-        raise InputError(f"--labels {labels} names the labels of --data's images; pass --data FOLDER too")
-    chosen.needs()
-    output = output or Path(chosen.default_name.format(stem=model.path.stem))
-    refuse_overwriting_inputs([output], [model.path, labels])
-    _require_writable(output)
+    inputs = resolve_export(
+        model=model, output=output, format=format, values=values, data=data, labels=labels,
+        image_size=image_size, batch_size=batch_size, seed=seed,
+    )  # fmt: skip
+    job = _job(inputs)
+    chosen = FORMATS[inputs.format]
+    with atomic_output(inputs.output) as tmp:
+        details = chosen.write(job, tmp)
+        check = chosen.check(job, tmp)
+        if check.passed is False:
+            raise ExportFailed(f"{inputs.output} not written: {check.text}")
+    reference, reference_bytes = _reference_size(job.checkpoint)
+    return ExportSummary(
+        output=inputs.output, format=inputs.format, bytes=inputs.output.stat().st_size, reference=reference,
+        reference_bytes=reference_bytes, check=check, details=details,
+        seconds=time.perf_counter() - started,
+    )  # fmt: skip
 
+
+def _job(inputs: ExportInputs) -> ExportJob:
+    """The loaded model, its check batch and the logits the export must reproduce."""
+    model = inputs.model
     checkpoint = model.load()
-    if name == "sparse" and checkpoint.arch is None:
+    if inputs.format == "sparse" and checkpoint.arch is None:
         checkpoint = replace(checkpoint, arch=model.arch)
         if checkpoint.arch is None:
             raise InputError(
                 f"--format sparse stores weights by name, and {model.path} ({_KIND_NAMES[checkpoint.kind]}) "
                 "does not say which architecture rebuilds them; pass --arch NAME"
             )
-    size = int(image_size or checkpoint.image_size or DEFAULT_IMAGE_SIZE)
-    batch, batch_source = _check_batch(checkpoint, data, labels, size, batch_size, seed)
+    size = int(inputs.image_size or checkpoint.image_size or DEFAULT_IMAGE_SIZE)
+    batch, batch_source = _check_batch(checkpoint, inputs.data, inputs.labels, size, inputs.batch_size, inputs.seed)
     checkpoint.model.eval()
-    job = ExportJob(
+    return ExportJob(
         checkpoint=checkpoint, image_size=size, batch=batch, expected=checkpoint.model(batch),
-        batch_source=batch_source, values=values, provenance=_provenance(checkpoint, output, name, values),
-    )  # fmt: skip
-    with atomic_output(output) as tmp:
-        details = chosen.write(job, tmp)
-        check = chosen.check(job, tmp)
-        if check.passed is False:
-            raise ExportFailed(f"{output} not written: {check.text}")
-    reference, reference_bytes = _reference_size(checkpoint)
-    return ExportSummary(
-        output=output, format=name, bytes=output.stat().st_size, reference=reference,
-        reference_bytes=reference_bytes, check=check, details=details,
-        seconds=time.perf_counter() - started,
+        batch_source=batch_source, values=inputs.values,
+        provenance=_provenance(checkpoint, inputs.output, inputs.format, inputs.values),
     )  # fmt: skip
 
 
