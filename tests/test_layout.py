@@ -19,7 +19,7 @@ NAME = "fairgrape_cli"
 # separate rooms: neither imports the other.
 LAYERS = {
     "cli": ("cli", 6), "__main__": ("cli", 6),
-    "commands": ("commands", 5),
+    "commands": ("commands", 5), "api": ("api", 5),
     "flows": ("flows", 4),
     "stages": ("stages", 3),
     "method": ("method", 2), "render": ("render", 2),

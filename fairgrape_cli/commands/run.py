@@ -12,6 +12,8 @@ from . import _options as opt
 
 
 class KeepArtifacts(str, Enum):
+    """--keep-artifacts' choices."""
+
     last = "last"
     all = "all"
 

@@ -118,6 +118,8 @@ SCHEMA: dict[str, dict[str, Option]] = {
 
 @dataclass
 class RunConfig:
+    """A validated run config: top-level settings, sections, and where each value came from."""
+
     path: Path
     settings: dict[str, Any]  # top-level options, defaults filled in, paths resolved
     sections: dict[str, dict[str, Any]]  # section -> options, defaults filled in
@@ -132,6 +134,7 @@ class RunConfig:
 
     @property
     def output(self) -> Path:
+        """The run's output folder."""
         return Path(self.settings["output"])
 
 

@@ -61,6 +61,8 @@ class Recipe:
 
 @dataclass(frozen=True)
 class ExperimentSpec:
+    """The dataset, dense model and schedule an experiment runs recipes under."""
+
     data: SyntheticSpec = field(default_factory=SyntheticSpec)
     arch: str = TINY_ARCH
     dense_epochs: int = 10
@@ -78,6 +80,8 @@ class ExperimentSpec:
 
 @dataclass
 class Prepared:
+    """An experiment's dataset and dense model on disk."""
+
     data: Path
     model: Path
 
@@ -196,6 +200,7 @@ def run_recipes(
 
 
 def describe(spec: ExperimentSpec) -> dict:
+    """``spec`` as plain data (for the benchmarks' records)."""
     return asdict(spec)
 
 
@@ -236,6 +241,8 @@ DEMO_RECIPES = {
 
 @dataclass
 class DemoResult:
+    """What the demo ran and wrote: each recipe's report, their comparison, the page."""
+
     directory: Path
     reports: dict[str, Report]
     comparison: dict

@@ -33,6 +33,7 @@ class TensorInfo(NamedTuple):
 
     @property
     def ndim(self) -> int:
+        """The number of dimensions."""
         return len(self.shape)
 
 
@@ -53,6 +54,7 @@ class Artifact:
 
     @property
     def sha256(self) -> str:
+        """The file's sha256 (waits for the background hash)."""
         if isinstance(self.digest, Future):
             self.digest = self.digest.result()
         return self.digest
@@ -139,6 +141,7 @@ class CheckedImportance(_TensorView):
 
 
 def check_importance_values(values: torch.Tensor, *, key: str, path: Path) -> None:
+    """Refuse importance values no squared gradient can give (NaN, infinite, negative)."""
     if values.numel() == 0 or values.dtype == torch.bool:
         return
     low, high = (float(bound) for bound in torch.aminmax(values))  # one pass; NaN makes both NaN
@@ -198,6 +201,7 @@ def write_artifact(
 
 
 def read_artifact(path: str | Path, *, expected_format: str, what: str, lazy: bool = False) -> Artifact:
+    """Read a safetensors artifact of ``expected_format`` (lazily: tensors read when looked up)."""
     from safetensors import safe_open
 
     path = require_file(path, what)
@@ -234,6 +238,7 @@ def _decode(text: str) -> Any:
 
 
 def read_importance(path: str | Path, *, lazy: bool = False) -> Artifact:
+    """Read an importance file, its groups and per-layer scales checked."""
     artifact = read_artifact(path, expected_format=IMPORTANCE_FORMAT, what="importance", lazy=lazy)
     groups = artifact.metadata.get("groups")
     if not isinstance(groups, list) or not groups:
@@ -267,6 +272,7 @@ def _valid_scale(value: object) -> bool:
 
 
 def read_masks(path: str | Path) -> Artifact:
+    """Read a masks file; every mask must be bool."""
     artifact = read_artifact(path, expected_format=MASKS_FORMAT, what="masks")
     for key, tensor in artifact.headers.items():
         if tensor.dtype != torch.bool:

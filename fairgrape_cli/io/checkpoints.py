@@ -1,4 +1,4 @@
-"""Load and save models in the formats DESIGN.md lists; name their prunable layers.
+"""Load and save models in the formats docs/design.md lists; name their prunable layers.
 
 Every ``torch.load`` here uses ``weights_only=True`` unless the user passed ``--trust-checkpoint``:
 a checkpoint never runs code the user did not vouch for.
@@ -62,6 +62,7 @@ class Checkpoint:
 
     @property
     def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The mean and std images are normalised with (ImageNet's unless the file says)."""
         return (self.mean or IMAGENET_MEAN, self.std or IMAGENET_STD)
 
 

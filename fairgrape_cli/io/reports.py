@@ -87,12 +87,14 @@ class Disparity(Record):
         return (self.intervals or {}).get(name)
 
     def to_dict(self) -> dict[str, Any]:
+        """The values, then each interval as ``NAME_ci``."""
         out = dict(self.values)
         out.update({f"{name}_ci": pair for name, pair in (self.intervals or {}).items()})
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Disparity:
+        """Values and intervals from a report's ``disparity`` object."""
         values = {key: value for key, value in data.items() if not key.endswith("_ci")}
         intervals = {key[: -len("_ci")]: value for key, value in data.items() if key.endswith("_ci")}
         return cls(values, intervals or None)

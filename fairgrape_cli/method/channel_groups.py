@@ -21,7 +21,7 @@ from torch import nn
 from ..errors import InputError, error_summary
 from .units import WeightSlice
 
-_PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)  # the layers with prunable weights (DESIGN.md)
+_PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)  # the layers with prunable weights (docs/design.md)
 
 
 @dataclass

@@ -51,6 +51,8 @@ QUOTA_FORM = (
 
 @dataclass(frozen=True)
 class Quotas:
+    """Each unit's kept fraction, which were capped at 1, and a note on how."""
+
     fractions: np.ndarray  # d_k per unit, float64
     capped: np.ndarray  # bool per unit: held at 1 by the cap
     note: str | None = None  # a rule that went beyond the formula says so here
@@ -58,6 +60,8 @@ class Quotas:
 
 @dataclass(frozen=True)
 class QuotaRule:
+    """A registered quota rule (``--quota``)."""
+
     name: str
     summary: str
     needs_recall: bool
@@ -74,6 +78,7 @@ def quota_rule(name: str, *, needs_recall: bool, summary: str):
 
 @quota_rule("drop", needs_recall=True, summary="DRoP: harder units (lower val recall) keep more")
 def drop_quotas(*, sizes: np.ndarray, recalls: np.ndarray, density: float) -> Quotas:
+    """DRoP: d_k = d (1 - r_k) / Z, capped at 1, the excess shared in proportion to (1 - r_k)."""
     sizes = np.asarray(sizes, dtype=np.float64)
     hardness = 1.0 - np.asarray(recalls, dtype=np.float64)
     wanted = density * sizes.sum()  # rows to keep, before rounding
@@ -108,6 +113,7 @@ def drop_quotas(*, sizes: np.ndarray, recalls: np.ndarray, density: float) -> Qu
 
 @quota_rule("uniform", needs_recall=False, summary="every unit keeps d (random pruning, the baseline)")
 def uniform_quotas(*, sizes: np.ndarray, recalls: np.ndarray, density: float) -> Quotas:
+    """Every unit keeps ``density``."""
     return Quotas(np.full(len(sizes), float(density)), np.zeros(len(sizes), dtype=bool))
 
 
@@ -116,6 +122,8 @@ def uniform_quotas(*, sizes: np.ndarray, recalls: np.ndarray, density: float) ->
 
 @dataclass(frozen=True)
 class WithinRule:
+    """A registered within-unit rule (``--within``)."""
+
     name: str
     summary: str
     needs_scores: bool
@@ -173,6 +181,8 @@ def kept_counts(sizes: Sequence[int], fractions: np.ndarray, total: int, rng: np
 
 @dataclass(frozen=True)
 class Unit:
+    """One unit of a data-pruning plan: its rows, recall, quota and rows kept."""
+
     name: str
     rows: int  # N_k: training rows
     val_rows: int  # validation rows its recall was measured on
@@ -184,6 +194,8 @@ class Unit:
 
 @dataclass
 class DataPlan:
+    """A data-pruning plan: the units, the rows kept, notes."""
+
     units: list[Unit]
     density: float  # d asked for
     rows: int  # N
@@ -195,6 +207,7 @@ class DataPlan:
 
 
 def check_density(density: float, min_quota: float = 0.0) -> None:
+    """Refuse a keep fraction or floor outside their ranges."""
     if not (isinstance(density, (int, float)) and 0.0 < density <= 1.0):
         raise InputError(f"--keep {density}: must be in (0, 1] (the fraction of training rows kept)")
     if not 0.0 <= min_quota <= density:

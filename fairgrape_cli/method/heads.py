@@ -23,6 +23,8 @@ from ..registry import Registry
 
 @dataclass(frozen=True)
 class Head:
+    """How a kind of target is trained and judged: its loss, prediction, what counts as right."""
+
     name: str
     loss: Callable[[torch.Tensor, torch.Tensor, str], torch.Tensor]  # (logits, targets, "mean" | "none")
     predict: Callable[[torch.Tensor], torch.Tensor]  # logits -> class [B] or 0/1 per attribute [B, A]

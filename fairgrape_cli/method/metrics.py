@@ -62,12 +62,15 @@ def predict(
 
 @dataclass(frozen=True)
 class GroupAccuracy:
+    """One group's scored images and how many were right."""
+
     group: str
     n: int
     correct: float  # images right (for several attributes: the sum of each image's fraction right)
 
     @property
     def accuracy(self) -> float:
+        """The fraction right (NaN for an empty group)."""
         return self.correct / self.n if self.n else math.nan
 
 
@@ -284,6 +287,8 @@ _CONDITION = re.compile(
 
 @dataclass(frozen=True)
 class Condition:
+    """A parsed ``--fail-if`` condition: metric, comparison, threshold (a fraction)."""
+
     metric: str
     comparison: str
     threshold: float

@@ -126,6 +126,8 @@ class LossRule(Protocol):
 
 @dataclass(frozen=True)
 class Objective:
+    """A registered objective (``--objective``): its epoch rows and its loss rule."""
+
     name: str
     summary: str
     needs_groups: bool  # also: the kept epoch is the one of best worst-group validation accuracy
@@ -155,6 +157,7 @@ def objective(
 
 
 def every_row_once(rows: TrainingRows, options: ObjectiveOptions, generator: torch.Generator) -> np.ndarray:
+    """Every training row once, shuffled."""
     return torch.randperm(len(rows), generator=generator).numpy()
 
 
@@ -211,6 +214,7 @@ class MeanLoss:
         return loss("mean")
 
     def weights(self) -> None:
+        """None: no per-group weights."""
         return None
 
 
@@ -235,6 +239,7 @@ class InverseSizeWeights:
         return (losses * self.row_weights[rows].to(losses.dtype)).mean()
 
     def weights(self) -> None:
+        """The per-group weights applied."""
         return None
 
 
@@ -273,6 +278,7 @@ class OnlineGroupDRO:
         return self.runtime.world_size * (sums / denominators * self.q.to(losses.dtype)).sum()
 
     def weights(self) -> list[float]:
+        """The groups' current weights q."""
         return [round(float(value), 6) for value in self.q]
 
 
@@ -325,6 +331,7 @@ class LagrangianConstraints:
         return lagrangian
 
     def weights(self) -> list[float]:
+        """The groups' current multipliers."""
         return [round(float(value), 6) for value in self.multipliers]
 
 

@@ -32,6 +32,8 @@ SCOPES = ("layer", "global")
 
 @dataclass(frozen=True)
 class Criterion:
+    """A registered pruning criterion (``--method``): the score rows it ranks by."""
+
     name: str
     needs_importance: bool
     summary: str
@@ -254,7 +256,8 @@ def select(
 class Plan(Protocol):
     """A selection with its rankings made; ``run`` makes the picks and returns the kept mask."""
 
-    def run(self) -> torch.Tensor: ...
+    def run(self) -> torch.Tensor:
+        """Make the picks; the kept mask."""
 
 
 @dataclass

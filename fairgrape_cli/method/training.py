@@ -31,6 +31,8 @@ Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
 @dataclass
 class EpochRecord:
+    """One epoch's training loss and accuracy, validation numbers and group weights."""
+
     epoch: int
     train_loss: float
     train_accuracy: float
@@ -41,6 +43,8 @@ class EpochRecord:
 
 @dataclass
 class FinetuneResult:
+    """Each epoch's record and the epoch kept."""
+
     history: list[EpochRecord] = field(default_factory=list)
     best_epoch: int | None = None  # the epoch kept on validation (None: the last one)
 

@@ -35,6 +35,8 @@ class WeightSlice:
 
 
 class UnitLayout(Protocol):
+    """A coupled channel group as selection sees it: its name, width and weight slices."""
+
     name: str
     size: int
     slices: list[WeightSlice]

@@ -13,6 +13,7 @@ BEST_MARK = "*"  # beside the best value of a row: survives terminals without co
 
 
 def percent(value: float | None) -> str:
+    """A fraction as percent, ``85.00%`` (``-`` for none)."""
     return "-" if value is None or math.isnan(value) else f"{100 * value:.2f}%"
 
 
@@ -22,6 +23,7 @@ def points(value: float | None) -> str:
 
 
 def fraction(value: float | None) -> str:
+    """A fraction with four decimals (``-`` for none)."""
     return "-" if value is None or math.isnan(value) else f"{value:.4f}"
 
 
@@ -57,12 +59,14 @@ def history_series(report: Report) -> list[tuple[str, list[float | None]]]:
 
 
 def clean(value: object) -> float | None:
+    """A finite number as float, else None (a bool, a string, NaN)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         return None
     return float(value)
 
 
 def density_label(value: object) -> str:
+    """A density with three significant digits (``?`` for none)."""
     number = clean(value)
     return "?" if number is None else f"{number:.3g}"
 

@@ -15,6 +15,8 @@ from ..render.html import history_html
 
 @dataclass
 class ComparisonResult:
+    """The comparison and the reports it compared."""
+
     comparison: dict
     reports: list[Report]  # as read, in the order given (the history charts need them whole)
 

@@ -95,6 +95,7 @@ class ExportSummary:
 
     @property
     def ratio(self) -> float:
+        """The export's bytes over the reference's."""
         return self.bytes / self.reference_bytes if self.reference_bytes else float("nan")
 
 
