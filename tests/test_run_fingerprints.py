@@ -269,3 +269,65 @@ def test_runs_recorded_before_the_declarations_stay_up_to_date():
     for step, parts in before.items():
         now = steps.fingerprint_parts(step, config, shas, {"rate": 0.5, "copy": True}, data)
         assert fingerprint(now) == fingerprint(parts), step.name
+
+
+# ---------------------------------------------------------------------- on the real stages
+
+REAL = {
+    "arch": {"arch": "fairgrape_cli.flows.synthetic:TinyCNN"},
+    "include": {"include": ["features.*"]},
+    "exclude": {"exclude": ["classifier.*"]},
+    "image_size": {"image_size": 16},
+}
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory, biased_data, tiny_model_path):
+    """The tiny schedule on the real stages (one iteration, one epoch each, few resamples), done."""
+    import torch
+
+    from fairgrape_cli.flows.synthetic import TINY_ARCH, TinyCNN
+
+    from conftest import save_native
+
+    folder = tmp_path_factory.mktemp("real-fingerprints")
+    shutil.copy(TINY, folder / "config.yaml")
+    _apply(folder / "config.yaml", {"rate": 0.5, "keep_per_iter": None, "keep_artifacts": "all",
+                                     "score.max_batches": 1, "report.bootstrap": 20})  # fmt: skip
+    shutil.copy(tiny_model_path, folder / "model.pt")
+    torch.manual_seed(5)
+    save_native(folder / "model2.pt", TinyCNN(2), TINY_ARCH)
+    (folder / "data").symlink_to(biased_data, target_is_directory=True)
+    shutil.copytree(biased_data, folder / "other-data")
+    (folder / "data2").symlink_to(folder / "other-data", target_is_directory=True)
+    shutil.copy(biased_data / "labels.csv", folder / "labels2.csv")
+    run_schedule(load_config(folder / "config.yaml"))
+    shutil.copytree(folder / "run", folder.parent / "real-finished", symlinks=True)
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", _every_key())
+def test_on_the_real_stages_a_changed_setting_reruns_its_first_stage_and_nothing_before(key, real_run):
+    import torch
+
+    if key == "precision" and not torch.cuda.is_available():
+        pytest.skip("bf16 runs on CUDA only")
+    config = real_run / "config.yaml"
+    base = config.read_text()
+    changes = REAL.get(key) or _mutation(key, yaml.safe_load(base))
+    order = [planned.name for planned in steps.plan(load_config(config), [0.5], real_run / "run")]
+    readers = [name for name in order if name in _declared_readers(key, config)]
+    try:
+        shutil.rmtree(real_run / "run")
+        shutil.copytree(real_run.parent / "real-finished", real_run / "run", symlinks=True)
+        _apply(config, changes)
+        ran = run_schedule(load_config(config)).ran
+    finally:
+        config.write_text(base)
+    if key in EXECUTION or key == "keep_artifacts":
+        assert ran == [], f"{key}: {ran}"
+    elif key != "output":
+        assert readers and readers[0] in ran, f"{key}: its first stage {readers[:1]} did not rerun: {ran}"
+        before = order[: order.index(readers[0])]
+        assert not set(before) & set(ran), f"{key}: stages before {readers[0]} reran: {sorted(set(before) & set(ran))}"
