@@ -79,12 +79,13 @@ def test_one_registry_and_one_first_line_of_an_error():
     from fairgrape_cli.errors import InputError, error_summary, first_line
     from fairgrape_cli.method.data_pruning import QUOTAS, WITHIN
     from fairgrape_cli.method.heads import HEADS
+    from fairgrape_cli.method.kept_epoch import KEEP_EPOCH_RULES
     from fairgrape_cli.method.objectives import OBJECTIVES
     from fairgrape_cli.method.selection import CRITERIA
     from fairgrape_cli.registry import Registry
     from fairgrape_cli.stages.export import FORMATS
 
-    for registry in (CRITERIA, OBJECTIVES, QUOTAS, WITHIN, HEADS, FORMATS):
+    for registry in (CRITERIA, OBJECTIVES, QUOTAS, WITHIN, HEADS, FORMATS, KEEP_EPOCH_RULES):
         assert isinstance(registry, Registry)
     with pytest.raises(InputError, match=r"^--method best: choose one of fairgrape, taylor, magnitude, random$"):
         CRITERIA.choose("best")
