@@ -102,7 +102,7 @@ class _Runner:
             self.skipped.append(planned.name)
             self._announce(planned.name, False)
             return record
-        self._remake_discarded([*call.files.values(), *(current.files[r][0] for r in step.present if r in current.files)])
+        self._remake_discarded(list(call.files.values()))  # (with the files it needs present)
         self._announce(planned.name, True)
         if step.every_rank:
             result = step.call(call)
@@ -222,7 +222,8 @@ def _run_pass(runner: _Runner) -> RunResult:
         if planned.supersedes:
             runner.superseded(planned.supersedes)  # the next iteration finished and is recorded
     report = load_report(runner.directory / "report.json")
-    return RunResult(runner.directory, report, runner.ran, [name for name in runner.skipped if name not in runner.ran])
+    skipped = [name for name in runner.skipped if name not in runner.ran]
+    return RunResult(runner.directory, report, runner.ran, skipped)
 
 
 def _hold_folder(directory: Path, held: contextlib.ExitStack) -> None:

@@ -370,7 +370,8 @@ def plan(config: RunConfig, rates: list[float], directory: Path) -> list[Planned
         label = {"iteration": index, "stage": "iteration", "rate": rate}
         stages_.append(planned(EVALUATE, f"evaluate-{index:02d}", directory, history=label,
                                supersedes=index - 1 if index > 1 else None))  # fmt: skip
-    stages_ += [planned(step, step.name, directory, values={"copy": True}) for step in FINAL_STEPS if step.when(config)]
+    final = [step for step in FINAL_STEPS if step.when(config)]
+    stages_ += [planned(step, step.name, directory, values={"copy": True}) for step in final]
     label = {"iteration": len(rates), "stage": "final", "rate": rates[-1]}
     stages_.append(planned(EVALUATE, "evaluate-final", directory, history=label))
     stages_.append(planned(REPORT, "report", directory, values={"schedule": rates}))
