@@ -195,14 +195,22 @@ def finished(workspace):
 
 
 def _declared_readers(key: str, config_path: Path) -> set[str]:
-    """The stages whose declaration names ``key`` (or its section whole, or the data)."""
+    """The stages whose declaration names ``key`` (or its section whole, or the data), or what
+    it decides: the starting model (``model``), the schedule's rates (``rate``, ``keep_per_iter``,
+    ``iterations``); ``score.skip_bad_images`` is the top-level key's older spelling."""
     config = load_config(config_path)
+    key = "skip_bad_images" if key == "score.skip_bad_images" else key
     section, _, name = key.rpartition(".")
     names = {key, f"{section}.*"} if section else {key}
     readers = set()
     for planned in steps.plan(config, [0.5], config.output):
-        declared = {*planned.step.settings, *planned.step.legacy}
+        step = planned.step
+        declared = {*step.settings, *step.legacy}
         if names & declared or ("data" in declared and key in steps.DATA):
+            readers.add(planned.name)
+        if key == "model" and "model" in step.files:
+            readers.add(planned.name)
+        if key in ("rate", "keep_per_iter", "iterations") and {"rate", "schedule"} & set(step.values):
             readers.add(planned.name)
     return readers
 
@@ -274,6 +282,7 @@ def test_runs_recorded_before_the_declarations_stay_up_to_date():
 # ---------------------------------------------------------------------- on the real stages
 
 REAL = {
+    "target": {"target": "label"},  # the default column, named: the model's classes are its values
     "arch": {"arch": "fairgrape_cli.flows.synthetic:TinyCNN"},
     "include": {"include": ["features.*"]},
     "exclude": {"exclude": ["classifier.*"]},
@@ -292,7 +301,7 @@ def real_run(tmp_path_factory, biased_data, tiny_model_path):
 
     folder = tmp_path_factory.mktemp("real-fingerprints")
     shutil.copy(TINY, folder / "config.yaml")
-    _apply(folder / "config.yaml", {"rate": 0.5, "keep_per_iter": None, "keep_artifacts": "all",
+    _apply(folder / "config.yaml", {"rate": 0.5, "keep_per_iter": None, "keep_artifacts": "all", "target": None,
                                      "score.max_batches": 1, "report.bootstrap": 20})  # fmt: skip
     shutil.copy(tiny_model_path, folder / "model.pt")
     torch.manual_seed(5)
