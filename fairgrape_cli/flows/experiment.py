@@ -19,6 +19,7 @@ from .._progress import ProgressSink
 from ..errors import InputError
 from ..io.checkpoints import build_model
 from ..io.data import DataSpec
+from ..io.reports import Report
 from .config import load_config
 from .photographs import PhotoSpec
 from .pipeline import run_schedule
@@ -61,6 +62,8 @@ class Recipe:
 
 @dataclass(frozen=True)
 class ExperimentSpec:
+    """The dataset, dense model and schedule an experiment runs recipes under."""
+
     # the data source: generated images (SyntheticSpec) or real photographs (photographs.PhotoSpec);
     # either has classes, size and build(root)
     data: SyntheticSpec | PhotoSpec = field(default_factory=SyntheticSpec)
@@ -80,6 +83,8 @@ class ExperimentSpec:
 
 @dataclass
 class Prepared:
+    """An experiment's dataset and dense model on disk."""
+
     data: Path
     model: Path
 
@@ -186,7 +191,7 @@ def run_recipes(
     *,
     progress: ProgressSink | None = None,
     on_stage: Callable[[str, bool], None] | None = None,
-) -> dict[str, dict]:
+) -> dict[str, Report]:
     """Prepare once, then run the schedule of ``spec`` with each recipe; reports by label."""
     prepared = prepare(directory, spec, progress=progress)
     reports = {}
@@ -198,6 +203,7 @@ def run_recipes(
 
 
 def describe(spec: ExperimentSpec) -> dict:
+    """``spec`` as plain data (for the benchmarks' records)."""
     return asdict(spec)
 
 
@@ -238,8 +244,10 @@ DEMO_RECIPES = {
 
 @dataclass
 class DemoResult:
+    """What the demo ran and wrote: each recipe's report, their comparison, the page."""
+
     directory: Path
-    reports: dict[str, dict]
+    reports: dict[str, Report]
     comparison: dict
     configs: dict[str, Path]
     html: Path
