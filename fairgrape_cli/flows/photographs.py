@@ -61,13 +61,16 @@ class PhotoSpec:
 
     @property
     def classes(self) -> tuple[str, ...]:
+        """The source's class names, in label order."""
         return SOURCES[self.source].classes
 
     @property
     def groups(self) -> tuple[str, str]:
+        """The group names: the rest, then the under-represented group."""
         return ("other", SOURCES[self.source].group)
 
     def build(self, root: str | Path) -> Path:
+        """Write the dataset into ``root`` (see :func:`make_photo_dataset`)."""
         return make_photo_dataset(root, self)
 
 
