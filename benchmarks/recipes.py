@@ -294,7 +294,7 @@ def run_dense(directory: Path, dataset: str, seed: int) -> dict:
         data=DataSpec(root=prepared.data, target="label", groups="group", split="test"),
         loading=stages.Loading(batch_size=128, device="cpu", workers=0),
         bootstrap=Bootstrap(resamples=0),
-    ).report
+    ).report.to_dict()
     record = torch.load(prepared.model, map_location="cpu", weights_only=True).get("fairgrape", {})
     history = record.get("history") or []
     return {
@@ -336,7 +336,7 @@ def run_cell(cell: dict, keep_models: bool) -> dict:
 
     started = time.perf_counter()
     spec, recipe = cell["spec"], cell["recipe_object"]
-    report = run_recipes(cell["directory"], spec, {cell["run_label"]: recipe})[cell["run_label"]]
+    report = run_recipes(cell["directory"], spec, {cell["run_label"]: recipe})[cell["run_label"]].to_dict()
     seconds = time.perf_counter() - started
     run_folder = cell["directory"] / "runs" / f"{cell['run_label']}-{spec.rate}"
     if not keep_models:  # the report and the run state stay; the checkpoints are 45 MB each
