@@ -329,7 +329,7 @@ def rows_per_epoch(data: Path, recipe: Recipe) -> int:
     import numpy as np
     import torch
 
-    from fairgrape_cli.method.objectives import ObjectiveOptions, TrainingRows, get_objective
+    from fairgrape_cli.method.objectives import OBJECTIVES, ObjectiveOptions, TrainingRows
 
     with open(data / "labels.csv", encoding="utf-8") as handle:
         train = [row for row in csv.DictReader(handle) if row["split"] == "train"]
@@ -340,7 +340,7 @@ def rows_per_epoch(data: Path, recipe: Recipe) -> int:
         classes=np.array([classes.index(row["label"]) for row in train]),
     )  # fmt: skip
     options = ObjectiveOptions(balance_unit=recipe.balance_unit, balance_by=recipe.balance_by)
-    return len(get_objective(recipe.objective).epoch_rows(rows, options, torch.Generator().manual_seed(0)))
+    return len(OBJECTIVES.choose(recipe.objective).epoch_rows(rows, options, torch.Generator().manual_seed(0)))
 
 
 def run_cell(cell: dict, keep_models: bool) -> dict:
