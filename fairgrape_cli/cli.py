@@ -20,6 +20,7 @@ from .commands.demo import demo
 from .commands.export import export
 from .commands.finetune import finetune
 from .commands.prune import prune
+from .commands.quantize import quantize
 from .commands.report import report
 from .commands.run import run
 from .commands.score import score
@@ -37,7 +38,7 @@ app = typer.Typer(
 )
 for name, command in (("score", score), ("prune", prune), ("finetune", finetune), ("report", report),
                       ("run", run), ("compare", compare), ("data-prune", data_prune),
-                      ("export", export), ("demo", demo)):
+                      ("export", export), ("quantize", quantize), ("demo", demo)):
     app.command(name=name, cls=Command)(command)
 
 

@@ -41,6 +41,11 @@ def _disparity(name: str, better: str, unit: str) -> Column:
     )
 
 
+def _file_bytes(report: dict) -> float | None:
+    facts = report.get("file")
+    return facts.get("bytes") if isinstance(facts, dict) else None
+
+
 COLUMNS: dict[str, Column] = {
     "density": Column(None, "fraction", lambda report: report["density"]),
     "accuracy": Column(
@@ -52,6 +57,7 @@ COLUMNS: dict[str, Column] = {
     "accuracy_gap": _disparity("accuracy_gap", "lower", "points"),
     "drop_std": _disparity("drop_std", "lower", "points"),
     "drop_gap": _disparity("drop_gap", "lower", "points"),
+    "file_bytes": Column(None, "bytes", _file_bytes),  # context: what the judged file weighs
 }
 
 # Per-group columns: the key of the report's group row -> direction and unit.
@@ -211,6 +217,18 @@ def _dataset_name(data: str) -> str:
 
 
 def _default_label(report: dict, source: str) -> str:
+    """The pruning method and rate (else the file's stem), then the judged file's format when it
+    is an exported one (``magnitude 0.9 onnx int8``)."""
+    label = _pruning_label(report) or Path(source).stem
+    facts = report.get("file") if isinstance(report.get("file"), dict) else {}
+    if facts.get("format") in ("onnx", "torchscript", "sparse"):
+        label += f" {facts['format']}"
+    if isinstance(facts.get("quantization"), dict):
+        label += f" {facts['quantization'].get('weights') or 'int8'}"
+    return label
+
+
+def _pruning_label(report: dict) -> str | None:
     for settings in (report.get("pruning"), report.get("run")):
         if isinstance(settings, dict) and settings.get("method"):
             label = str(settings["method"])
@@ -221,7 +239,7 @@ def _default_label(report: dict, source: str) -> str:
             if settings.get("granularity") == "channel":  # weight is the default granularity
                 label += " channel"
             return label
-    return Path(source).stem
+    return None
 
 
 def _short_number(value: object) -> str:

@@ -34,9 +34,19 @@ def interval(pair: Sequence[float] | None, unit: str) -> str:
     return f"[{pair[0]:.4f}, {pair[1]:.4f}]"
 
 
+def file_size(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "-"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.1f} {unit}"
+    return f"{int(value)} B"
+
+
 # comparison column unit -> how a value of it is written
 FORMATS: dict[str, Callable[[float | None], str]] = {
     "fraction": fraction,
+    "bytes": file_size,
     "accuracy": percent,
     "points": points,
 }

@@ -8,7 +8,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ._formats import density_label, history_series, interval, percent, points
+from ._formats import density_label, file_size, history_series, interval, percent, points
 
 _SPARKS = "▁▂▃▄▅▆▇█"
 
@@ -72,6 +72,8 @@ def render_report(report: dict, *, all_attributes: bool = False) -> RenderableTy
         )
     if report.get("params") is not None:
         lines.append("\n" + size_line(report))
+    if file_line(report):
+        lines.append("\n" + file_line(report))
     if not report.get("attributes"):
         return Group(table, lines)
     lines.append(
@@ -117,6 +119,24 @@ def size_line(size: dict) -> str:
             text += f" of {_count(dense)} dense ({100 * value / dense:.1f}%)"
         parts.append(text)
     return "   ".join(parts)
+
+
+def file_line(report: dict) -> str:
+    """``file model.int8.onnx: onnx, int8 (2 of 21 layers float), 11.3 MB`` for an exported file;
+    nothing for a native checkpoint."""
+    facts = report.get("file")
+    if not isinstance(facts, dict) or facts.get("format") in (None, "native", "state_dict"):
+        return ""
+    text = f"file: {facts['format']}"
+    quantization = facts.get("quantization")
+    if isinstance(quantization, dict):
+        text += f", {quantization.get('weights') or 'int8'} weights"
+        floats = quantization.get("float_layers") or []
+        if floats:
+            text += f", {len(floats)} layer(s) left in float ({', '.join(floats[:3])}{' ...' if len(floats) > 3 else ''})"
+    if isinstance(facts.get("bytes"), int):
+        text += f", {file_size(facts['bytes'])}"
+    return text
 
 
 def _count(value: float) -> str:

@@ -1,6 +1,6 @@
 """Stages: each reads its input files, calls the method, writes its artifact and returns data.
 
-One module per stage (score, prune, finetune, report, compare, export) and their shared plumbing
+One module per stage (score, prune, finetune, report, compare, export, quantize) and their shared plumbing
 (``_inputs``). Imports method, render, io and the package's foundations; never flows or commands.
 Nothing here prints: progress goes to the ``ProgressSink`` a caller passes.
 """
@@ -21,6 +21,7 @@ from .export import FORMATS as EXPORT_FORMATS
 from .export import ExportSummary, export
 from .finetune import FinetuneSummary, finetune
 from .prune import PruneSummary, prune
+from .quantize import QuantizeSummary, quantize
 from .report import ReportResult, report, save_report
 from .score import ScoreSummary, score
 
@@ -39,6 +40,7 @@ __all__ = [
     "ModelSource",
     "PreparedData",
     "PruneSummary",
+    "QuantizeSummary",
     "ReportResult",
     "ScoreSummary",
     "compare_files",
@@ -46,6 +48,7 @@ __all__ = [
     "export",
     "finetune",
     "prune",
+    "quantize",
     "report",
     "save_report",
     "score",

@@ -285,7 +285,7 @@ def export(
     refuse_overwriting_inputs([output], [model.path, labels])
     _require_writable(output)
 
-    checkpoint = model.load()
+    checkpoint = model.load(weights_for="export")
     if name == "sparse" and checkpoint.arch is None:
         checkpoint = replace(checkpoint, arch=model.arch)
         if checkpoint.arch is None:

@@ -126,7 +126,7 @@ def finetune(
         )
         seed_everything(seed)
 
-        checkpoint = model.load()
+        checkpoint = model.load(weights_for="finetune")
         weights = ckpt.prunable_parameters(checkpoint.model)
         if masks_artifact is not None:
             covered_layers(

@@ -115,7 +115,7 @@ def prune(
         model = replace(model, default_arch=recorded_value(scores, "arch"))
 
     threading.Thread(target=warm_up, name="fairgrape-warm-up", daemon=True).start()  # beside the load
-    checkpoint = model.load()
+    checkpoint = model.load(weights_for="prune")
     if scores is not None:  # the layers to prune must all be scored, unless the subset was meant
         weights = covered_layers(
             scores, checkpoint, "importance", include=include, exclude=exclude, leading_dims=1,

@@ -140,6 +140,7 @@ def report(
     result["baseline"] = str(baseline.path) if baseline else None
     result["pruning"] = _pruning_settings(checkpoint)
     result.update(size)
+    result["file"] = file_facts(checkpoint)
     with runtime.together():  # rank 0 writes; the others wait until the files are there
         if runtime.is_main:
             save_report(result, json_output=json_output, html_output=html_output)
@@ -170,6 +171,19 @@ def _density(checkpoint: ckpt.Checkpoint) -> float:
         if dense_total > total:
             density *= total / dense_total
     return density
+
+
+def file_facts(checkpoint: ckpt.Checkpoint) -> dict:
+    """What file was judged: its format (``native``, ``sparse``, ``torchscript``, ``onnx``, ...),
+    its size, and for a quantized file what stayed in float and the drops it was built to."""
+    facts = {"format": checkpoint.kind, "bytes": checkpoint.path.stat().st_size, "quantization": None}
+    quantization = checkpoint.provenance.get("quantization")
+    if isinstance(quantization, dict):
+        facts["quantization"] = {
+            key: quantization.get(key)
+            for key in ("weights", "activations", "calibration", "max_group_drop", "float_layers", "group_drops")
+        }
+    return facts
 
 
 def _pruning_settings(checkpoint: ckpt.Checkpoint) -> dict | None:

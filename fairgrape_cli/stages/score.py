@@ -80,7 +80,7 @@ def score(
         refuse_overwriting_inputs([output], [model.path, masks])
         seed_everything(seed)
 
-        checkpoint = model.load()
+        checkpoint = model.load(weights_for="score")
         prepared = prepare_data(data, checkpoint, image_size=loading.image_size, default_split=("train",))
         table = prepared.table
         weights = ckpt.prunable_parameters(checkpoint.model, include, exclude)

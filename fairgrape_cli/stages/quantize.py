@@ -1,0 +1,469 @@
+"""The quantize stage: a checkpoint or an fp32 ONNX file -> a static int8 ONNX file, gated per group.
+
+onnxruntime's static quantization does the work (QDQ format, int8 weights per channel, uint8
+activations: what onnxruntime's CPU kernels run fastest, VNNI or not). What fairgrape adds:
+
+- activations are calibrated on a sample of the training split holding every group in equal
+  measure (``method.quantization.balanced_sample``), with the calibration method a choice;
+- the quantized model is measured per group on the validation split against the float model
+  (the same file in float, in the same runtime), and with ``max_group_drop`` weight layers go back
+  to float, the most harmful first (``method.quantization.control_group_drops``), until every group
+  is within the bound; when nothing is left to return, nothing is written and the stage fails
+  (exit 1);
+- the file records what it came from, the calibration, the layers left in float and the
+  per-group accuracies and drops it reached (``fairgrape`` in its metadata_props, under
+  ``quantization``), next to the classes, image size and normalisation ``report`` reads.
+
+A checkpoint is first exported to ONNX by the export stage (checked against the checkpoint in
+onnxruntime); the graph is then prepared as onnxruntime recommends (shape inference and its basic
+graph optimizations, without which most convolutions of a torch export stay in float).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._progress import NoProgress, ProgressSink
+from ..errors import FairgrapeError, InputError
+from ..io import checkpoints as ckpt
+from ..io import onnx_models
+from ..io.data import DataSpec, require_groups
+from ..io.files import atomic_output, record_path, refuse_overwriting_inputs, resolve_recorded
+from ..io.images import Normalizer
+from ..method.batches import sequential_batches
+from ..method.metrics import group_accuracies, predict
+from ..method.quantization import (
+    ControlResult,
+    Measurement,
+    balanced_sample,
+    check_max_group_drop,
+    control_group_drops,
+    group_drops,
+    within_bound,
+)
+from ._inputs import Loading, ModelSource, PreparedData, image_loader, prepare_data
+
+log = logging.getLogger("fairgrape")
+
+# --calibration -> onnxruntime's CalibrationMethod member
+CALIBRATION_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+DEFAULT_CALIBRATION_SIZE = 256
+_CACHE_BYTES = 2 << 30  # control images kept in memory (uint8) between evaluations up to this
+
+
+class QuantizationFailed(FairgrapeError):
+    """No int8 model within the per-group bound: nothing is written, exit 1."""
+
+    exit_code = 1
+
+
+@dataclass
+class QuantizeSummary:
+    output: Path | None  # None when the bound was not reached (nothing written)
+    bytes: int
+    float_bytes: int  # the fp32 ONNX model's
+    groups: list[str]
+    float_accuracy: list[float]  # per group, the float model on the control split
+    accuracy: list[float]  # per group, the written model
+    drops: list[float]
+    control_split: str | None
+    layers: list[str]  # every weight layer, graph order
+    float_layers: list[str]  # those left in float
+    max_group_drop: float | None
+    within: bool
+    evaluations: int
+    calibration: dict[str, Any] = field(default_factory=dict)
+    harm: dict[str, float] = field(default_factory=dict)  # layer -> worst drop removed by returning it alone
+    seconds: float = 0.0
+
+    @property
+    def ratio(self) -> float:
+        return self.bytes / self.float_bytes if self.float_bytes else float("nan")
+
+
+def quantize(
+    *,
+    model: ModelSource,
+    data: DataSpec,
+    output: Path | None = None,
+    max_group_drop: float | None = None,
+    calibration: str = "minmax",
+    calibration_split: str | None = None,
+    calibration_size: int = DEFAULT_CALIBRATION_SIZE,
+    loading: Loading = Loading(),
+    seed: int = 0,
+    progress: ProgressSink | None = None,
+) -> QuantizeSummary:
+    """Quantize ``model`` to int8 and measure it per group on ``data``'s validation split (or
+    ``data.split``); with ``max_group_drop``, return layers to float until every group is within
+    it, or raise :class:`QuantizationFailed`."""
+    started = time.perf_counter()
+    progress = progress or NoProgress()
+    check_max_group_drop(max_group_drop)
+    if calibration not in CALIBRATION_METHODS:
+        raise InputError(f"--calibration {calibration}: choose {', '.join(CALIBRATION_METHODS)}")
+    if calibration_size < 1:
+        raise InputError(f"--calibration-size {calibration_size}: must be at least 1")
+    require_groups(data, "quantization is calibrated and checked per group")
+    onnx_models.require_onnxruntime("fairgrape quantize")
+    onnx_models.require_onnx("fairgrape quantize")
+    output = Path(output) if output is not None else Path(f"{_stem(model.path)}.int8.onnx")
+    if not onnx_models.is_onnx_path(output):
+        raise InputError(f"-o {output}: fairgrape quantize writes an ONNX file; name it *.onnx")
+    refuse_overwriting_inputs([output], [model.path, data.labels])
+    _require_writable(output)
+
+    with tempfile.TemporaryDirectory(prefix="fairgrape-quantize-") as scratch_name, _quiet_onnxruntime():
+        scratch = Path(scratch_name)
+        float_file, source = _float_onnx(model, scratch, loading.image_size, seed, progress)
+        checkpoint = ckpt.load_checkpoint(float_file)
+        if checkpoint.provenance.get("quantization") or onnx_models.quantized_graph(float_file):
+            raise InputError(f"{model.path} is quantized already; quantize the float model it came from")
+        control = prepare_data(data, checkpoint, image_size=loading.image_size, default_split=("val", "test"))
+        calibration_data = _calibration_data(data, checkpoint, control, calibration_split)
+        prepared = _prepare_graph(float_file, scratch / "prepared.onnx")
+        graph = onnx_models.load_graph(prepared, "quantization")
+        layers = onnx_models.weight_layers(graph)
+        if not layers:
+            raise InputError(f"{model.path} has no Conv, Gemm or MatMul layer with constant weights to quantize")
+
+        normalize = Normalizer(*checkpoint.normalization, torch.device("cpu"))
+        rows, per_group = balanced_sample(
+            calibration_data.table.group_index, calibration_data.table.group_names, size=calibration_size,
+            seed=seed, where=f"calibration split {calibration_data.table.split or '(all rows)'}",
+        )  # fmt: skip
+        calibration_batches = _load_calibration(calibration_data, rows, loading, data, normalize, progress)
+        quantizer = _Quantizer(
+            prepared, scratch, calibration_batches, input_name=checkpoint.model.input_name,
+            method=calibration, names={layer.name: layer.node for layer in layers},
+        )  # fmt: skip
+        control_batches = _ControlImages(control, loading, data)
+
+        def accuracies(file: Path, what: str) -> np.ndarray:
+            runner = onnx_models.read_onnx(file).model
+            task = progress.add_task(what, total=len(control.table))
+            outcomes = predict([runner], iter(control_batches), [normalize], control.targets,
+                               on_batch=lambda n: progress.advance(task, n))[0]  # fmt: skip
+            found = group_accuracies(outcomes, control.table.group_index, control.table.group_names)
+            return np.array([group.accuracy for group in found])
+
+        reference = accuracies(prepared, "float model")
+        names = [layer.name for layer in layers]
+        evaluated: dict[tuple[str, ...], Path] = {}
+
+        def evaluate(float_layers: tuple[str, ...]) -> np.ndarray:
+            file = quantizer.write(float_layers)
+            evaluated[float_layers] = file
+            shown = f"int8, {len(float_layers)} layer(s) float" if float_layers else "int8"
+            return accuracies(file, shown)
+
+        bound = max_group_drop if max_group_drop is not None else 1.0
+        result = control_group_drops(layers=names, reference=reference, evaluate=evaluate, max_group_drop=bound)
+        summary = _summary(result, reference, control, names, max_group_drop, calibration_data, calibration,
+                           per_group, len(rows), float_file)  # fmt: skip
+        if max_group_drop is not None and not result.within:
+            raise QuantizationFailed(_failure(summary, output))
+        fields = _metadata(checkpoint, source=source, output=output, summary=summary, data=data,
+                           target=control.table.target)  # fmt: skip
+        final = onnx_models.load_graph(evaluated[result.final.float_layers], "quantization")
+        onnx_models.set_metadata(final, fields)
+        with atomic_output(output) as tmp:
+            onnx_models.save_graph(final, tmp)
+        summary.output = output
+        summary.bytes = output.stat().st_size
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+# ------------------------------------------------------------------------------------ the model
+
+
+def _stem(path: Path) -> str:
+    return path.name[: -len(path.suffix)] if path.suffix else path.name
+
+
+def _float_onnx(
+    model: ModelSource, scratch: Path, image_size: int | None, seed: int, progress: ProgressSink
+) -> tuple[Path, dict[str, Any]]:
+    """The fp32 ONNX model to quantize and what it came from: MODEL itself when it is ONNX, else
+    MODEL exported by the export stage (checked against the checkpoint in onnxruntime)."""
+    from .export import export
+
+    if onnx_models.is_onnx_path(model.path):
+        found = ckpt.load_checkpoint(model.path)
+        recorded = found.provenance.get("source")
+        checkpoint = resolve_recorded(recorded, model.path) if isinstance(recorded, str) else None
+        return model.path, {"file": model.path, "sha256": found.sha256, "stage": found.provenance.get("stage"),
+                            "checkpoint": checkpoint, "masks": _masks(found)}  # fmt: skip
+    task = progress.add_task("exporting to ONNX", total=None)
+    summary = export(model=model, output=scratch / "float.onnx", format="onnx", image_size=image_size, seed=seed)
+    progress.advance(task, 1)
+    if summary.check.passed is None:
+        log.warning("%s", summary.check.text)
+    exported = ckpt.load_checkpoint(summary.output)
+    return summary.output, {
+        "file": model.path, "sha256": exported.provenance.get("source_sha256"),
+        "stage": exported.provenance.get("source_stage"), "checkpoint": model.path,
+        "masks": _masks(exported), "export_check": summary.check.text,
+    }  # fmt: skip
+
+
+def _masks(checkpoint: ckpt.Checkpoint) -> tuple[Path, str | None] | None:
+    recorded = checkpoint.provenance.get("masks")
+    if not isinstance(recorded, str):
+        return None
+    return resolve_recorded(recorded, checkpoint.path), checkpoint.provenance.get("masks_sha256")
+
+
+def _prepare_graph(source: Path, prepared: Path) -> Path:
+    """onnxruntime's pre-processing for quantization (symbolic shape inference, its basic graph
+    optimizations, ONNX shape inference): folds the Identity nodes a torch export leaves in front of
+    BatchNorm-folded weights, without which 16 of resnet18's 20 convolutions stay in float after
+    quantization. Graphs its symbolic shape inference cannot read are prepared without it."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    for skip_symbolic in (False, True):
+        try:
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=skip_symbolic)
+            return prepared
+        except Exception as error:  # noqa: BLE001 - onnxruntime raises many types here
+            log.debug("quantization pre-processing (skip_symbolic_shape=%s) failed: %s", skip_symbolic, error)
+    log.warning("onnxruntime's pre-processing failed on %s; quantizing the graph as it is", source)
+    return source
+
+
+@contextlib.contextmanager
+def _quiet_onnxruntime() -> Iterator[None]:
+    """onnxruntime's quantization logs advice through the root logger and its sessions warn on
+    stderr; fairgrape says what matters itself."""
+    import onnxruntime
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))
+    onnxruntime.set_default_logger_severity(3)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+        onnxruntime.set_default_logger_severity(2)
+
+
+# ------------------------------------------------------------------------------------- the data
+
+
+def _calibration_data(
+    data: DataSpec, checkpoint: ckpt.Checkpoint, control: PreparedData, split: str | None
+) -> PreparedData:
+    """The calibration split (the training split by default), with the control split's classes;
+    refused when it lacks a group the control split has."""
+    spec = replace(data, split=split, min_group_size=1)
+    found = prepare_data(
+        spec, checkpoint, image_size=control.image_size, default_split=("train",),
+        classes=None if control.table.multi_label else control.classes,
+    )  # fmt: skip
+    missing = [name for name in control.table.group_names if name not in found.table.group_names]
+    if missing:
+        where = f"--calibration-split {found.table.split}" if found.table.split else "the calibration rows"
+        raise InputError(
+            f"{where} has no images of group {', '.join(missing)} (the {control.table.split or 'control'} split has): "
+            "calibrate on a split that holds every group"
+        )
+    return found
+
+
+def _load_calibration(
+    prepared: PreparedData, rows: list[int], loading: Loading, spec: DataSpec, normalize: Normalizer,
+    progress: ProgressSink,
+) -> list[np.ndarray]:  # fmt: skip
+    batches = [rows[start : start + loading.batch_size] for start in range(0, len(rows), loading.batch_size)]
+    loader = image_loader(prepared, batches, loading, spec, torch.device("cpu"))
+    task = progress.add_task("calibration images", total=len(rows))
+    found = []
+    for images, _ in loader:
+        found.append(np.ascontiguousarray(normalize(images).numpy()))
+        progress.advance(task, len(images))
+    return found
+
+
+class _ControlImages:
+    """The control split's uint8 batches, decoded once and kept while they fit in memory."""
+
+    def __init__(self, prepared: PreparedData, loading: Loading, spec: DataSpec):
+        batches = sequential_batches(len(prepared.table), loading.batch_size)
+        self.loader = image_loader(prepared, batches, loading, spec, torch.device("cpu"))
+        size = prepared.image_size
+        self.keep = len(prepared.table) * 3 * size * size <= _CACHE_BYTES
+        self.cached: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self.cached is not None:
+            yield from self.cached
+            return
+        collected = []
+        for batch in self.loader:
+            if self.keep:
+                collected.append(batch)
+            yield batch
+        if self.keep:
+            self.cached = collected
+
+
+# ------------------------------------------------------------------------------- the quantizer
+
+
+class _Quantizer:
+    """onnxruntime's ``quantize_static`` on one prepared graph, with some layers kept in float.
+
+    Activation ranges are calibrated once (onnxruntime's calibration cache, where its version has
+    one; earlier versions calibrate again for every variant, which gives the same ranges)."""
+
+    def __init__(self, prepared: Path, scratch: Path, batches: list[np.ndarray], *, input_name: str,
+                 method: str, names: dict[str, str]):  # fmt: skip
+        from onnxruntime.quantization import quantize_static
+
+        self.prepared, self.scratch, self.batches = prepared, scratch, batches
+        self.input_name, self.method, self.names = input_name, method, names
+        self.cache = scratch / "calibration.json"
+        self.has_cache = "calibration_cache_path" in inspect.signature(quantize_static).parameters
+        self.count = 0
+
+    def write(self, float_layers: Iterable[str]) -> Path:
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+        self.count += 1
+        output = self.scratch / f"int8-{self.count}.onnx"
+        options: dict[str, Any] = {}
+        if self.has_cache:
+            options["calibration_cache_path"] = str(self.cache)
+        try:
+            quantize_static(
+                str(self.prepared), str(output), _reader(self.batches, self.input_name),
+                quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                nodes_to_exclude=[self.names[name] for name in float_layers],
+                calibrate_method=getattr(CalibrationMethod, CALIBRATION_METHODS[self.method]), **options,
+            )  # fmt: skip
+        except Exception as error:  # onnxruntime's quantizer raises many types
+            raise QuantizationFailed(f"onnxruntime could not quantize the model: {_first_line(error)}") from error
+        return output
+
+
+def _reader(batches: list[np.ndarray], input_name: str):
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Batches(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.remaining = iter(batches)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self.remaining, None)
+            return None if batch is None else {input_name: batch}
+
+        def __len__(self) -> int:
+            return len(batches)
+
+    return Batches()
+
+
+# ------------------------------------------------------------------------------------ recording
+
+
+def _summary(result: ControlResult, reference: np.ndarray, control: PreparedData, layers: list[str],
+             max_group_drop: float | None, calibration_data: PreparedData, method: str, per_group: int,
+             images: int, float_file: Path) -> QuantizeSummary:  # fmt: skip
+    final: Measurement = result.final
+    return QuantizeSummary(
+        output=None, bytes=0, float_bytes=float_file.stat().st_size,
+        groups=list(control.table.group_names), float_accuracy=reference.tolist(),
+        accuracy=final.accuracies.tolist(), drops=group_drops(reference, final.accuracies).tolist(),
+        control_split=control.table.split, layers=layers, float_layers=list(final.float_layers),
+        max_group_drop=max_group_drop,
+        within=within_bound(final.drops, max_group_drop) if max_group_drop is not None else True,
+        evaluations=result.evaluations,
+        calibration={"method": method, "split": calibration_data.table.split, "images": images,
+                     "per_group": per_group},
+        harm={layer: result.quantized.worst_drop - measured.worst_drop for layer, measured in result.effects.items()},
+    )  # fmt: skip
+
+
+def _metadata(checkpoint: ckpt.Checkpoint, *, source: dict[str, Any], output: Path, summary: QuantizeSummary,
+              data: DataSpec, target: str) -> dict[str, Any]:  # fmt: skip
+    """The exported model's fields (arch, classes, image size, normalisation) and the provenance
+    of the quantized file, paths relative to it."""
+    fields = ckpt.native_fields(checkpoint, classes=checkpoint.classes, provenance={})
+    fields["format"] = onnx_models.ONNX_FORMAT
+    provenance: dict[str, Any] = {
+        "stage": "quantize",
+        "source": record_path(source["file"], output),
+        "source_sha256": source["sha256"],
+        "source_stage": source["stage"],
+        "data": record_path(data.root, output) if data.root is not None else None,
+        "labels": record_path(data.labels, output) if data.labels is not None else None,
+        "target": target,
+        "groups": data.groups,
+        "quantization": {
+            "tool": "onnxruntime.quantization.quantize_static",
+            "format": "QDQ",
+            "weights": "int8",
+            "weight_granularity": "per channel",
+            "activations": "uint8",
+            "calibration": summary.calibration,
+            "control_split": summary.control_split,
+            "max_group_drop": summary.max_group_drop,
+            "layers": len(summary.layers),
+            "float_layers": summary.float_layers,
+            "groups": summary.groups,
+            "float_accuracy": dict(zip(summary.groups, summary.float_accuracy)),
+            "accuracy": dict(zip(summary.groups, summary.accuracy)),
+            "group_drops": dict(zip(summary.groups, summary.drops)),
+        },
+    }
+    if source.get("checkpoint") is not None:
+        provenance["checkpoint"] = record_path(source["checkpoint"], output)
+    if source.get("masks") is not None:
+        masks, masks_sha256 = source["masks"]
+        provenance["masks"] = record_path(masks, output)
+        provenance["masks_sha256"] = masks_sha256
+    fields["fairgrape"] = {key: value for key, value in provenance.items() if value is not None}
+    return fields
+
+
+def _failure(summary: QuantizeSummary, output: Path) -> str:
+    over = [
+        f"{group} {100 * drop:.2f}" for group, drop in zip(summary.groups, summary.drops)
+        if drop > (summary.max_group_drop or 0)
+    ]  # fmt: skip
+    return (
+        f"--max-group-drop {summary.max_group_drop:g}: with all {len(summary.layers)} weight layers back in float, "
+        f"group(s) still drop more than the bound on the {summary.control_split or 'control'} split "
+        f"(points: {', '.join(over)}), from what stays quantized besides them; nothing left to return, "
+        f"{output} not written"
+    )
+
+
+def _require_writable(output: Path) -> None:
+    if output.is_dir():
+        raise InputError(f"-o {output} is a directory; name a file")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output.parent):
+            pass
+    except OSError as error:
+        raise InputError(f"cannot write -o {output}: {error.strerror or error}") from error
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0][:200]
