@@ -319,6 +319,38 @@ def weight_tensors(model) -> dict[str, torch.Tensor]:
     return found
 
 
+def read_float_inputs(model, original_inputs: Mapping[str, list[str]], nodes: list[str]) -> None:
+    """Make ``nodes`` of a QDQ graph read the tensors they read before quantization (where those
+    still exist) instead of their dequantized int8 copies, then drop the nodes and initializers
+    nothing reads any more. ``original_inputs``: node name -> its inputs in the float graph."""
+    graph = model.graph
+    produced = {output for node in graph.node for output in node.output}
+    available = produced | {item.name for item in graph.input} | {tensor.name for tensor in graph.initializer}
+    wanted = set(nodes)
+    for node in graph.node:
+        if node.name not in wanted:
+            continue
+        for position, original in enumerate(original_inputs.get(node.name, [])):
+            if position < len(node.input) and original and node.input[position] != original and original in available:
+                node.input[position] = original
+    _drop_unused(graph)
+
+
+def _drop_unused(graph) -> None:
+    """Remove the nodes whose outputs nothing reads (repeatedly), then unread initializers."""
+    outputs = {item.name for item in graph.output}
+    while True:
+        read = {name for node in graph.node for name in node.input} | outputs
+        unused = [node for node in graph.node if not any(output in read for output in node.output)]
+        if not unused:
+            break
+        for node in unused:
+            graph.node.remove(node)
+    read = {name for node in graph.node for name in node.input} | outputs
+    for tensor in [tensor for tensor in graph.initializer if tensor.name not in read]:
+        graph.initializer.remove(tensor)
+
+
 # ------------------------------------------------------------------------------------- writing
 
 

@@ -336,14 +336,25 @@ class _Quantizer:
         self.prepared, self.scratch, self.batches = prepared, scratch, batches
         self.input_name, self.method, self.names = input_name, method, names
         self.cache = scratch / "calibration.json"
+        original = onnx_models.load_graph(prepared, "quantization").graph
+        self.original_inputs = {node.name: list(node.input) for node in original.node}
         self.has_cache = "calibration_cache_path" in inspect.signature(quantize_static).parameters
         self.count = 0
 
     def write(self, float_layers: Iterable[str]) -> Path:
+        """The prepared graph quantized, except ``float_layers``: those read float weights and
+        the float tensors their inputs were (not the int8 copies other layers read)."""
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+        float_layers = list(float_layers)
         self.count += 1
         output = self.scratch / f"int8-{self.count}.onnx"
+        # a layer's output is quantized only where a quantized layer reads it, so a layer in float
+        # can read float input; removable activations (ReLU) stay in the graph where a layer is kept
+        # in float, so the float tensor it read before quantization still exists
+        extra: dict[str, Any] = {"OpTypesToExcludeOutputQuantization": list(onnx_models.WEIGHT_OPS)}
+        if float_layers:
+            extra["QDQKeepRemovableActivations"] = True
         options: dict[str, Any] = {}
         if self.has_cache:
             options["calibration_cache_path"] = str(self.cache)
@@ -353,10 +364,15 @@ class _Quantizer:
                 quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False,
                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                 nodes_to_exclude=[self.names[name] for name in float_layers],
-                calibrate_method=getattr(CalibrationMethod, CALIBRATION_METHODS[self.method]), **options,
+                calibrate_method=getattr(CalibrationMethod, CALIBRATION_METHODS[self.method]),
+                extra_options=extra, **options,
             )  # fmt: skip
         except Exception as error:  # onnxruntime's quantizer raises many types
             raise QuantizationFailed(f"onnxruntime could not quantize the model: {_first_line(error)}") from error
+        if float_layers:
+            graph = onnx_models.load_graph(output, "quantization")
+            onnx_models.read_float_inputs(graph, self.original_inputs, [self.names[name] for name in float_layers])
+            onnx_models.save_graph(graph, output)
         return output
 
 
