@@ -8,11 +8,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-<<<<<<< HEAD
-from ._formats import density_label, file_size, history_series, interval, percent, points
-=======
-from ._formats import density_label, history_series, interval, percent, points, split_label
->>>>>>> main
+from ._formats import density_label, file_size, history_series, interval, percent, points, split_label
 
 _SPARKS = "▁▂▃▄▅▆▇█"
 
