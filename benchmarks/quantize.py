@@ -22,7 +22,16 @@ test split against the checkpoint: per-group accuracy and drop, the file's size.
     python benchmarks/quantize.py --part speed --data benchmark-runs/quantize/fashion
     python benchmarks/quantize.py --part accuracy --output benchmark-runs/quantize --seeds 0 1 2
 
-Not run by CI. RESULTS: README.md, "Smaller still: int8 quantization".
+Not run by CI. RESULTS (README.md, "Smaller still: int8 quantization", has them with what they say),
+on our 2-core VM under a load average of 7 to 12 from other jobs:
+
+Speed, batch 64, one thread: the dense fp32 checkpoint 20.6 s; dense fp32 ONNX 2.15x faster, dense
+int8 5.94x, slim fp32 checkpoint 2.90x, slim fp32 ONNX 7.81x, slim int8 14.46x (IQR 4.28). Files:
+dense fp32 ONNX 44.7 MB, int8 11.3 MB (25%); slim 11.2 MB and 2.9 MB.
+
+Accuracy (--epochs 2, seeds 0 1 2), test split, accuracy % dark / light: checkpoint and fp32 ONNX
+78.63 / 81.01 (identical); int8 78.76 ± 0.09 / 81.16 ± 0.17, with and without --max-group-drop 0.01
+(no layer returned: no group dropped).
 """
 
 from __future__ import annotations
