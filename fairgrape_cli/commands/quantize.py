@@ -9,47 +9,54 @@ import typer
 
 from . import _options as opt
 
+Model = Annotated[
+    Path, typer.Argument(help="Checkpoint (any format fairgrape reads) or an fp32 .onnx from `fairgrape export`.")
+]
+Data = Annotated[
+    Optional[Path],
+    typer.Option("--data", help="Group-labelled image folder: calibration and the per-group check.  [required]"),
+]
+Output = Annotated[
+    Optional[Path], typer.Option("--output", "-o", help="ONNX file to write [default: MODEL's name + .int8.onnx, here].")
+]
+MaxGroupDrop = Annotated[
+    Optional[float],
+    typer.Option(
+        "--max-group-drop",
+        help="Largest accuracy drop any group may take against the float model, a fraction (0.01 = 1 point): "
+        "layers go back to float, the most harmful first, until every group is within it; exit 1 when "
+        "nothing is left to return [default: no bound, every layer int8].",
+    ),
+]
+Calibration = Annotated[
+    str, typer.Option("--calibration", help="How activation ranges are set: minmax, entropy or percentile (onnxruntime's).")
+]
+CalibrationSplit = Annotated[
+    Optional[str],
+    typer.Option("--calibration-split", help="Split the calibration images come from [default: train, else every row].",
+                 rich_help_panel="Data"),  # fmt: skip
+]
+CalibrationSize = Annotated[
+    int, typer.Option("--calibration-size", help="Calibration images, the same number from every group.",
+                      rich_help_panel="Data"),  # fmt: skip
+]
+Split = Annotated[
+    Optional[str],
+    typer.Option("--split", help="Split each group's accuracy is checked on [default: val, else test, else every row].",
+                 rich_help_panel="Data"),  # fmt: skip
+]
 
-def quantize(
-    model: Annotated[
-        Path, typer.Argument(help="Checkpoint (any format fairgrape reads) or an fp32 .onnx from `fairgrape export`.")
-    ],
-    data: Annotated[
-        Optional[Path],
-        typer.Option("--data", help="Group-labelled image folder: calibration and the per-group check.  [required]"),
-    ] = None,
+
+def quantize_command(
+    model: Model,
+    data: Data = None,
     groups: opt.RequiredGroups = None,
-    output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help="ONNX file to write [default: MODEL's name + .int8.onnx, here].")
-    ] = None,
-    max_group_drop: Annotated[
-        Optional[float],
-        typer.Option(
-            "--max-group-drop",
-            help="Largest accuracy drop any group may take against the float model, a fraction (0.01 = 1 point): "
-            "layers go back to float, the most harmful first, until every group is within it; exit 1 when "
-            "nothing is left to return [default: no bound, every layer int8].",
-        ),
-    ] = None,
-    calibration: Annotated[
-        str,
-        typer.Option("--calibration", help="How activation ranges are set: minmax, entropy or percentile (onnxruntime's)."),
-    ] = "minmax",
-    calibration_split: Annotated[
-        Optional[str],
-        typer.Option("--calibration-split", help="Split the calibration images come from [default: train, else every row].",
-                     rich_help_panel="Data"),  # fmt: skip
-    ] = None,
-    calibration_size: Annotated[
-        int,
-        typer.Option("--calibration-size", help="Calibration images, the same number from every group.",
-                     rich_help_panel="Data"),  # fmt: skip
-    ] = 256,
-    split: Annotated[
-        Optional[str],
-        typer.Option("--split", help="Split each group's accuracy is checked on [default: val, else test, else every row].",
-                     rich_help_panel="Data"),  # fmt: skip
-    ] = None,
+    output: Output = None,
+    max_group_drop: MaxGroupDrop = None,
+    calibration: Calibration = "minmax",
+    calibration_split: CalibrationSplit = None,
+    calibration_size: CalibrationSize = 256,
+    split: Split = None,
     target: opt.Target = None,
     labels: opt.Labels = None,
     image_size: opt.ImageSize = None,
@@ -82,6 +89,7 @@ def quantize(
     from .. import stages
     from ..errors import InputError
     from ..io.data import DataSpec
+    from ..stages.quantize import default_output
     from ._console import info, progress_display, setup_logging, stdout
 
     setup_logging(quiet)
@@ -95,7 +103,7 @@ def quantize(
         summary = stages.quantize(
             model=stages.ModelSource(model, arch, trust_checkpoint),
             data=spec,
-            output=output,
+            output=output or default_output(model),  # here, named after MODEL
             max_group_drop=max_group_drop,
             calibration=calibration,
             calibration_split=calibration_split,
@@ -104,18 +112,12 @@ def quantize(
             seed=seed,
             progress=progress,
         )
+    from ..render._formats import file_size
     from ..render.quantization import render_quantization
 
     stdout.print(render_quantization(summary))
     info(
-        f"wrote {summary.output}: {_size(summary.bytes)}, {summary.ratio:.1%} of the fp32 ONNX model "
-        f"({_size(summary.float_bytes)}), in {summary.seconds:.1f}s",
+        f"wrote {summary.output}: {file_size(summary.bytes)}, {summary.ratio:.1%} of the fp32 ONNX model "
+        f"({file_size(summary.float_bytes)}), in {summary.seconds:.1f}s",
         quiet,
     )
-
-
-def _size(count: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if count >= scale:
-            return f"{count / scale:.1f} {unit}"
-    return f"{count} B"

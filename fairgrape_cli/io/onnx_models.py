@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import InputError
+from ..errors import InputError, first_line
 from .files import resolve_recorded
 
 ONNX_FORMAT = "fairgrape.onnx.v1"
@@ -56,6 +56,7 @@ def require_onnx(purpose: str):
 
 
 def is_onnx_path(path: str | Path) -> bool:
+    """Whether ``path`` names an ONNX file (fairgrape tells formats by their suffix)."""
     return Path(path).suffix.lower() == ".onnx"
 
 
@@ -101,6 +102,7 @@ class OnnxModel(nn.Module):
         self.image_size = image_size
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """The logits of a batch of normalised images, run by onnxruntime on the CPU."""
         if self.image_size is not None and tuple(images.shape[-2:]) != (self.image_size, self.image_size):
             raise InputError(
                 f"{self.path} takes {self.image_size}x{self.image_size} images, not "
@@ -119,13 +121,15 @@ class OnnxModel(nn.Module):
         return torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32)).to(images.device)
 
     def run(self, array: np.ndarray) -> np.ndarray:
+        """The session's output for one input array (an InputError if onnxruntime fails)."""
         try:
             (logits,) = self.session.run([self.output_name], {self.input_name: array})
         except Exception as error:  # onnxruntime's own exception types
-            raise InputError(f"onnxruntime cannot run {self.path}: {_first_line(error)}") from error
+            raise InputError(f"onnxruntime cannot run {self.path}: {first_line(error)}") from error
         return logits
 
     def train(self, mode: bool = True) -> OnnxModel:
+        """Always evaluation mode."""
         # evaluation only: the runtime has no training mode (eval() calls train(False))
         return super().train(False)
 
@@ -147,6 +151,7 @@ class OnnxFile:
 
     @property
     def quantized(self) -> bool:
+        """Whether the file was quantized (by fairgrape, or holds quantized nodes)."""
         return bool(self.metadata.get("fairgrape", {}).get("quantization")) or quantized_graph(self.model.path)
 
 
@@ -157,7 +162,7 @@ def read_onnx(path: Path, *, image_size: int | None = None) -> OnnxFile:
     try:
         session = runtime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as error:  # a file that is not ONNX, or a graph onnxruntime rejects
-        raise InputError(f"cannot read {path}: not an ONNX model onnxruntime can load ({_first_line(error)})") from error
+        raise InputError(f"cannot read {path}: not an ONNX model onnxruntime can load ({first_line(error)})") from error
     metadata = {key: _decoded(value) for key, value in session.get_modelmeta().custom_metadata_map.items()}
     if not isinstance(metadata.get("fairgrape"), dict):
         metadata["fairgrape"] = {}
@@ -228,9 +233,6 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0][:200]
 
 
 # ------------------------------------------------------------------------------- graph: weights
@@ -242,7 +244,7 @@ def load_graph(path: Path, purpose: str):
     try:
         return onnx.load(str(path))
     except Exception as error:  # protobuf's decode errors and onnx's own
-        raise InputError(f"cannot read {path}: not an ONNX model ({_first_line(error)})") from error
+        raise InputError(f"cannot read {path}: not an ONNX model ({first_line(error)})") from error
 
 
 def quantized_graph(path: Path) -> bool:
@@ -365,6 +367,7 @@ def set_metadata(model, fields: Mapping[str, Any]) -> None:
 
 
 def read_metadata(model) -> dict[str, Any]:
+    """An ONNX model's metadata_props, their JSON values decoded."""
     return {entry.key: _decoded(entry.value) for entry in model.metadata_props}
 
 

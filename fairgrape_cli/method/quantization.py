@@ -64,6 +64,7 @@ def group_drops(reference: np.ndarray, accuracies: np.ndarray) -> np.ndarray:
 
 
 def within_bound(drops: np.ndarray, bound: float) -> bool:
+    """Whether every drop is at most ``bound`` (up to float rounding)."""
     return bool(np.all(np.asarray(drops) <= bound + _TOLERANCE))
 
 
@@ -77,6 +78,7 @@ class Measurement:
 
     @property
     def worst_drop(self) -> float:
+        """The largest group drop (0 without groups)."""
         return float(np.max(self.drops)) if len(self.drops) else 0.0
 
 
@@ -93,10 +95,12 @@ class ControlResult:
 
     @property
     def float_layers(self) -> list[str]:
+        """The layers the final model keeps in float."""
         return list(self.final.float_layers)
 
     @property
     def evaluations(self) -> int:
+        """How many quantized models were measured."""
         # the first layer returned is the model its effect was measured on: not measured twice
         return 1 + len(self.effects) + max(len(self.steps) - 1, 0)
 

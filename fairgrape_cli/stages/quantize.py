@@ -27,7 +27,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from .._progress import NoProgress, ProgressSink
-from ..errors import FairgrapeError, InputError
+from ..errors import FairgrapeError, InputError, first_line
 from ..io import checkpoints as ckpt
 from ..io import onnx_models
 from ..io.data import DataSpec, require_groups
@@ -70,6 +70,9 @@ class QuantizationFailed(FairgrapeError):
 
 @dataclass
 class QuantizeSummary:
+    """What :func:`quantize` wrote and measured: per-group accuracy in float and in int8, the
+    layers left in float, the calibration, the file's size against the fp32 ONNX model's."""
+
     output: Path | None  # None when the bound was not reached (nothing written)
     bytes: int
     float_bytes: int  # the fp32 ONNX model's
@@ -89,27 +92,59 @@ class QuantizeSummary:
 
     @property
     def ratio(self) -> float:
+        """The int8 file's bytes over the fp32 ONNX model's."""
         return self.bytes / self.float_bytes if self.float_bytes else float("nan")
 
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as JSON values (``output`` as text): what a run records of its quantize stage."""
+        values = {item.name: getattr(self, item.name) for item in fields(self)}
+        values["output"] = str(self.output) if self.output is not None else None
+        return values
 
-def quantize(
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> QuantizeSummary:
+        """The summary :meth:`to_dict` gave."""
+        known = {item.name for item in fields(cls)}
+        chosen = {key: value for key, value in values.items() if key in known}
+        chosen["output"] = Path(chosen["output"]) if chosen.get("output") else None
+        return cls(**chosen)
+
+
+@dataclass(frozen=True)
+class QuantizeInputs:
+    """Everything quantize works on, checked (no model loaded)."""
+
+    model: ModelSource
+    data: DataSpec
+    output: Path
+    max_group_drop: float | None
+    calibration: str
+    calibration_split: str | None
+    calibration_size: int
+    loading: Loading
+    seed: int
+
+
+def default_output(model: Path) -> Path:
+    """The file a quantization of ``model`` is written to without ``-o``: its stem with
+    ``.int8.onnx`` (``finetuned.int8.onnx``), relative to the current folder."""
+    return Path(f"{_stem(Path(model))}.int8.onnx")
+
+
+def resolve_quantize(
     *,
     model: ModelSource,
     data: DataSpec,
-    output: Path | None = None,
+    output: Path,
     max_group_drop: float | None = None,
     calibration: str = "minmax",
     calibration_split: str | None = None,
     calibration_size: int = DEFAULT_CALIBRATION_SIZE,
-    loading: Loading = Loading(),
+    loading: Loading = Loading(device="cpu"),
     seed: int = 0,
-    progress: ProgressSink | None = None,
-) -> QuantizeSummary:
-    """Quantize ``model`` to int8 and measure it per group on ``data``'s validation split (or
-    ``data.split``); with ``max_group_drop``, return layers to float until every group is within
-    it, or raise :class:`QuantizationFailed`."""
-    started = time.perf_counter()
-    progress = progress or NoProgress()
+) -> QuantizeInputs:
+    """Check the flags, that onnx and onnxruntime are installed and that the output can be
+    written, before loading anything."""
     check_max_group_drop(max_group_drop)
     if calibration not in CALIBRATION_METHODS:
         raise InputError(f"--calibration {calibration}: choose {', '.join(CALIBRATION_METHODS)}")
@@ -118,72 +153,133 @@ def quantize(
     require_groups(data, "quantization is calibrated and checked per group")
     onnx_models.require_onnxruntime("fairgrape quantize")
     onnx_models.require_onnx("fairgrape quantize")
-    output = Path(output) if output is not None else Path(f"{_stem(model.path)}.int8.onnx")
+    output = Path(output)
     if not onnx_models.is_onnx_path(output):
         raise InputError(f"-o {output}: fairgrape quantize writes an ONNX file; name it *.onnx")
     refuse_overwriting_inputs([output], [model.path, data.labels])
     _require_writable(output)
+    loading = replace(loading, device="cpu")  # onnxruntime's CPU kernels are what int8 is for
+    return QuantizeInputs(model, data, output, max_group_drop, calibration, calibration_split, calibration_size,
+                          loading, seed)  # fmt: skip
 
+
+def quantize(
+    *,
+    model: ModelSource,
+    data: DataSpec,
+    output: Path,
+    max_group_drop: float | None = None,
+    calibration: str = "minmax",
+    calibration_split: str | None = None,
+    calibration_size: int = DEFAULT_CALIBRATION_SIZE,
+    loading: Loading = Loading(device="cpu"),
+    seed: int = 0,
+    progress: ProgressSink | None = None,
+) -> QuantizeSummary:
+    """Quantize ``model`` to int8 and measure it per group on ``data``'s validation split (or
+    ``data.split``); with ``max_group_drop``, return layers to float until every group is within
+    it, or raise :class:`QuantizationFailed` (nothing written)."""
+    started = time.perf_counter()
+    progress = progress or NoProgress()
+    inputs = resolve_quantize(
+        model=model, data=data, output=output, max_group_drop=max_group_drop, calibration=calibration,
+        calibration_split=calibration_split, calibration_size=calibration_size, loading=loading, seed=seed,
+    )  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="fairgrape-quantize-") as scratch_name, _quiet_onnxruntime():
-        scratch = Path(scratch_name)
-        float_file, source = _float_onnx(model, scratch, loading.image_size, seed, progress)
-        checkpoint = ckpt.load_checkpoint(float_file)
-        if checkpoint.provenance.get("quantization") or onnx_models.quantized_graph(float_file):
-            raise InputError(f"{model.path} is quantized already; quantize the float model it came from")
-        control = prepare_data(data, checkpoint, image_size=loading.image_size, default_split=("val", "test"))
-        calibration_data = _calibration_data(data, checkpoint, control, calibration_split)
-        prepared = _prepare_graph(float_file, scratch / "prepared.onnx")
-        graph = onnx_models.load_graph(prepared, "quantization")
-        layers = onnx_models.weight_layers(graph)
-        if not layers:
-            raise InputError(f"{model.path} has no Conv, Gemm or MatMul layer with constant weights to quantize")
-
-        normalize = Normalizer(*checkpoint.normalization, torch.device("cpu"))
-        rows, per_group = balanced_sample(
-            calibration_data.table.group_index, calibration_data.table.group_names, size=calibration_size,
-            seed=seed, where=f"calibration split {calibration_data.table.split or '(all rows)'}",
-        )  # fmt: skip
-        calibration_batches = _load_calibration(calibration_data, rows, loading, data, normalize, progress)
-        quantizer = _Quantizer(
-            prepared, scratch, calibration_batches, input_name=checkpoint.model.input_name,
-            method=calibration, names={layer.name: layer.node for layer in layers},
-        )  # fmt: skip
-        control_batches = _ControlImages(control, loading, data)
-
-        def accuracies(file: Path, what: str) -> np.ndarray:
-            runner = onnx_models.read_onnx(file).model
-            task = progress.add_task(what, total=len(control.table))
-            outcomes = predict([runner], iter(control_batches), [normalize], control.targets,
-                               on_batch=lambda n: progress.advance(task, n))[0]  # fmt: skip
-            found = group_accuracies(outcomes, control.table.group_index, control.table.group_names)
-            return np.array([group.accuracy for group in found])
-
-        reference = accuracies(prepared, "float model")
-        names = [layer.name for layer in layers]
-        evaluated: dict[tuple[str, ...], Path] = {}
-
-        def evaluate(float_layers: tuple[str, ...]) -> np.ndarray:
-            file = quantizer.write(float_layers)
-            evaluated[float_layers] = file
-            shown = f"int8, {len(float_layers)} layer(s) float" if float_layers else "int8"
-            return accuracies(file, shown)
-
-        bound = max_group_drop if max_group_drop is not None else 1.0
-        result = control_group_drops(layers=names, reference=reference, evaluate=evaluate, max_group_drop=bound)
-        summary = _summary(result, reference, control, names, max_group_drop, calibration_data, calibration,
-                           per_group, len(rows), float_file)  # fmt: skip
-        if max_group_drop is not None and not result.within:
-            raise QuantizationFailed(_failure(summary, output))
-        fields = _metadata(checkpoint, source=source, output=output, summary=summary, data=data,
-                           target=control.table.target)  # fmt: skip
-        final = onnx_models.load_graph(evaluated[result.final.float_layers], "quantization")
-        onnx_models.set_metadata(final, fields)
-        with atomic_output(output) as tmp:
-            onnx_models.save_graph(final, tmp)
-        summary.output = output
-        summary.bytes = output.stat().st_size
+        job = _prepare(inputs, Path(scratch_name), progress)
+        result, evaluated = _control(job, inputs, progress)
+        summary = _summary(result, job, inputs)
+        if inputs.max_group_drop is not None and not result.within:
+            raise QuantizationFailed(_failure(summary, inputs.output))
+        _write(job, inputs, summary, evaluated[result.final.float_layers])
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+@dataclass
+class _Job:
+    """The float model prepared for quantization, its data, and the quantizer."""
+
+    checkpoint: ckpt.Checkpoint  # the fp32 ONNX model
+    float_file: Path
+    source: dict[str, Any]  # what it came from (recorded in the int8 file)
+    prepared: Path  # the graph after onnxruntime's pre-processing
+    layers: list[str]  # the weight layers, graph order
+    control: PreparedData
+    calibration: PreparedData
+    per_group: int
+    images: int
+    quantizer: _Quantizer
+    control_images: _ControlImages
+    normalize: Normalizer
+    reference: np.ndarray | None = None  # per group, the float model's accuracy on the control split
+
+
+def _prepare(inputs: QuantizeInputs, scratch: Path, progress: ProgressSink) -> _Job:
+    """The fp32 ONNX model, its graph prepared, the control and calibration splits, the
+    calibration images (every group in equal measure) and the quantizer."""
+    model, data, loading = inputs.model, inputs.data, inputs.loading
+    float_file, source = _float_onnx(model, scratch, loading.image_size, inputs.seed, progress)
+    checkpoint = ckpt.load_checkpoint(float_file)
+    if checkpoint.provenance.get("quantization") or onnx_models.quantized_graph(float_file):
+        raise InputError(f"{model.path} is quantized already; quantize the float model it came from")
+    control = prepare_data(data, checkpoint, image_size=loading.image_size, default_split=("val", "test"))
+    calibration = _calibration_data(data, checkpoint, control, inputs.calibration_split)
+    prepared = _prepare_graph(float_file, scratch / "prepared.onnx")
+    layers = onnx_models.weight_layers(onnx_models.load_graph(prepared, "quantization"))
+    if not layers:
+        raise InputError(f"{model.path} has no Conv, Gemm or MatMul layer with constant weights to quantize")
+    normalize = Normalizer(*checkpoint.normalization, torch.device("cpu"))
+    rows, per_group = balanced_sample(
+        calibration.table.group_index, calibration.table.group_names, size=inputs.calibration_size,
+        seed=inputs.seed, where=f"calibration split {calibration.table.split or '(all rows)'}",
+    )  # fmt: skip
+    batches = _load_calibration(calibration, rows, loading, data, normalize, progress)
+    quantizer = _Quantizer(
+        prepared, scratch, batches, input_name=checkpoint.model.input_name,
+        method=inputs.calibration, names={layer.name: layer.node for layer in layers},
+    )  # fmt: skip
+    return _Job(checkpoint, float_file, source, prepared, [layer.name for layer in layers], control, calibration,
+                per_group, len(rows), quantizer, _ControlImages(control, loading, data), normalize)  # fmt: skip
+
+
+def _control(job: _Job, inputs: QuantizeInputs, progress: ProgressSink) -> tuple[ControlResult, dict]:
+    """The float model's per-group accuracy, then the accuracy control (every layer int8 when
+    there is no bound); returns its result and the file of every variant measured."""
+    control = job.control
+
+    def accuracies(file: Path, what: str) -> np.ndarray:
+        runner = onnx_models.read_onnx(file).model
+        task = progress.add_task(what, total=len(control.table))
+        outcomes = predict([runner], iter(job.control_images), [job.normalize], control.targets,
+                           on_batch=lambda n: progress.advance(task, n))[0]  # fmt: skip
+        found = group_accuracies(outcomes, control.table.group_index, control.table.group_names)
+        return np.array([group.accuracy for group in found])
+
+    evaluated: dict[tuple[str, ...], Path] = {}
+
+    def evaluate(float_layers: tuple[str, ...]) -> np.ndarray:
+        file = job.quantizer.write(float_layers)
+        evaluated[float_layers] = file
+        return accuracies(file, f"int8, {len(float_layers)} layer(s) float" if float_layers else "int8")
+
+    job.reference = accuracies(job.prepared, "float model")
+    bound = inputs.max_group_drop if inputs.max_group_drop is not None else 1.0
+    result = control_group_drops(layers=job.layers, reference=job.reference, evaluate=evaluate, max_group_drop=bound)
+    return result, evaluated
+
+
+def _write(job: _Job, inputs: QuantizeInputs, summary: QuantizeSummary, chosen: Path) -> None:
+    """The chosen variant with its metadata (classes, image size, normalisation, provenance),
+    written atomically to the output."""
+    recorded = _metadata(job.checkpoint, source=job.source, output=inputs.output, summary=summary,
+                         data=inputs.data, target=job.control.table.target)  # fmt: skip
+    final = onnx_models.load_graph(chosen, "quantization")
+    onnx_models.set_metadata(final, recorded)
+    with atomic_output(inputs.output) as tmp:
+        onnx_models.save_graph(final, tmp)
+    summary.output = inputs.output
+    summary.bytes = inputs.output.stat().st_size
 
 
 # ------------------------------------------------------------------------------------ the model
@@ -368,7 +464,7 @@ class _Quantizer:
                 extra_options=extra, **options,
             )  # fmt: skip
         except Exception as error:  # onnxruntime's quantizer raises many types
-            raise QuantizationFailed(f"onnxruntime could not quantize the model: {_first_line(error)}") from error
+            raise QuantizationFailed(f"onnxruntime could not quantize the model: {first_line(error)}") from error
         if float_layers:
             graph = onnx_models.load_graph(output, "quantization")
             onnx_models.read_float_inputs(graph, self.original_inputs, [self.names[name] for name in float_layers])
@@ -396,20 +492,20 @@ def _reader(batches: list[np.ndarray], input_name: str):
 # ------------------------------------------------------------------------------------ recording
 
 
-def _summary(result: ControlResult, reference: np.ndarray, control: PreparedData, layers: list[str],
-             max_group_drop: float | None, calibration_data: PreparedData, method: str, per_group: int,
-             images: int, float_file: Path) -> QuantizeSummary:  # fmt: skip
+def _summary(result: ControlResult, job: _Job, inputs: QuantizeInputs) -> QuantizeSummary:
+    """What the control reached: per-group accuracy and drops, the layers left in float."""
     final: Measurement = result.final
+    reference, control = job.reference, job.control
     return QuantizeSummary(
-        output=None, bytes=0, float_bytes=float_file.stat().st_size,
+        output=None, bytes=0, float_bytes=job.float_file.stat().st_size,
         groups=list(control.table.group_names), float_accuracy=reference.tolist(),
         accuracy=final.accuracies.tolist(), drops=group_drops(reference, final.accuracies).tolist(),
-        control_split=control.table.split, layers=layers, float_layers=list(final.float_layers),
-        max_group_drop=max_group_drop,
-        within=within_bound(final.drops, max_group_drop) if max_group_drop is not None else True,
+        control_split=control.table.split, layers=list(job.layers), float_layers=list(final.float_layers),
+        max_group_drop=inputs.max_group_drop,
+        within=within_bound(final.drops, inputs.max_group_drop) if inputs.max_group_drop is not None else True,
         evaluations=result.evaluations,
-        calibration={"method": method, "split": calibration_data.table.split, "images": images,
-                     "per_group": per_group},
+        calibration={"method": inputs.calibration, "split": job.calibration.table.split, "images": job.images,
+                     "per_group": job.per_group},
         harm={layer: result.quantized.worst_drop - measured.worst_drop for layer, measured in result.effects.items()},
     )  # fmt: skip
 
@@ -480,6 +576,3 @@ def _require_writable(output: Path) -> None:
         raise InputError(f"cannot write -o {output}: {error.strerror or error}") from error
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0][:200]
