@@ -266,3 +266,38 @@ def test_pruned_slim_and_finetuned_checkpoints_quantize(tiny_model_path, biased_
 
     slim_weights = prunable_parameters(slim.model)
     assert sum(w.numel() for w in slim_weights.values()) < sum(w.numel() for w in prunable_parameters(dense.model).values())
+
+
+# ----------------------------------------------------------------------------------- in a run
+
+
+def test_a_run_ends_with_a_gated_int8_file_and_a_quantize_change_reruns_it_alone(tiny_model_path, biased_data, cli,
+                                                                                   tmp_path):  # fmt: skip
+    from tiny_runs import QUICK, run_folder
+
+    config = run_folder(tmp_path, "run", tiny_model_path, biased_data,
+                        **{**QUICK, "report__bootstrap": 0, "quantize__max_group_drop": 0.05,
+                           "quantize__calibration_size": 16})  # fmt: skip
+    result = cli("run", config)
+    assert result.code == 0, result
+    int8 = config.parent / "run" / "final.int8.onnx"
+    assert int8.is_file() and f"int8 model: {int8}" in result.err.replace("\n", "")
+    assert "per-group accuracy, float vs int8" in result.out and "majority" in result.out
+    recorded = _metadata(int8)["fairgrape"]
+    assert recorded["stage"] == "quantize" and recorded["source"] == "final.pt"
+    assert recorded["quantization"]["max_group_drop"] == 0.05
+    assert all(drop <= 0.05 + 1e-9 for drop in recorded["quantization"]["group_drops"].values())
+    report = json.loads((config.parent / "run" / "report.json").read_text())
+    assert report["model"].endswith("final.pt") and "file" not in report  # the run's report judges final.pt
+
+    again = cli("run", config, "--set", "quantize.calibration=entropy", "-q")
+    assert again.code == 0, again
+    state = json.loads((config.parent / "run" / "run-state.json").read_text())["stages"]
+    assert state["quantize"]["result"]["calibration"]["method"] == "entropy"
+    from fairgrape_cli.flows.config import load_config
+    from fairgrape_cli.flows.pipeline import run_schedule
+
+    rerun = run_schedule(load_config(config, overrides=["quantize.calibration=entropy"]))
+    assert rerun.ran == [] and rerun.quantized.output == int8 and rerun.quantized.groups == ["majority", "minority"]
+    changed = run_schedule(load_config(config, overrides=["quantize.calibration=minmax", "quantize.calibration_size=32"]))
+    assert changed.ran == ["quantize"], changed.ran

@@ -70,6 +70,14 @@ def run_command(
         result = run_schedule(settings, progress=progress, on_stage=announce)
     stdout.print(render_report(result.report))
     stdout.print(render_history(result.report))
+    if result.quantized is not None:
+        from ..render._formats import file_size
+        from ..render.quantization import render_quantization
+
+        quantized = result.quantized
+        stdout.print(render_quantization(quantized))
+        info(f"int8 model: {quantized.output} ({file_size(quantized.bytes)}, {quantized.ratio:.1%} of the fp32 "
+             f"ONNX model)", quiet)  # fmt: skip
     info(
         f"{len(result.ran)} stage(s) ran, {len(result.skipped)} up to date; "
         f"outputs in {result.output}",
