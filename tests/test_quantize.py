@@ -301,3 +301,18 @@ def test_a_run_ends_with_a_gated_int8_file_and_a_quantize_change_reruns_it_alone
     assert rerun.ran == [] and rerun.quantized.output == int8 and rerun.quantized.groups == ["majority", "minority"]
     changed = run_schedule(load_config(config, overrides=["quantize.calibration=minmax", "quantize.calibration_size=32"]))
     assert changed.ran == ["quantize"], changed.ran
+
+
+def test_the_python_api_quantizes_and_gates(lopsided, tmp_path):
+    import fairgrape
+    from fairgrape_cli.stages.quantize import QuantizationFailed
+
+    summary = fairgrape.quantize(model=lopsided / "lop.pt", data=lopsided / "data", groups="group",
+                                 output=tmp_path / "api.int8.onnx", max_group_drop=0.01)  # fmt: skip
+    assert isinstance(summary, fairgrape.QuantizeSummary) and summary.output == tmp_path / "api.int8.onnx"
+    assert summary.float_layers == ["conv2"] and summary.groups == ["majority", "minority"]
+    assert summary.drops == [0.0, 0.0] and summary.output.stat().st_size == summary.bytes
+    with pytest.raises(QuantizationFailed, match="nothing left to return"):
+        fairgrape.quantize(model=lopsided / "stuck.pt", data=lopsided / "data", groups="group",
+                           output=tmp_path / "stuck.int8.onnx", max_group_drop=0.05)  # fmt: skip
+    assert not (tmp_path / "stuck.int8.onnx").exists()

@@ -44,6 +44,9 @@ def run_command(
     final.pt and report.json (with the per-iteration history). A stage reruns only when its
     settings or inputs changed.
 
+    A `quantize` section in the config ends the schedule with final.int8.onnx, quantized to
+    int8 and checked per group (see `fairgrape quantize`); changing it reruns only that stage.
+
     An iteration's files are deleted once the next iteration has finished (the last
     iteration's stay, with final.pt); --keep-artifacts all keeps them all.
 
