@@ -1,4 +1,4 @@
-"""Load and save models in the formats DESIGN.md lists; name their prunable layers.
+"""Load and save models in the formats docs/design.md lists; name their prunable layers.
 
 Every ``torch.load`` here uses ``weights_only=True`` unless the user passed ``--trust-checkpoint``:
 a checkpoint never runs code the user did not vouch for.
@@ -10,6 +10,7 @@ import fnmatch
 import importlib
 import inspect
 import json
+import logging
 import pickle
 import re
 import warnings
@@ -22,9 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import InputError
+from ..errors import InputError, first_line
 from . import sparse
-from .files import atomic_output, require_file, save_safetensors, sha256_file
+from .files import atomic_output, record_path, require_file, resolve_recorded, save_safetensors, sha256_file
 from .structure import apply_structure, describe_structure
 
 NATIVE_FORMAT = "fairgrape.checkpoint.v1"
@@ -61,6 +62,7 @@ class Checkpoint:
 
     @property
     def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The mean and std images are normalised with (ImageNet's unless the file says)."""
         return (self.mean or IMAGENET_MEAN, self.std or IMAGENET_STD)
 
 
@@ -135,7 +137,7 @@ def _read_safetensors_checkpoint(path: Path) -> dict[str, Any]:
             state_dict = {key: handle.get_tensor(key) for key in handle.keys()}
     except Exception as error:  # the Rust error type is not importable in every version
         raise InputError(
-            f"cannot read {path}: not a valid safetensors file ({_first_line(error)})"
+            f"cannot read {path}: not a valid safetensors file ({first_line(error)})"
         ) from error
     fields: dict[str, Any] = {"state_dict": state_dict}
     if sparse.is_sparse(metadata):  # `fairgrape export --format sparse`: masks + kept values
@@ -173,7 +175,7 @@ def _load_torchscript(path: Path, digest: str) -> Checkpoint:
             model = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except Exception as error:
         raise InputError(
-            f"cannot read {path}: broken TorchScript archive ({_first_line(error)})"
+            f"cannot read {path}: broken TorchScript archive ({first_line(error)})"
         ) from error
     meta = json.loads(extra[_TORCHSCRIPT_META]) if extra[_TORCHSCRIPT_META] else {}
     num_classes = _output_size(model, path)
@@ -204,7 +206,7 @@ def _read_pickled_checkpoint(path: Path, trust_checkpoint: bool) -> dict[str, An
         loaded = _load_trusted(path)
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, UnicodeDecodeError) as error:
         raise InputError(
-            f"cannot read {path}: truncated or not a PyTorch checkpoint ({_first_line(error)})"
+            f"cannot read {path}: truncated or not a PyTorch checkpoint ({first_line(error)})"
         ) from error
     return _interpret(loaded, path)
 
@@ -213,7 +215,7 @@ def _load_trusted(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:
-        raise InputError(f"cannot unpickle {path}: {_first_line(error)}") from error
+        raise InputError(f"cannot unpickle {path}: {first_line(error)}") from error
 
 
 def _interpret(loaded: Any, path: Path) -> dict[str, Any]:
@@ -295,10 +297,6 @@ def _triple(values: Any) -> tuple[float, ...] | None:
     return tuple(float(value) for value in values)
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0][:200]
-
 
 # --------------------------------------------------------------------------------------- building
 
@@ -332,7 +330,7 @@ def _build_from_callable(arch: str, num_classes: int) -> nn.Module:
         module = importlib.import_module(module_name)
         factory = getattr(module, attribute)
     except (ImportError, AttributeError) as error:
-        raise InputError(f"cannot import architecture {arch!r}: {_first_line(error)}") from error
+        raise InputError(f"cannot import architecture {arch!r}: {first_line(error)}") from error
     # A checkpoint can name the architecture, so only call what is clearly a model factory:
     # an nn.Module class or a Python function, never a builtin such as os.system.
     is_module_class = inspect.isclass(factory) and issubclass(factory, nn.Module)
@@ -342,7 +340,7 @@ def _build_from_callable(arch: str, num_classes: int) -> nn.Module:
         model = factory(num_classes=num_classes)
     except TypeError as error:
         raise InputError(
-            f"architecture {arch!r} must accept num_classes=: {_first_line(error)}"
+            f"architecture {arch!r} must accept num_classes=: {first_line(error)}"
         ) from error
     if not isinstance(model, nn.Module):
         raise InputError(f"architecture {arch!r} returned {type(model).__name__}, not a model")
@@ -372,6 +370,90 @@ def _load_state_dict_strictly(
     if problems:
         raise InputError(f"{path} does not fit architecture {arch}: {'; '.join(problems)}")
     model.load_state_dict(state_dict)
+
+
+# --------------------------------------------------------------------------- the masks it names
+
+
+def named_masks(checkpoint: Checkpoint) -> Path | None:
+    """The masks file a pruned or fine-tuned ``checkpoint`` names (see :func:`masks_named_by`)."""
+    return masks_named_by(checkpoint.provenance, checkpoint.path)
+
+
+def masks_named_in(path: str | Path) -> Path | None:
+    """The masks file the checkpoint at ``path`` names, read without building its model (a
+    file fairgrape cannot read that way names none; loading it reports any problem)."""
+    return masks_named_by(read_provenance(Path(path)), Path(path))
+
+
+def masks_named_by(provenance: Mapping[str, Any], source: Path) -> Path | None:
+    """The one policy for "the masks a checkpoint names": the file its provenance records
+    (relative to ``source``) when it is still there. When it is gone this warns, naming both
+    files, and returns None: the caller carries on without masks (scores unmasked, keeps no
+    weight removed, trains densely, shows no pruning settings), as it would for a checkpoint
+    that names none."""
+    recorded = provenance.get("masks") if isinstance(provenance, Mapping) else None
+    if not recorded or not isinstance(recorded, str):
+        return None
+    path = resolve_recorded(recorded, source)
+    if path.is_file():
+        return path
+    logging.getLogger("fairgrape").warning(
+        "%s names masks %s, which no longer exist; carrying on without them", source, path
+    )
+    return None
+
+
+def read_provenance(path: Path) -> dict[str, Any]:
+    """What a fairgrape checkpoint records about where it came from (``fairgrape`` in a native
+    file's fields or a safetensors file's metadata), read without building the model; empty for
+    any other file."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as handle:
+                recorded = (handle.metadata() or {}).get("fairgrape")
+            return dict(json.loads(recorded)) if recorded else {}
+        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - not a file this can read; the real load reports any problem
+        return {}
+    recorded = loaded.get("fairgrape") if isinstance(loaded, dict) else None
+    return dict(recorded) if isinstance(recorded, Mapping) else {}
+
+
+# paths a checkpoint's provenance records, each relative to the checkpoint itself
+PROVENANCE_PATHS = ("source", "masks", "data", "labels", "teacher")
+
+
+def copy_checkpoint(source: str | Path, target: str | Path) -> None:
+    """Copy a checkpoint to ``target`` atomically, its recorded paths re-anchored to the new
+    place (they are relative to the file: a copy into another folder would name files that are
+    not there). A checkpoint whose provenance cannot be read this way is copied byte for byte."""
+    import shutil
+
+    source, target = Path(source), Path(target)
+    provenance = read_provenance(source)
+    moved = source.resolve().parent != target.resolve().parent
+    anchored = {
+        key: record_path(resolve_recorded(value, source), target)
+        if key in PROVENANCE_PATHS and isinstance(value, str) and value else value
+        for key, value in provenance.items()
+    }  # fmt: skip
+    with atomic_output(target) as tmp:
+        if not moved or anchored == provenance:
+            shutil.copyfile(source, tmp)
+        elif source.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(source), framework="pt") as handle:
+                metadata = dict(handle.metadata() or {})
+                tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+            save_safetensors(tensors, tmp, {**metadata, "fairgrape": json.dumps(anchored)})
+        else:
+            loaded = torch.load(source, map_location="cpu", weights_only=True)
+            with open(tmp, "wb") as handle:  # through a handle: the same model gives the same bytes
+                torch.save({**loaded, "fairgrape": anchored}, handle)
 
 
 # ----------------------------------------------------------------------------------------- saving

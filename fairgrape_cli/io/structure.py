@@ -42,6 +42,7 @@ SIZE_ATTRIBUTES: dict[type, tuple[str, ...]] = {
 
 
 def size_attributes(module: nn.Module) -> tuple[str, ...]:
+    """The attributes that hold a layer's widths (``in_channels``...), by its type."""
     for kind, names in SIZE_ATTRIBUTES.items():
         if isinstance(module, kind):
             return names
