@@ -29,11 +29,14 @@ class Tracker(Protocol):
     run_id: str
     where: str
 
-    def log_step(self, step: int, metrics: Mapping[str, float | None]) -> None: ...
+    def log_step(self, step: int, metrics: Mapping[str, float | None]) -> None:
+        """Log one evaluation's numbers at ``step`` (the iteration)."""
 
-    def finish(self, *, metrics: Mapping[str, float | None], files: list[Path]) -> None: ...
+    def finish(self, *, metrics: Mapping[str, float | None], files: list[Path]) -> None:
+        """Log the final numbers and files, and end the run as finished."""
 
-    def fail(self, status: str) -> None: ...
+    def fail(self, status: str) -> None:
+        """End the run with ``status`` (failed or killed)."""
 
 
 def metric_name(*parts: str) -> str:
@@ -93,10 +96,12 @@ class MlflowTracker:
         self.run_id = run.info.run_id
 
     def log_step(self, step: int, metrics: Mapping[str, float | None]) -> None:
+        """Log each finite number at ``step``."""
         for key, value in _finite(metrics).items():
             self._client.log_metric(self.run_id, key, value, step=step)
 
     def finish(self, *, metrics: Mapping[str, float | None], files: list[Path]) -> None:
+        """Log the final numbers and the files that exist, and end the run as finished."""
         for key, value in _finite(metrics).items():
             self._client.log_metric(self.run_id, key, value)
         for path in files:
@@ -105,6 +110,7 @@ class MlflowTracker:
         self._client.set_terminated(self.run_id, status="FINISHED")
 
     def fail(self, status: str = "FAILED") -> None:
+        """End the run with ``status``."""
         self._client.set_terminated(self.run_id, status=status)
 
 

@@ -36,30 +36,37 @@ class GroupErrors:
 
     @property
     def n(self) -> int:
+        """The group's scored images."""
         return self.true_positives + self.false_negatives + self.false_positives + self.true_negatives
 
     @property
     def positives(self) -> int:
+        """Images whose target is positive."""
         return self.true_positives + self.false_negatives
 
     @property
     def negatives(self) -> int:
+        """Images whose target is negative."""
         return self.false_positives + self.true_negatives
 
     @property
     def true_positive_rate(self) -> float:
+        """Positives predicted positive, of the positives (0 without positives)."""
         return self.true_positives / self.positives if self.positives else 0.0
 
     @property
     def false_positive_rate(self) -> float:
+        """Negatives predicted positive, of the negatives (0 without negatives)."""
         return self.false_positives / self.negatives if self.negatives else 0.0
 
     @property
     def selection_rate(self) -> float:
+        """Images predicted positive, of all."""
         return (self.true_positives + self.false_positives) / self.n if self.n else math.nan
 
     @property
     def balanced_accuracy(self) -> float:
+        """The mean of the true positive and true negative rates."""
         return (self.true_positive_rate + 1 - self.false_positive_rate) / 2
 
     @property
@@ -83,6 +90,7 @@ class ErrorTypes:
     demographic_parity_difference_ci: list[float] | None = None
 
     def rate(self, name: str) -> np.ndarray:
+        """One rate (``RATES``) of every group, in order."""
         return np.array([getattr(group, name) for group in self.groups])
 
 

@@ -30,18 +30,22 @@ class GroupFlips:
     flip_rate_ci: list[float] | None = None
 
     def rate(self, count: int) -> float:
+        """``count`` over the group's cells (NaN for none)."""
         return count / self.cells if self.cells else float("nan")
 
     @property
     def lost_rate(self) -> float:
+        """Lost flips over the group's cells."""
         return self.rate(self.lost)
 
     @property
     def gained_rate(self) -> float:
+        """Gained flips over the group's cells."""
         return self.rate(self.gained)
 
     @property
     def flip_rate(self) -> float:
+        """Flips either way over the group's cells."""
         return self.rate(self.lost + self.gained)
 
 
@@ -55,10 +59,12 @@ class Flips:
 
     @property
     def lost(self) -> int:
+        """Lost flips over all groups."""
         return sum(group.lost for group in self.groups)
 
     @property
     def gained(self) -> int:
+        """Gained flips over all groups."""
         return sum(group.gained for group in self.groups)
 
 

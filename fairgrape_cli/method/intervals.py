@@ -144,6 +144,7 @@ class PairedRates:
 
     @property
     def value(self) -> np.ndarray:
+        """``first - second`` per group."""
         return np.asarray(self.first.value) - np.asarray(self.second.value)
 
     def interval(self, confidence: float) -> tuple[np.ndarray, np.ndarray]:
@@ -166,9 +167,11 @@ class BalancedAccuracy:
 
     @property
     def value(self) -> np.ndarray:
+        """The balanced accuracy per group."""
         return (np.asarray(self.true_positive.value) + 1 - np.asarray(self.false_positive.value)) / 2
 
     def interval(self, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+        """The MOVER interval of the mean of the two rates (disjoint images)."""
         low_fp, high_fp = self.false_positive.interval(confidence)
         true_negative = (1 - np.asarray(self.false_positive.value), 1 - high_fp, 1 - low_fp)
         _, low, high = mean_of_two((self.true_positive.value, *self.true_positive.interval(confidence)), true_negative)
