@@ -127,7 +127,7 @@ def _compression(report: Report) -> str:
         rows.append(["FLOPs", text])
     if pruning is None:
         rows.append(["masks", "none recorded (a dense model, or its masks file is gone)"])
-    return table(["", ""], rows)
+    return table(["what", "value"], rows)
 
 
 def _groups(report: Report) -> str:
