@@ -3,6 +3,7 @@ client, offline, from a file store in tmp_path; without MLflow, one line names t
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
@@ -58,3 +59,33 @@ def test_without_mlflow_one_line_names_the_extra(monkeypatch):
     with pytest.raises(InputError, match=r"pip install 'fairgrape\[mlflow\]'") as error:
         open_tracker("mlflow", run_name="x", params={}, tags={})
     assert "\n" not in str(error.value)
+
+
+def test_run_track_mlflow_logs_settings_iterations_and_the_report(mlflow_store, tmp_path, cli, tiny_model_path, biased_data):
+    """`fairgrape run --track mlflow`: the run reads back with MLflow's client; a rerun (all up to
+    date) continues the same MLflow run without logging its iterations twice."""
+    from mlflow.tracking import MlflowClient
+
+    from tiny_runs import QUICK, run_folder
+
+    config = run_folder(tmp_path, "tracked", tiny_model_path, biased_data, **{**QUICK, "keep_per_iter": 0.7})
+    result = cli("run", config, "--track", "mlflow", "--quiet")
+    assert result.code == 0, result
+    output = config.parent / "run"
+    run_id = json.loads((output / "tracking.json").read_text())["mlflow"]
+    client = MlflowClient(tracking_uri=mlflow_store)
+    run = client.get_run(run_id)
+    report = json.loads((output / "report.json").read_text())
+    assert run.info.status == "FINISHED" and run.data.params["rate"] == "0.5" and run.data.params["method"] == "magnitude"
+    densities = client.get_metric_history(run_id, "density")
+    assert [(m.step, m.value) for m in densities] == [(i, entry["density"]) for i, entry in enumerate(report["history"])]
+    for name in [row["group"] for row in report["groups"]]:
+        history = client.get_metric_history(run_id, f"group_accuracy/{name}")
+        assert [m.value for m in history] == [entry["groups"][name] for entry in report["history"]]
+    assert run.data.metrics["final/drop_gap"] == pytest.approx(report["disparity"]["drop_gap"])
+    assert "report.json" in [item.path for item in client.list_artifacts(run_id)]
+
+    again = cli("run", config, "--track", "mlflow", "--quiet")
+    assert again.code == 0, again
+    assert json.loads((output / "tracking.json").read_text())["mlflow"] == run_id
+    assert len(client.get_metric_history(run_id, "density")) == len(densities)

@@ -28,6 +28,7 @@ class Tracker(Protocol):
 
     run_id: str
     where: str
+    resumed: bool  # an earlier run's tracking continued (its steps are logged already)
 
     def log_step(self, step: int, metrics: Mapping[str, float | None]) -> None:
         """Log one evaluation's numbers at ``step`` (the iteration)."""
@@ -84,6 +85,7 @@ class MlflowTracker:
                 self._client.update_run(resume, status="RUNNING")
             except Exception:  # gone from this store (another URI, deleted): start a new one
                 run = None
+        self.resumed = run is not None
         if run is None:
             experiment_name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
             experiment = self._client.get_experiment_by_name(experiment_name)
