@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import InputError
+from ..registry import Registry
 
 DEFAULT_EXPERIMENT = "fairgrape"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-. /]")  # characters MLflow refuses in metric and param names
@@ -116,13 +117,12 @@ class MlflowTracker:
         self._client.set_terminated(self.run_id, status=status)
 
 
-TRACKERS = {"mlflow": MlflowTracker}
+TRACKERS: Registry[type] = Registry("--track")
+TRACKERS.add("mlflow", MlflowTracker)
 
 
 def open_tracker(
     kind: str, *, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str], resume: str | None = None
 ) -> Tracker:
     """The tracker ``kind`` names (``TRACKERS``), with a run started (or ``resume`` continued)."""
-    if kind not in TRACKERS:
-        raise InputError(f"--track {kind}: unknown tracker; choose from {', '.join(TRACKERS)}")
-    return TRACKERS[kind](run_name=run_name, params=params, tags=tags, resume=resume)
+    return TRACKERS.choose(kind)(run_name=run_name, params=params, tags=tags, resume=resume)

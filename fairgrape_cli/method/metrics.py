@@ -20,6 +20,7 @@ from torch import nn
 
 from ..errors import InputError
 from ..io.reports import DISPARITY_METRICS, METRICS, AttributeSection, Disparity, GroupRow, Overall, Report
+from ..registry import Registry
 from . import intervals as score
 from .heads import head_for
 
@@ -133,8 +134,7 @@ class Bootstrap:
             raise InputError(f"--bootstrap {self.resamples}: must be 0 (no intervals) or more")
         if not 0 < self.confidence < 1:
             raise InputError(f"confidence {self.confidence}: must be in (0, 1)")
-        if self.method not in INTERVAL_METHODS:
-            raise InputError(f"--intervals {self.method}: choose from {', '.join(INTERVAL_METHODS)}")
+        INTERVAL_METHODS.choose(self.method)  # InputError naming the choices
 
     @property
     def wanted(self) -> bool:
@@ -258,19 +258,19 @@ def _bootstrap(outcomes, baseline, group_index, num_groups, *, settings):
     return bootstrap_intervals(pairs, has_baseline=baseline is not None, settings=settings)
 
 
-INTERVAL_METHODS: dict[str, IntervalMethod] = {
-    "score": IntervalMethod(score_intervals, score.METHOD),
-    "bootstrap": IntervalMethod(
-        _bootstrap, "percentile bootstrap; images resampled within each group, paired with the baseline"
-    ),
-}
+INTERVAL_METHODS: Registry[IntervalMethod] = Registry("--intervals")
+INTERVAL_METHODS.add("score", IntervalMethod(score_intervals, score.METHOD))
+INTERVAL_METHODS.add(
+    "bootstrap",
+    IntervalMethod(_bootstrap, "percentile bootstrap; images resampled within each group, paired with the baseline"),
+)
 
 
 def report_intervals(
     outcomes: Outcomes, baseline: Outcomes | None, group_index: np.ndarray, num_groups: int, *, settings: Bootstrap
 ) -> dict | None:
     """The intervals of a report's accuracy section by the method ``settings`` names."""
-    return INTERVAL_METHODS[settings.method].compute(outcomes, baseline, group_index, num_groups, settings=settings)
+    return INTERVAL_METHODS.choose(settings.method).compute(outcomes, baseline, group_index, num_groups, settings=settings)
 
 
 def build_report(
