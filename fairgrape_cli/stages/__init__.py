@@ -10,6 +10,7 @@ package's foundations; never flows or commands. Nothing here prints: progress go
 """
 
 from ._inputs import DEFAULT_PRUNED, STORED_DTYPES, Loading, ModelSource, PreparedData
+from ._report_files import ReportFiles, save_report
 from .compare import ComparisonResult, compare_files
 from .data_prune import DataPruneInputs, DataPruneSummary, data_prune, resolve_data_prune
 from .export import FORMATS as EXPORT_FORMATS
@@ -17,7 +18,7 @@ from .export import ExportInputs, ExportSummary, export, resolve_export
 from .finetune import FinetuneInputs, FinetuneSummary, finetune, resolve_finetune
 from .prune import PruneInputs, PruneSummary, prune, resolve_prune
 from .quantize import QuantizeInputs, QuantizeSummary, quantize, resolve_quantize
-from .report import ReportInputs, ReportResult, report, resolve_report, save_report
+from .report import ReportInputs, ReportResult, report, resolve_report
 from .score import ScoreInputs, ScoreSummary, resolve_score, score
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "resolve_quantize",
     "resolve_report",
     "resolve_score",
+    "ReportFiles",
     "save_report",
     "score",
 ]
