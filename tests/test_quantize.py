@@ -124,6 +124,50 @@ def test_max_group_drop_returns_the_harmful_layer_and_the_file_records_it(lopsid
     assert "gated onnx int8" in result.out and "plain onnx int8" in result.out
 
 
+def test_a_report_on_the_int8_file_has_flips_error_types_intervals_and_a_model_card(lopsided, cli, tmp_path):
+    import csv
+    from collections import Counter
+
+    plain = tmp_path / "plain.int8.onnx"
+    result = cli("quantize", lopsided / "lop.pt", "--data", lopsided / "data", "--groups", "group", "-o", plain, "-q")
+    assert result.code == 0, result
+    out = {name: tmp_path / name for name in ("r.json", "r.html", "flips.csv", "card.md")}
+    result = cli("report", plain, lopsided / "data", "--groups", "group", "--baseline", lopsided / "lop.pt",
+                 "--json", out["r.json"], "--html", out["r.html"], "--exemplars", out["flips.csv"],
+                 "--model-card", out["card.md"], "--intervals", "bootstrap", "--bootstrap", "50",
+                 "--fail-if", "drop_gap.lo>0.1", "-q")  # fmt: skip
+    assert result.code == 1, result  # onnxruntime's int8 predictions lose the minority: the gate on .lo holds
+    report = json.loads(out["r.json"].read_text())
+    assert report["file"]["format"] == "onnx" and report["file"]["quantization"]["float_layers"] == []
+    assert "bootstrap" in report["intervals"]["method"] and report["bootstrap"]["resamples"] == 50
+    rows = list(csv.DictReader(out["flips.csv"].open()))
+    counted = Counter((row["group"], row["flip"]) for row in rows)
+    by_group = {group["group"]: group for group in report["groups"]}
+    for name, group in by_group.items():
+        assert (group["flips_lost"], group["flips_gained"]) == (counted[name, "lost"], counted[name, "gained"])
+        assert group["drop"] == pytest.approx((group["flips_lost"] - group["flips_gained"]) / group["n"], abs=1e-12)
+    assert by_group["minority"]["flips_lost"] > 0 and by_group["majority"]["flips_lost"] == 0
+    assert {row["group"] for row in report["error_types"]["groups"]} == {"majority", "minority"}
+    page = out["r.html"].read_text()
+    assert "file: onnx, int8 weights" in page and page.count('src="data:image/jpeg;base64,') == min(
+        by_group["minority"]["flips_lost"], 12)
+    card = out["card.md"].read_text()
+    assert "- quantization" in card.split("---")[1] and "| layers left in float | none |" in card
+    assert "| file format | onnx |" in card and "## Flips" in card
+
+
+def test_the_fp32_export_judged_against_its_checkpoint_flips_nothing(biased_data, tiny_model_path, cli, tmp_path):
+    exported, report_json = tmp_path / "tiny.onnx", tmp_path / "r.json"
+    assert cli("export", tiny_model_path, "-o", exported, "-q").code == 0
+    result = cli("report", exported, biased_data, "--groups", "group", "--baseline", tiny_model_path,
+                 "--json", report_json, "-q")  # fmt: skip
+    assert result.code == 0, result
+    report = json.loads(report_json.read_text())
+    assert all(row["flips_lost"] == row["flips_gained"] == 0 for row in report["groups"])
+    assert report["file"] == {"format": "onnx", "bytes": exported.stat().st_size, "quantization": None}
+    assert "intervals" in report and "bootstrap" not in report  # score intervals by default
+
+
 def test_nothing_left_to_return_exits_1_and_writes_nothing(lopsided, cli, tmp_path):
     output = tmp_path / "stuck.int8.onnx"
     result = cli("quantize", lopsided / "stuck.pt", "--data", lopsided / "data", "--groups", "group", "-o", output,

@@ -8,8 +8,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ..io.reports import DISPARITY_METRICS, FileFacts, ModelSize, Report, as_report
-from ._formats import density_label, file_size, history_series, interval, percent, points, split_label
+from ..io.reports import DISPARITY_METRICS, ModelSize, Report, as_report
+from ._formats import density_label, file_description, history_series, interval, percent, points, split_label
 
 _SPARKS = "▁▂▃▄▅▆▇█"
 
@@ -94,7 +94,7 @@ def _summary_lines(report: Report) -> Text:
     if report.size.params is not None:
         lines.append("\n" + size_line(report.size))
     if report.file is not None:
-        lines.append("\n" + file_line(report.file))
+        lines.append("\n" + file_description(report.file))
     return lines
 
 
@@ -151,22 +151,6 @@ def size_line(size: ModelSize) -> str:
             text += f", {_count(nonzero)} nonzero ({100 * nonzero / (dense or value):.1f}%)"
         parts.append(text)
     return "   ".join(parts)
-
-
-def file_line(facts: FileFacts) -> str:
-    """``file: onnx, int8 weights, 2 layer(s) left in float (conv1, fc), 11.3 MB`` for an
-    exported file."""
-    text = f"file: {facts.format}"
-    quantization = facts.quantization
-    if quantization is not None:
-        text += f", {quantization.weights or 'int8'} weights"
-        floats = quantization.float_layers or []
-        if floats:
-            shown = ", ".join(floats[:3]) + (" ..." if len(floats) > 3 else "")
-            text += f", {len(floats)} layer(s) left in float ({shown})"
-    if isinstance(facts.bytes, int):
-        text += f", {file_size(facts.bytes)}"
-    return text
 
 
 def _count(value: float) -> str:
