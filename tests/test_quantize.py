@@ -312,6 +312,23 @@ def test_pruned_slim_and_finetuned_checkpoints_quantize(tiny_model_path, biased_
     assert sum(w.numel() for w in slim_weights.values()) < sum(w.numel() for w in prunable_parameters(dense.model).values())
 
 
+def test_a_plain_state_dict_quantizes_with_arch_and_the_file_names_the_datas_classes(tiny_model_path, biased_data,
+                                                                                       cli, tmp_path):  # fmt: skip
+    import torch
+
+    from fairgrape_cli.flows.synthetic import TINY_ARCH
+
+    plain = tmp_path / "weights.pt"
+    torch.save(torch.load(tiny_model_path, weights_only=True)["state_dict"], plain)
+    int8 = tmp_path / "weights.int8.onnx"
+    result = cli("quantize", plain, "--arch", TINY_ARCH, "--data", biased_data, "--groups", "group", "-o", int8,
+                 "--image-size", "32", "--calibration-size", "16", "-q")  # fmt: skip
+    assert result.code == 0, result
+    meta = _metadata(int8)
+    assert meta["classes"] == ["no", "yes"] and meta["arch"] == TINY_ARCH  # the data's: the file needs no flags
+    assert load_checkpoint(int8).classes == ["no", "yes"]
+
+
 # ----------------------------------------------------------------------------------- in a run
 
 

@@ -272,8 +272,10 @@ def _control(job: _Job, inputs: QuantizeInputs, progress: ProgressSink) -> tuple
 def _write(job: _Job, inputs: QuantizeInputs, summary: QuantizeSummary, chosen: Path) -> None:
     """The chosen variant with its metadata (classes, image size, normalisation, provenance),
     written atomically to the output."""
+    # a plain state dict names no classes: the file records those it was checked with (the data's)
+    classes = job.checkpoint.classes or (None if job.control.table.multi_label else job.control.classes)
     recorded = _metadata(job.checkpoint, source=job.source, output=inputs.output, summary=summary,
-                         data=inputs.data, target=job.control.table.target)  # fmt: skip
+                         data=inputs.data, target=job.control.table.target, classes=classes)  # fmt: skip
     final = onnx_models.load_graph(chosen, "quantization")
     onnx_models.set_metadata(final, recorded)
     with atomic_output(inputs.output) as tmp:
@@ -511,10 +513,10 @@ def _summary(result: ControlResult, job: _Job, inputs: QuantizeInputs) -> Quanti
 
 
 def _metadata(checkpoint: ckpt.Checkpoint, *, source: dict[str, Any], output: Path, summary: QuantizeSummary,
-              data: DataSpec, target: str) -> dict[str, Any]:  # fmt: skip
-    """The exported model's fields (arch, classes, image size, normalisation) and the provenance
+              data: DataSpec, target: str, classes: list[str] | None) -> dict[str, Any]:  # fmt: skip
+    """The exported model's fields (arch, ``classes``, image size, normalisation) and the provenance
     of the quantized file, paths relative to it."""
-    fields = ckpt.native_fields(checkpoint, classes=checkpoint.classes, provenance={})
+    fields = ckpt.native_fields(checkpoint, classes=classes, provenance={})
     fields["format"] = onnx_models.ONNX_FORMAT
     provenance: dict[str, Any] = {
         "stage": "quantize",
