@@ -369,7 +369,7 @@ def _calibration_data(
     spec = replace(data, split=split, min_group_size=1)
     found = prepare_data(
         spec, checkpoint, image_size=control.image_size, default_split=("train",),
-        classes=None if control.table.multi_label else control.classes,
+        classes=None if control.table.multi_label else control.classes, announce=False,  # the size is said
     )  # fmt: skip
     missing = [name for name in control.table.group_names if name not in found.table.group_names]
     if missing:
