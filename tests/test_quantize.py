@@ -21,6 +21,11 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 
+def _on(folder: Path, model: str = "lop.pt") -> tuple:
+    """MODEL and the flags quantize reads a lopsided model and its data with."""
+    return folder / model, "--trust-checkpoint", "--data", folder / "data", "--groups", "group"
+
+
 def _metadata(path: Path) -> dict:
     import onnx
 
@@ -31,6 +36,8 @@ def _metadata(path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def lopsided(tmp_path_factory) -> Path:
+    """lop.pt, stuck.pt and their data. Their architectures live in tests/lopsided.py, a module a
+    file may not have imported on its own say: every command on them passes --trust-checkpoint."""
     folder = tmp_path_factory.mktemp("lopsided")
     make_lopsided_data(folder / "data")
     save_lopsided(folder / "lop.pt")
@@ -87,7 +94,7 @@ def test_balanced_sample_draws_every_group_equally_and_refuses_an_empty_one():
 
 def test_max_group_drop_returns_the_harmful_layer_and_the_file_records_it(lopsided, cli, tmp_path):
     plain = tmp_path / "plain.int8.onnx"
-    result = cli("quantize", lopsided / "lop.pt", "--data", lopsided / "data", "--groups", "group", "-o", plain, "-q")
+    result = cli("quantize", *_on(lopsided), "-o", plain, "-q")
     assert result.code == 0, result
     recorded = _metadata(plain)["fairgrape"]["quantization"]
     assert recorded["float_layers"] == [] and recorded["group_drops"]["majority"] == 0
@@ -95,7 +102,7 @@ def test_max_group_drop_returns_the_harmful_layer_and_the_file_records_it(lopsid
     assert recorded["calibration"] == {"method": "minmax", "split": "train", "images": 32, "per_group": 16}
 
     gated = tmp_path / "gated.int8.onnx"
-    result = cli("quantize", lopsided / "lop.pt", "--data", lopsided / "data", "--groups", "group", "-o", gated,
+    result = cli("quantize", *_on(lopsided), "-o", gated,
                  "--max-group-drop", "0.01")  # fmt: skip
     assert result.code == 0, result
     assert "left in float: conv2" in result.out
@@ -109,7 +116,7 @@ def test_max_group_drop_returns_the_harmful_layer_and_the_file_records_it(lopsid
     # report reads the .onnx without flags (classes, size, normalisation from its metadata)
     report_json = tmp_path / "gated.json"
     result = cli("report", gated, lopsided / "data", "--groups", "group", "--baseline", lopsided / "lop.pt",
-                 "--json", report_json, "--bootstrap", "0", "-q")  # fmt: skip
+                 "--trust-checkpoint", "--json", report_json, "--bootstrap", "0", "-q")  # fmt: skip
     assert result.code == 0, result
     report = json.loads(report_json.read_text())
     assert [row["accuracy"] for row in report["groups"]] == [1.0, 1.0]
@@ -118,7 +125,7 @@ def test_max_group_drop_returns_the_harmful_layer_and_the_file_records_it(lopsid
 
     plain_json = tmp_path / "plain.json"
     cli("report", plain, lopsided / "data", "--groups", "group", "--baseline", lopsided / "lop.pt",
-        "--json", plain_json, "--bootstrap", "0", "-q", "--fail-if", "drop_gap>0.1")  # fmt: skip
+        "--trust-checkpoint", "--json", plain_json, "--bootstrap", "0", "-q", "--fail-if", "drop_gap>0.1")  # fmt: skip
     result = cli("compare", report_json, plain_json)
     assert result.code == 0, result
     assert "gated onnx int8" in result.out and "plain onnx int8" in result.out
@@ -129,11 +136,11 @@ def test_a_report_on_the_int8_file_has_flips_error_types_intervals_and_a_model_c
     from collections import Counter
 
     plain = tmp_path / "plain.int8.onnx"
-    result = cli("quantize", lopsided / "lop.pt", "--data", lopsided / "data", "--groups", "group", "-o", plain, "-q")
+    result = cli("quantize", *_on(lopsided), "-o", plain, "-q")
     assert result.code == 0, result
     out = {name: tmp_path / name for name in ("r.json", "r.html", "flips.csv", "card.md")}
     result = cli("report", plain, lopsided / "data", "--groups", "group", "--baseline", lopsided / "lop.pt",
-                 "--json", out["r.json"], "--html", out["r.html"], "--exemplars", out["flips.csv"],
+                 "--trust-checkpoint", "--json", out["r.json"], "--html", out["r.html"], "--exemplars", out["flips.csv"],
                  "--model-card", out["card.md"], "--intervals", "bootstrap", "--bootstrap", "50",
                  "--fail-if", "drop_gap.lo>0.1", "-q")  # fmt: skip
     assert result.code == 1, result  # onnxruntime's int8 predictions lose the minority: the gate on .lo holds
@@ -170,7 +177,7 @@ def test_the_fp32_export_judged_against_its_checkpoint_flips_nothing(biased_data
 
 def test_nothing_left_to_return_exits_1_and_writes_nothing(lopsided, cli, tmp_path):
     output = tmp_path / "stuck.int8.onnx"
-    result = cli("quantize", lopsided / "stuck.pt", "--data", lopsided / "data", "--groups", "group", "-o", output,
+    result = cli("quantize", *_on(lopsided, "stuck.pt"), "-o", output,
                  "--max-group-drop", "0.05", "-q")  # fmt: skip
     assert result.code == 1, result
     assert "nothing left to return" in result.err and "minority" in result.err and len(result.err.splitlines()) == 1
@@ -229,7 +236,7 @@ def test_prune_and_export_refuse_onnx(tiny_model_path, cli, tmp_path):
 
 @pytest.mark.parametrize("bound", ["1.5", "-0.1"])
 def test_max_group_drop_outside_0_1_is_refused(lopsided, cli, bound, tmp_path):
-    result = cli("quantize", lopsided / "lop.pt", "--data", lopsided / "data", "--groups", "group",
+    result = cli("quantize", *_on(lopsided),
                  "--max-group-drop", bound, "-o", tmp_path / "x.onnx")  # fmt: skip
     assert result.code == 2 and "--max-group-drop" in result.err and "[0, 1]" in result.err, result
     assert len(result.err.strip().splitlines()) == 1
@@ -242,7 +249,8 @@ def test_calibration_split_without_a_group_is_refused(lopsided, cli, tmp_path):
     lines = (lopsided / "data" / "labels.csv").read_text().splitlines()
     kept = [lines[0]] + [line for line in lines[1:] if not (line.endswith(",train") and ",minority," in line)]
     (data / "labels.csv").write_text("\n".join(kept) + "\n")
-    result = cli("quantize", lopsided / "lop.pt", "--data", data, "--groups", "group", "-o", tmp_path / "x.onnx")
+    result = cli("quantize", lopsided / "lop.pt", "--trust-checkpoint", "--data", data, "--groups", "group",
+                 "-o", tmp_path / "x.onnx")  # fmt: skip
     assert result.code == 2, result
     assert "--calibration-split train has no images of group minority" in result.err
 
@@ -270,14 +278,14 @@ def test_an_onnx_file_that_is_not_an_image_classifier_is_refused(cli, tmp_path, 
 
 def test_quantizing_a_quantized_file_is_refused(lopsided, cli, tmp_path):
     first = tmp_path / "once.onnx"
-    assert cli("quantize", lopsided / "lop.pt", "--data", lopsided / "data", "--groups", "group", "-o", first, "-q").code == 0
+    assert cli("quantize", *_on(lopsided), "-o", first, "-q").code == 0
     result = cli("quantize", first, "--data", lopsided / "data", "--groups", "group", "-o", tmp_path / "twice.onnx")
     assert result.code == 2 and "quantized already" in result.err, result
 
 
 def test_missing_onnxruntime_names_the_extra(cli, monkeypatch, tmp_path, lopsided):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
-    result = cli("quantize", lopsided / "lop.pt", "--data", lopsided / "data", "--groups", "group", "-o", tmp_path / "q.onnx")
+    result = cli("quantize", *_on(lopsided), "-o", tmp_path / "q.onnx")
     assert result.code == 2 and "pip install 'fairgrape[onnx]'" in result.err and "onnxruntime" in result.err, result
     (tmp_path / "m.onnx").write_bytes(b"x")
     result = cli("report", tmp_path / "m.onnx", lopsided / "data", "--groups", "group")
@@ -368,12 +376,12 @@ def test_the_python_api_quantizes_and_gates(lopsided, tmp_path):
     import fairgrape
     from fairgrape_cli.stages.quantize import QuantizationFailed
 
-    summary = fairgrape.quantize(model=lopsided / "lop.pt", data=lopsided / "data", groups="group",
-                                 output=tmp_path / "api.int8.onnx", max_group_drop=0.01)  # fmt: skip
+    summary = fairgrape.quantize(model=lopsided / "lop.pt", trust_checkpoint=True, data=lopsided / "data",
+                                 groups="group", output=tmp_path / "api.int8.onnx", max_group_drop=0.01)  # fmt: skip
     assert isinstance(summary, fairgrape.QuantizeSummary) and summary.output == tmp_path / "api.int8.onnx"
     assert summary.float_layers == ["conv2"] and summary.groups == ["majority", "minority"]
     assert summary.drops == [0.0, 0.0] and summary.output.stat().st_size == summary.bytes
     with pytest.raises(QuantizationFailed, match="nothing left to return"):
-        fairgrape.quantize(model=lopsided / "stuck.pt", data=lopsided / "data", groups="group",
+        fairgrape.quantize(model=lopsided / "stuck.pt", trust_checkpoint=True, data=lopsided / "data", groups="group",
                            output=tmp_path / "stuck.int8.onnx", max_group_drop=0.05)  # fmt: skip
     assert not (tmp_path / "stuck.int8.onnx").exists()
