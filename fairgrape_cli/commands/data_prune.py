@@ -49,6 +49,7 @@ def data_prune(
     image_size: opt.ImageSize = None,
     batch_size: opt.BatchSize = 64,
     arch: opt.Arch = None,
+    arch_args: opt.ArchArgs = None,
     trust_checkpoint: opt.TrustCheckpoint = False,
     skip_bad_images: opt.SkipBadImages = False,
     device: opt.Device = "auto",
@@ -91,7 +92,7 @@ def data_prune(
     )
     with progress_display(quiet) as progress:
         summary = stages.data_prune(
-            model=stages.ModelSource(model, arch, trust_checkpoint),
+            model=opt.model_source(model, arch, arch_args, trust_checkpoint),
             data=spec,
             keep=keep,
             by=by,

@@ -54,13 +54,17 @@ def finetune(
         str,
         typer.Option("--balance-by", help="balanced: by sampling (small groups' rows repeat) or by loss weights.", rich_help_panel="Objective"),
     ] = "sampling",
-    output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint to write.")] = Path("finetuned.pt"),
+    output: Annotated[
+        Optional[Path],
+        typer.Option("--output", "-o", help="Checkpoint to write [default: finetuned.pt; a Hugging Face model: the folder finetuned].")
+    ] = None,
     target: opt.Target = None,
     split: opt.TrainSplit = None,
     labels: opt.Labels = None,
     image_size: opt.ImageSize = None,
     batch_size: opt.BatchSize = 64,
     arch: opt.Arch = None,
+    arch_args: opt.ArchArgs = None,
     trust_checkpoint: opt.TrustCheckpoint = False,
     skip_bad_images: opt.SkipBadImages = False,
     device: opt.Device = "auto",
@@ -105,7 +109,7 @@ def finetune(
     )
     with progress_display(quiet) as progress:
         summary = stages.finetune(
-            model=stages.ModelSource(model, arch, trust_checkpoint) if model is not None else None,
+            model=opt.model_source(model, arch, arch_args, trust_checkpoint) if model is not None else None,
             data=spec,
             masks=masks,
             output=output,

@@ -36,11 +36,12 @@ def prune(
     masks: Annotated[Optional[Path], typer.Option("--masks", help="Previous masks; their pruned weights stay pruned.")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Masks file to write.")] = Path("masks.safetensors"),
     model_output: Annotated[
-        Optional[Path], typer.Option("--model-output", help="Pruned checkpoint to write [default: pruned.pt beside the masks].")
+        Optional[Path], typer.Option("--model-output", help="Pruned checkpoint to write [default: pruned.pt beside the masks; a Hugging Face model: the folder pruned].")
     ] = None,
     include: opt.Include = None,
     exclude: opt.Exclude = None,
     arch: opt.Arch = None,
+    arch_args: opt.ArchArgs = None,
     trust_checkpoint: opt.TrustCheckpoint = False,
     seed: opt.Seed = 0,
     quiet: opt.Quiet = False,
@@ -75,7 +76,7 @@ def prune(
     from ._console import info, progress_display, setup_logging
 
     setup_logging(quiet)
-    source = stages.ModelSource(model, arch, trust_checkpoint) if model is not None else None
+    source = opt.model_source(model, arch, arch_args, trust_checkpoint) if model is not None else None
     with progress_display(quiet) as progress:
         summary = stages.prune(
             rate=rate,

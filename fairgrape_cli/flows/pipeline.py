@@ -151,7 +151,12 @@ class _Runner:
         return record.outputs[path.relative_to(self.directory).as_posix()]["sha256"]
 
     def model(self, path: Path) -> stages.ModelSource:
-        return stages.ModelSource(path, self.config["arch"], self.config["trust_checkpoint"])
+        from ..io.architectures import check_arch_args
+
+        arch_args = self.config["arch_args"]
+        if arch_args is not None:
+            arch_args = check_arch_args(arch_args, source=self.config.origin("arch_args"))
+        return stages.ModelSource(path, self.config["arch"], self.config["trust_checkpoint"], arch_args=arch_args)
 
     def data(self, split: str | None, **overrides: Any) -> DataSpec:
         settings = self.config.settings
@@ -223,7 +228,7 @@ def _run_pass(runner: _Runner) -> RunResult:
         settings, sections = config.settings, config.sections
         directory = runner.directory
         start = Path(settings["model"])
-        if not start.is_file():
+        if not start.exists():  # a checkpoint file, or a Hugging Face model folder
             raise InputError(f"{config.origin('model')}: model {start} does not exist")
         data_identity = _data_identity(runner.data(None))
         if settings["skip_bad_images"]:  # (absent when off, so runs recorded before it stay up to date)
@@ -234,12 +239,16 @@ def _run_pass(runner: _Runner) -> RunResult:
         key: settings[key]
         for key in ("target", "groups", "image_size", "seed", "include", "exclude", "arch")
     }
+    if settings["arch_args"] is not None:  # (absent when unset, so runs recorded before stay up to date)
+        common["arch_args"] = settings["arch_args"]
 
     # what an evaluation's numbers depend on: not the batch size, the HTML page nor the bootstrap
     # (only the report has intervals), so changing those does not re-evaluate every iteration's
     # model (which keep_artifacts: last may have deleted)
     evaluation = {key: sections["report"][key] for key in ("split", "min_group_size")}
-    model_path, model_sha = start, sha256_file(start)
+    from ..io.checkpoints import model_digest
+
+    model_path, model_sha = start, model_digest(start)
     masks_path, masks_sha = None, None
     history = [runner.stage(
         "evaluate-00",

@@ -15,7 +15,8 @@ def model_size(checkpoint: ckpt.Checkpoint, image_size: int) -> dict[str, Any]:
     own = model_cost(checkpoint.model, image_size)
     dense = None
     if checkpoint.arch:
-        dense = model_cost(ckpt.dense_reference(checkpoint.arch, checkpoint.num_classes), image_size)
+        reference = ckpt.dense_reference(checkpoint.arch, checkpoint.num_classes, arch_args=checkpoint.arch_args)
+        dense = model_cost(reference, image_size)
     return {
         "params": own.params,
         "flops": own.flops,

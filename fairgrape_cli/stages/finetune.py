@@ -60,7 +60,7 @@ def finetune(
     model: ModelSource | None = None,
     data: DataSpec | None = None,
     masks: Path | None = None,
-    output: Path = DEFAULT_FINETUNED,
+    output: Path | None = None,
     loading: Loading = Loading(),
     epochs: int = 3,
     lr: float = 1e-4,
@@ -109,9 +109,9 @@ def finetune(
             recorded = masks_artifact.recorded_path("checkpoint" if slim else "model")
             if recorded is None:
                 raise InputError(f"{masks_artifact.path} does not record its model; pass MODEL")
-            model = ModelSource(recorded, default_arch=recorded_value(masks_artifact, "arch"))
+            model = ModelSource(recorded).recorded_by(masks_artifact)
         else:
-            model = replace(model, default_arch=recorded_value(masks_artifact, "arch"))
+            model = model.recorded_by(masks_artifact)
         if masks_artifact is not None:
             spec = data_spec_from(masks_artifact, data)
             spec = replace(spec, groups=spec.groups or recorded_value(masks_artifact, "attribute") or None)
@@ -121,12 +121,14 @@ def finetune(
             spec = data
         if chosen.needs_groups:  # the error lists the data's columns
             require_groups(spec, f"--objective {objective} weighs groups (the masks do not record any)")
-        refuse_overwriting_inputs(
-            [output], [model.path, masks_artifact.path if masks_artifact else None]
-        )
+        if output is not None:
+            refuse_overwriting_inputs([output], [model.path, masks_artifact.path if masks_artifact else None])
         seed_everything(seed)
 
         checkpoint = model.load()
+        if output is None:  # finetuned.pt; a Hugging Face model: the folder finetuned/
+            output = ckpt.default_model_output(DEFAULT_FINETUNED, checkpoint)
+            refuse_overwriting_inputs([output], [model.path, masks_artifact.path if masks_artifact else None])
         weights = ckpt.prunable_parameters(checkpoint.model)
         if masks_artifact is not None:
             covered_layers(
@@ -279,6 +281,12 @@ def _finetune_masks(masks: Path | None, model: ModelSource | None) -> Artifact |
 
 def _masks_named_by(path: Path) -> Path | None:
     """Masks a fairgrape checkpoint names, read from the file without building the model."""
+    if path.is_dir():  # a Hugging Face model folder: its fairgrape.json
+        from ..io.huggingface import read_provenance
+
+        recorded = read_provenance(path).get("masks")
+        resolved = resolve_recorded(recorded, path) if recorded else None
+        return resolved if resolved is not None and resolved.is_file() else None
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # not a native .pt; the real load reports any problem

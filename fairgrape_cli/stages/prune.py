@@ -95,7 +95,6 @@ def prune(
     if granularity not in GRANULARITIES:
         raise InputError(f"--granularity {granularity}: choose {' or '.join(GRANULARITIES)}")
     criterion = get_criterion(method)
-    model_output = model_output or output.with_name(DEFAULT_PRUNED)
 
     importance_path = importance or DEFAULT_IMPORTANCE
     scores = None
@@ -110,12 +109,14 @@ def prune(
         recorded = scores.recorded_path("model")
         if recorded is None:
             raise InputError(f"{importance_path} does not record its model; pass MODEL")
-        model = ModelSource(recorded, default_arch=recorded_value(scores, "arch"))
+        model = ModelSource(recorded).recorded_by(scores)
     else:
-        model = replace(model, default_arch=recorded_value(scores, "arch"))
+        model = model.recorded_by(scores)
 
     threading.Thread(target=warm_up, name="fairgrape-warm-up", daemon=True).start()  # beside the load
     checkpoint = model.load()
+    # a Hugging Face model is written as a folder: pruned/, not pruned.pt
+    model_output = model_output or ckpt.default_model_output(output.with_name(DEFAULT_PRUNED), checkpoint)
     if scores is not None:  # the layers to prune must all be scored, unless the subset was meant
         weights = covered_layers(
             scores, checkpoint, "importance", include=include, exclude=exclude, leading_dims=1,
@@ -171,6 +172,7 @@ def prune(
         "model": record_path(checkpoint.path, output),
         "model_sha256": checkpoint.sha256,
         "arch": checkpoint.arch,
+        "arch_args": checkpoint.arch_args or None,
         "density": str(kept_fraction),
         "previous_masks": record_path(previous.path, output) if previous else None,
         "checkpoint": record_path(model_output, output),
@@ -279,12 +281,15 @@ def _select_channels(
             f"{checkpoint.path} has no channel group that can be removed (the classifier's outputs "
             "never are, nor groups that reach layers left out by --include/--exclude)"
         )
-    reference = ckpt.dense_reference(checkpoint.arch, checkpoint.num_classes) if checkpoint.arch else None
+    reference = (
+        ckpt.dense_reference(checkpoint.arch, checkpoint.num_classes, arch_args=checkpoint.arch_args)
+        if checkpoint.arch else None
+    )  # fmt: skip
     dense_weights = dict(reference.named_parameters()) if reference is not None else {}
     dense_sizes = {}
-    for group in graph.groups:
+    for group in graph.groups:  # units at the dense width: channels, or heads of unit_width channels
         dense = dense_weights.get(f"{group.name}.weight")
-        dense_sizes[group.name] = int(dense.shape[group.out_dim]) if dense is not None else group.size
+        dense_sizes[group.name] = int(dense.shape[group.out_dim]) // group.unit_width if dense is not None else group.size
 
     needs_importance = get_criterion(method).needs_importance
     task = progress.add_task(f"selecting channels ({method}, {scope})", total=len(graph.groups))

@@ -164,7 +164,9 @@ def _density(checkpoint: ckpt.Checkpoint) -> float:
     weights = ckpt.prunable_parameters(checkpoint.model)
     density = nonzero_density(weights)
     if checkpoint.arch:
-        dense = ckpt.prunable_parameters(ckpt.dense_reference(checkpoint.arch, checkpoint.num_classes))
+        dense = ckpt.prunable_parameters(
+            ckpt.dense_reference(checkpoint.arch, checkpoint.num_classes, arch_args=checkpoint.arch_args)
+        )
         dense_total = sum(weight.numel() for weight in dense.values())
         total = sum(weight.numel() for weight in weights.values())
         if dense_total > total:

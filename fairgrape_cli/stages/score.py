@@ -140,6 +140,7 @@ def score(
         "model": record_path(checkpoint.path, output),
         "model_sha256": checkpoint.sha256,
         "arch": checkpoint.arch,
+        "arch_args": checkpoint.arch_args or None,
         "data": record_path(data.root, output),
         "labels": record_path(data.labels, output) if data.labels else None,
         "split": table.split or "",
