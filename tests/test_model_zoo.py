@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
-import zoo_models as zoo
 from safetensors.torch import load_file
+
+import zoo_models as zoo
 from zoo_models import hf_vit_folder, timm_state_dict_file, timm_training_checkpoint
 
 pytest.importorskip("timm")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 import zoo_models as zoo
 from zoo_models import hf_vit, hf_vit_folder, timm_model, timm_state_dict_file
 
