@@ -52,6 +52,7 @@ SHARDED_COMMANDS = ("score", "finetune", "report", "run")
 
 
 def main() -> None:
+    _threads_wait_passively()
     from . import distributed
     from .errors import FairgrapeError
 
@@ -60,6 +61,10 @@ def main() -> None:
         _refuse_unsharded_command_under_torchrun()
         with closed_stdout_is_not_an_error():
             app(prog_name="fairgrape")
+    except SystemExit as exit_:
+        if _interrupted(exit_):
+            _fail(f"interrupted: {_after_interruption()}", 130)
+        raise
     except FairgrapeError as error:
         _fail(f"error: {error}", error.exit_code, user_error=True)
     except MemoryError:
@@ -81,6 +86,37 @@ def main() -> None:
         )
     finally:
         distributed.shutdown(after_crash=crashed)
+
+
+def _interrupted(exit_: SystemExit) -> bool:
+    """Whether Typer ended the command because of Ctrl-C (it turns it into exit status 130)."""
+    cause = exit_.__context__
+    while cause is not None:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _after_interruption() -> str:
+    """What an interruption left, for the one line that says it happened."""
+    if sys.argv[1:2] == ["run"]:
+        return ("every finished stage is kept; run the same command again to resume after the last one "
+                "(a stage that was running starts over)")  # fmt: skip
+    return "files are written whole or not at all: the outputs are the previous ones, or none"
+
+
+def _threads_wait_passively() -> None:
+    """Let torch's idle OpenMP threads sleep rather than spin (unless the user chose otherwise).
+
+    Spinning threads wait for a thread that another process holds off the CPU and burn the
+    time they wait in: on a 2-core machine with two other busy processes a training step took
+    2.5x longer than with passive threads (benchmarks/contention.py). Read once, when torch
+    loads its OpenMP runtime, so this runs before any command imports torch.
+    """
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _refuse_unsharded_command_under_torchrun() -> None:

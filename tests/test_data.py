@@ -90,6 +90,50 @@ def test_imagefolder_with_groups_csv(tmp_path):
     assert table.group_names == ["dark", "light"] and table.group_index.tolist() == [0, 1, 0]
 
 
+def _imagefolder(root: Path, listed: str) -> Path:
+    for name, cls in [("a.png", "cat"), ("b.png", "dog"), ("c.png", "dog")]:
+        _image(root / cls / name)
+    (root / "groups.csv").write_text("path,skin\n" + listed, encoding="utf-8")
+    return root
+
+
+def test_a_missing_imagefolder_image_is_named_and_skipped_with_the_flag(tmp_path):
+    root = _imagefolder(tmp_path / "folder", "cat/a.png,dark\ncat/gone.png,light\ndog/b.png,light\ndog/c.png,dark\n")
+    with pytest.raises(InputError, match=r"groups.csv row 3: image .*gone.png does not exist; pass --skip-bad-images"):
+        load_table(DataSpec(root=root, groups="skin"))
+    table = load_table(DataSpec(root=root, groups="skin", skip_bad_images=True))
+    assert table.target_values == ["cat", "dog", "dog"] and table.skipped == {"missing image": 1}
+
+
+def test_a_path_outside_the_class_folders_says_what_is_wrong(tmp_path):
+    root = _imagefolder(tmp_path / "folder", "cat/a.png,dark\nbird/x.png,light\n")
+    with pytest.raises(InputError, match=r"row 3: bird/x.png is not an image inside a class folder .*does not exist"):
+        load_table(DataSpec(root=root, groups="skin"))
+
+
+def test_images_without_a_groups_row_are_left_out_with_a_warning(tmp_path, caplog, monkeypatch):
+    import logging
+
+    from fairgrape_cli.stages._inputs import prepare_data
+
+    monkeypatch.setattr(logging.getLogger("fairgrape"), "propagate", True)  # the CLI turns it off
+
+    root = _imagefolder(tmp_path / "folder", "cat/a.png,dark\ndog/b.png,light\n")
+    table = load_table(DataSpec(root=root, groups="skin"))
+    assert len(table) == 2
+    assert table.warnings == [
+        "1 image(s) in class folders have no row in groups.csv and are left out (first: dog/c.png); "
+        "add rows for them to use them"
+    ]
+
+    class Checkpoint:  # what prepare_data reads of a checkpoint
+        attributes, classes, num_classes, path, image_size = None, ["cat", "dog"], 2, Path("m.pt"), 8
+
+    with caplog.at_level("WARNING", logger="fairgrape"):
+        prepare_data(DataSpec(root=root, groups="skin"), Checkpoint(), image_size=None, default_split=())
+    assert any("have no row in groups.csv" in r.message and r.levelname == "WARNING" for r in caplog.records)
+
+
 def test_group_pure_batches_keep_order_and_cap():
     group_index = np.array([0, 1, 0, 0, 1, 0, 0])
     batches = group_pure_batches(group_index, 2, batch_size=2)

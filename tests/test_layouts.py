@@ -179,7 +179,7 @@ def test_utkface_attributes_from_file_names(tmp_path):
     table = load_table(DataSpec(root=root, groups="race"))
     assert table.layout == "utkface" and len(table) == len(UTKFACE_NAMES)
     assert table.group_names == ["White", "Black", "Indian", "Others"]  # dataset code order
-    assert any("skipped 3 UTKFace image(s)" in note for note in table.notes)
+    assert any("skipped 3 UTKFace image(s)" in warning for warning in table.warnings)
     # the target stays in the dataset's codes, so a model trained on them needs no class names...
     classes, targets = resolve_classes(table, num_classes=2, checkpoint_classes=None, model_name="m")
     assert classes == ["Male", "Female"] and targets.tolist() == [0, 1, 0, 1, 1, 0, 1]

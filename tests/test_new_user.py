@@ -273,3 +273,93 @@ def test_a_missing_groups_flag_lists_the_columns(cli, tiny_model_path, biased_da
     assert result.code == 2 and len(result.err.strip().splitlines()) == 1, result
     assert "--groups is required" in result.err and "columns group, label" in result.err
     assert "e.g. --groups group" in result.err
+
+
+@pytest.mark.parametrize("command, words", [
+    (["report", "m.pt", "data"], "written whole or not at all"),
+    (["run", "config.yaml"], "run the same command again to resume"),
+])  # fmt: skip
+def test_ctrl_c_says_it_interrupted_and_what_is_left(cli, monkeypatch, tmp_path, command, words):
+    """Issue 28 item 11: Ctrl-C ended with exit 130 and no word."""
+    import fairgrape_cli.flows.pipeline as pipeline
+    from fairgrape_cli import stages
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stages, "report", interrupted)
+    monkeypatch.setattr(pipeline, "run_schedule", interrupted)
+    monkeypatch.setattr("fairgrape_cli.flows.config.load_config", lambda *a, **k: None)
+    result = cli(*command, cwd=tmp_path)
+    assert result.code == 130
+    assert result.err.strip().splitlines()[-1].startswith("interrupted: ") and words in result.err
+
+
+def test_a_weight_pruned_model_shows_its_nonzero_parameters_beside_the_dense_shape(tmp_path, resnet_path, biased_data, cli):
+    """Issue 28 item 9: 'params 11.2 M of 11.2 M dense (100.0%)' after pruning 90% read as nothing pruned."""
+    from fairgrape_cli import stages
+
+    stages.prune(model=stages.ModelSource(resnet_path), method="magnitude", rate=0.9,
+                 output=tmp_path / "masks.safetensors")  # fmt: skip
+    result = cli("report", tmp_path / "pruned.pt", biased_data, "--groups", "group", "--json", tmp_path / "r.json")
+    assert result.code == 0, result
+    line = next(line for line in result.out.splitlines() if line.startswith("params"))
+    assert re.search(r"params 11\.2 M of 11\.2 M dense \(100\.0%\), 1\.\d+ M nonzero \(1\d\.\d%\)", line), line
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert 0.09 < report["nonzero_params"] / report["params"] < 0.12
+
+
+def test_finetune_of_a_channel_pruned_model_states_the_density_report_does(tmp_path, resnet_path, biased_data, cli):
+    """Issue 28 item 2: finetune printed density 1.0000 where report said 0.2502."""
+    from fairgrape_cli import stages
+
+    stages.prune(model=stages.ModelSource(resnet_path), method="magnitude", rate=0.5, granularity="channel",
+                 output=tmp_path / "masks.safetensors", model_output=tmp_path / "slim.pt")  # fmt: skip
+    tuned = cli("finetune", tmp_path / "slim.pt", biased_data, "--masks", tmp_path / "masks.safetensors",
+                "--epochs", "1", "-o", tmp_path / "tuned.pt")  # fmt: skip
+    assert tuned.code == 0, tuned
+    printed = float(re.search(r"density (\d\.\d+)", tuned.err).group(1))
+    report = cli("report", tmp_path / "tuned.pt", biased_data, "-g", "group", "--json", tmp_path / "r.json", "-q")
+    assert report.code == 0, report
+    assert printed == pytest.approx(json.loads((tmp_path / "r.json").read_text())["density"], abs=1e-4)
+    assert printed < 0.5
+
+
+def test_every_data_command_says_its_image_size_and_where_it_came_from(tmp_path, resnet_path, biased_data, cli):
+    """Issue 28 item 5: a plain state dict was read at 224 px without a word, upscaling 32 px images."""
+    plain = tmp_path / "plain.pt"
+    torch.save(torch.load(resnet_path, weights_only=True)["state_dict"], plain)
+    result = cli("report", plain, biased_data, "-g", "group", "--arch", "resnet18")
+    assert result.code == 0, result
+    assert "image size 224 px (from the default" in result.err
+    assert "resized to 224 px" in result.err and "pass --image-size 32" in result.err
+    recorded = cli("score", resnet_path, biased_data, "-g", "group", "-o", tmp_path / "i.safetensors")
+    assert "image size 32 px (from the checkpoint)" in recorded.err and "warning" not in recorded.err
+    overridden = cli("report", resnet_path, biased_data, "-g", "group", "--image-size", "64")
+    assert "--image-size 64 overrides the 32 px" in overridden.err and "image size 64 px (from --image-size)" in overridden.err
+
+
+def test_a_report_on_the_images_a_model_was_fine_tuned_on_says_so(tmp_path, resnet_path, cli):
+    """Issue 28 item 6: an ImageFolder without a split column was scored, fine-tuned and reported on
+    the same images, and nothing said so; the HTML header read 'data data'."""
+    from PIL import Image
+
+    data = tmp_path / "data"
+    rows = ["path,skin"]
+    for i in range(12):
+        cls = ("no", "yes")[i % 2]
+        (data / cls).mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (32, 32), (40 * (i % 3), 90, 200 * (i % 2))).save(data / cls / f"{i}.png")
+        rows.append(f"{cls}/{i}.png,{('dark', 'light')[i % 3 == 0]}")
+    (data / "groups.csv").write_text("\n".join(rows) + "\n")
+    tuned = cli("finetune", resnet_path, data, "--dense", "--epochs", "1", "-o", tmp_path / "tuned.pt", "-q")
+    assert tuned.code == 0, tuned
+    report = cli("report", tmp_path / "tuned.pt", data, "-g", "skin", "--html", tmp_path / "r.html")
+    assert report.code == 0, report
+    assert "the images it was fine-tuned on" in report.err and "every image (the data has no split column)" in report.err
+    assert "(every image: no split column)" in report.out  # the table's header says which images
+    header = re.search(r'<p class="meta">(.*?)</p>', (tmp_path / "r.html").read_text()).group(1)
+    assert header.startswith("images: ") and "(every image: no split column)" in header
+    # a model fine-tuned elsewhere is judged without the warning
+    other = cli("report", resnet_path, data, "-g", "skin")
+    assert other.code == 0 and "fine-tuned on" not in other.err

@@ -142,3 +142,16 @@ def test_an_objective_without_groups_is_refused_naming_the_flag(magnitude_masks,
     assert unknown.code == 2 and "--objective fair" in unknown.err
     with pytest.raises(InputError, match="--dro-step"):
         ObjectiveOptions(dro_step=0)
+
+
+def test_balanced_upsampling_keeps_every_row_and_repeats_the_small_group_up_to_the_largest():
+    epoch = _epoch("balanced", ObjectiveOptions(balance_by="upsample"))
+    assert len(epoch) == 2 * 90  # two groups, each as many rows as the largest
+    counts = np.bincount(epoch, minlength=100)
+    assert counts[:90].tolist() == [1] * 90  # every majority row, once
+    assert counts[90:].tolist() == [9] * 10  # the minority drawn in full passes: 9 each
+    assert not np.array_equal(epoch, _epoch("balanced", ObjectiveOptions(balance_by="upsample"), seed=1))
+    cells = _epoch("balanced", ObjectiveOptions(balance_by="upsample", balance_unit="cell"))
+    assert np.bincount(ROWS.classes[cells] * 2 + ROWS.groups[cells], minlength=4).tolist() == [45] * 4
+    with pytest.raises(InputError, match="balance by 'oversample'"):
+        ObjectiveOptions(balance_by="oversample")

@@ -88,9 +88,19 @@ def stage_announcer(progress: Progress | None, *, show_up_to_date: bool) -> Call
 
 
 class _RichHandler(logging.Handler):
+    """Log lines on stderr; a warning already shown is not repeated (``run`` evaluates the same
+    data after every iteration, and one warning about it is enough)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.warned: set[str] = set()
+
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
         if record.levelno >= logging.WARNING:
+            if message in self.warned:
+                return
+            self.warned.add(message)
             stderr.print(f"warning: {message}", style="yellow", markup=False, highlight=False)
         else:
             stderr.print(message, markup=False, highlight=False)

@@ -36,8 +36,9 @@ def finetune(
         str,
         typer.Option(
             "--objective",
-            help="How groups weigh: erm (plain), balanced (every group the same per epoch) or group-dro "
-            "(online group DRO). Other than erm, the kept epoch is the best on worst-group val accuracy.",
+            help="How groups weigh: erm (plain), balanced (every group the same per epoch), group-dro "
+            "(online group DRO) or constrained (no group worse than the dense --teacher by more than "
+            "--constraint-bound, held by Lagrange multipliers).",
             rich_help_panel="Objective",
         ),
     ] = "erm",
@@ -52,8 +53,59 @@ def finetune(
     ] = "group",
     balance_by: Annotated[
         str,
-        typer.Option("--balance-by", help="balanced: by sampling (small groups' rows repeat) or by loss weights.", rich_help_panel="Objective"),
+        typer.Option(
+            "--balance-by",
+            help="balanced: sampling (the epoch's rows split equally over the groups: large groups see "
+            "part of their rows), upsample (every row of every group, smaller groups repeated up to the "
+            "largest: a longer epoch) or weights (loss weights by inverse group size).",
+            rich_help_panel="Objective",
+        ),
     ] = "sampling",
+    constraint_bound: Annotated[
+        float,
+        typer.Option("--constraint-bound", help="constrained: how much worse than the teacher a group may get "
+                     "(a fraction of accuracy, or of loss with --constraint-metric loss).", rich_help_panel="Objective"),
+    ] = 0.02,
+    constraint_metric: Annotated[
+        str,
+        typer.Option("--constraint-metric", help="constrained: bound each group's accuracy (the loss is its "
+                     "differentiable proxy) or its loss.", rich_help_panel="Objective"),
+    ] = "accuracy",
+    multiplier_lr: Annotated[
+        float,
+        typer.Option("--multiplier-lr", help="constrained: step of the Lagrange multipliers' updates.", rich_help_panel="Objective"),
+    ] = 0.1,
+    distill_weight: Annotated[
+        float,
+        typer.Option("--distill-weight", help="Share of each sample's loss that is distillation from the dense "
+                     "--teacher (0 = off): the model also learns the teacher's outputs. Combines with any --objective.",
+                     rich_help_panel="Distillation"),
+    ] = 0.0,
+    distill_temperature: Annotated[
+        float,
+        typer.Option("--distill-temperature", help="Temperature that softens the teacher's and the model's outputs.",
+                     rich_help_panel="Distillation"),
+    ] = 4.0,
+    teacher: Annotated[
+        Optional[Path],
+        typer.Option("--teacher", help="The dense model for --distill-weight and --objective constrained "
+                     "[default: the model the masks were pruned from].", rich_help_panel="Distillation"),
+    ] = None,
+    keep_epoch: Annotated[
+        str,
+        typer.Option(
+            "--keep-epoch",
+            help="Which epoch to keep, by the val split: accuracy, worst-group (best worst-group accuracy), "
+            "worst-group-near-best (best worst-group accuracy among epochs within --keep-within of the best "
+            "accuracy: no worst-group point bought with many overall points), last, or auto (accuracy "
+            "for erm, worst-group otherwise).",
+        ),
+    ] = "auto",
+    keep_within: Annotated[
+        float,
+        typer.Option("--keep-within", help="worst-group-near-best: how far below the best val accuracy a kept "
+                     "epoch may be (a fraction: 0.01 = 1 point)."),
+    ] = 0.01,
     output: Annotated[
         Optional[Path],
         typer.Option("--output", "-o", help="Checkpoint to write [default: finetuned.pt; a Hugging Face model: the folder finetuned].")
@@ -93,12 +145,16 @@ def finetune(
 
         fairgrape finetune --objective balanced --groups race
 
+        fairgrape finetune --objective balanced --balance-by upsample --distill-weight 0.5 --teacher model.pt
+
         torchrun --nproc-per-node 4 -m fairgrape_cli finetune --precision bf16
 
         fairgrape finetune model.pt data/ --dense --labels data/labels-pruned.csv -o retrained.pt
     """
     from .. import stages
     from ..io.data import DataSpec
+    from ..method.distillation import Distillation
+    from ..method.kept_epoch import KeptEpoch
     from ..method.objectives import ObjectiveOptions
     from ._console import info, progress_display, setup_logging
 
@@ -122,7 +178,13 @@ def finetune(
             augment=augment,
             dense=dense,
             objective=objective,
-            objective_options=ObjectiveOptions(dro_step=dro_step, balance_unit=balance_unit, balance_by=balance_by),
+            objective_options=ObjectiveOptions(
+                dro_step=dro_step, balance_unit=balance_unit, balance_by=balance_by,
+                constraint_bound=constraint_bound, constraint_metric=constraint_metric, multiplier_lr=multiplier_lr,
+            ),
+            teacher=stages.ModelSource(teacher, arch, trust_checkpoint) if teacher is not None else None,
+            distillation=Distillation(distill_weight, distill_temperature),
+            kept_epoch=KeptEpoch(keep_epoch, keep_within),
             seed=seed,
             precision=precision,
             progress=progress,
@@ -136,9 +198,12 @@ def finetune(
         info(f"epoch {record['epoch']}: loss {record['train_loss']:.4f}, "
              f"train accuracy {record['train_accuracy']:.4f}{val}", quiet)
     if summary.objective != "erm":
-        info(f"objective {summary.objective} over groups {', '.join(summary.groups)}", quiet)
-    by = "worst-group accuracy" if summary.objective != "erm" else "accuracy"
-    kept = f"kept epoch {summary.best_epoch} (best {by} on {summary.val_split})" if summary.best_epoch else "kept the last epoch"
+        info(f"objective {summary.objective} over groups {', '.join(summary.groups)}, "
+             f"{summary.rows_per_epoch} rows per epoch", quiet)  # fmt: skip
+    if summary.teacher is not None:
+        info(f"teacher {summary.teacher}", quiet)
+    kept = (f"kept epoch {summary.best_epoch} ({summary.kept_epoch} on {summary.val_split})" if summary.best_epoch
+            else "kept the last epoch")  # fmt: skip
     info(f"{kept}; density {summary.density:.4f}; {summary.seconds:.1f}s", quiet)
     info(f"wrote {summary.output}", quiet)
 

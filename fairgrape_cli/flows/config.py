@@ -39,11 +39,27 @@ _FINETUNE_OPTIONS = {
     "lr_gamma": Option(float, 0.1, above=0),
     "augment": Option(bool, True),
     # balanced: the fairness benchmark's recipe (README); the paper's sample configs say erm
-    "objective": Option(str, "balanced", choices=("erm", "balanced", "group-dro")),
+    "objective": Option(str, "balanced", choices=("erm", "balanced", "group-dro", "constrained")),
     "dro_step": Option(float, 0.1, above=0),
     "balance_unit": Option(str, "group", choices=("group", "cell")),
-    "balance_by": Option(str, "sampling", choices=("sampling", "weights")),
+    "balance_by": Option(str, "sampling", choices=("sampling", "upsample", "weights")),
+    "constraint_bound": Option(float, 0.02, minimum=0),
+    "constraint_metric": Option(str, "accuracy", choices=("accuracy", "loss")),
+    "multiplier_lr": Option(float, 0.1, above=0),
+    "distill_weight": Option(float, 0.0, minimum=0, maximum=1),  # 0: no distillation
+    "distill_temperature": Option(float, 4.0, above=0),
+    "teacher": Option(str),  # relative to the config; default: the run's starting model
+    "keep_epoch": Option(
+        str, "auto", choices=("auto", "last", "accuracy", "worst-group", "worst-group-near-best")
+    ),
+    "keep_within": Option(float, 0.01, minimum=0, maximum=1),
 }
+# the fine-tuning keys added in 0.3: left out of a stage's fingerprint while at their default, so
+# runs recorded before them stay up to date
+FINETUNE_KEYS_SINCE_0_3 = (
+    "constraint_bound", "constraint_metric", "multiplier_lr", "distill_weight", "distill_temperature",
+    "teacher", "keep_epoch", "keep_within",
+)
 
 # section -> option -> definition; "" is the top level
 SCHEMA: dict[str, dict[str, Option]] = {
@@ -162,6 +178,9 @@ def load_config(path: str | Path, *, overrides: Sequence[str] = ()) -> RunConfig
     for key in ("model", "data", "labels"):
         if settings.get(key):
             settings[key] = str(base / settings[key])
+    for name in ("finetune", "final_finetune"):
+        if sections[name]["teacher"]:
+            sections[name]["teacher"] = str(base / sections[name]["teacher"])
     settings["output"] = str(base / (settings.get("output") or f"runs/{path.stem}"))
     _check_schedule(settings, origins)
     for name in ("finetune", "final_finetune"):

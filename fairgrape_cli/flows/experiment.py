@@ -36,11 +36,26 @@ class Recipe:
     dro_step: float = 0.1
     balance_unit: str = "group"
     balance_by: str = "sampling"
+    constraint_bound: float = 0.02
+    constraint_metric: str = "accuracy"
+    multiplier_lr: float = 0.1
+    distill_weight: float = 0.0  # distillation from the dense model (0: none)
+    distill_temperature: float = 4.0
+    keep_epoch: str = "auto"
+    keep_within: float = 0.01
 
     def describe(self) -> str:
         """``magnitude, keep 0.5, balanced``: how the recipe reads in tables and on the terminal."""
         schedule = "one-shot" if self.keep_per_iter is None else f"keep {self.keep_per_iter:g}"
-        return f"{self.method}, {schedule}, {self.objective}"
+        objective = self.objective + (" (upsample)" if self.objective == "balanced" and self.balance_by == "upsample" else "")
+        distilled = f", distilled {self.distill_weight:g}" if self.distill_weight else ""
+        return f"{self.method}, {schedule}, {objective}{distilled}"
+
+    def finetune_options(self) -> dict:
+        """The recipe's keys of a run config's ``finetune`` and ``final_finetune`` sections."""
+        names = ("objective", "dro_step", "balance_unit", "balance_by", "constraint_bound", "constraint_metric",
+                 "multiplier_lr", "distill_weight", "distill_temperature", "keep_epoch", "keep_within")  # fmt: skip
+        return {name: getattr(self, name) for name in names}
 
 
 @dataclass(frozen=True)
@@ -137,12 +152,7 @@ def prepare(directory: Path, spec: ExperimentSpec, *, progress: ProgressSink | N
 
 def write_config(directory: Path, prepared: Prepared, spec: ExperimentSpec, recipe: Recipe, label: str) -> Path:
     """The schedule of ``spec`` with ``recipe`` as a run config named by ``label``."""
-    objective = {
-        "objective": recipe.objective,
-        "dro_step": recipe.dro_step,
-        "balance_unit": recipe.balance_unit,
-        "balance_by": recipe.balance_by,
-    }
+    objective = recipe.finetune_options()
     config = {
         "model": str(prepared.model.resolve()),
         "data": str(prepared.data.resolve()),

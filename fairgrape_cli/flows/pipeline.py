@@ -32,9 +32,11 @@ from ..io.data import DataSpec
 from ..io.files import atomic_output, remove_leftover_temporaries, sha256_file
 from ..io.layouts import read_layout
 from ..io.locks import FolderLock
+from ..method.distillation import Distillation
+from ..method.kept_epoch import KeptEpoch
 from ..method.metrics import Bootstrap
-from ..method.objectives import ObjectiveOptions
-from .config import RunConfig, schedule
+from ..method.objectives import ObjectiveOptions, get_objective
+from .config import FINETUNE_KEYS_SINCE_0_3, SCHEMA, RunConfig, schedule
 from .run_state import RunState, StageRecord, fingerprint
 
 log = logging.getLogger("fairgrape")
@@ -246,9 +248,7 @@ def _run_pass(runner: _Runner) -> RunResult:
     # (only the report has intervals), so changing those does not re-evaluate every iteration's
     # model (which keep_artifacts: last may have deleted)
     evaluation = {key: sections["report"][key] for key in ("split", "min_group_size")}
-    from ..io.checkpoints import model_digest
-
-    model_path, model_sha = start, model_digest(start)
+    model_path, model_sha = start, _model_digest(start)
     masks_path, masks_sha = None, None
     history = [runner.stage(
         "evaluate-00",
@@ -366,10 +366,15 @@ def _run_pass(runner: _Runner) -> RunResult:
 
 def _finetune(runner, name, section, model_path, model_sha, masks_path, masks_sha, output, data_identity, common):
     options = runner.config.sections[section]
+    teacher = _teacher(runner, options)
+    settings = {
+        key: value for key, value in options.items()
+        if key not in FINETUNE_KEYS_SINCE_0_3 or value != SCHEMA[section][key].default
+    }  # fmt: skip
     record = runner.stage(
         name,
-        {"model": model_sha, "masks": masks_sha, "data": data_identity, section: options, **common,
-         **runner.precision_part()},
+        {"model": model_sha, "masks": masks_sha, "data": data_identity, section: settings, **common,
+         **runner.precision_part(), **({"teacher": _model_digest(teacher)} if teacher else {})},
         [output],
         lambda: stages.finetune(
             model=runner.model(model_path),
@@ -385,15 +390,38 @@ def _finetune(runner, name, section, model_path, model_sha, masks_path, masks_sh
             augment=options["augment"],
             objective=options["objective"],
             objective_options=ObjectiveOptions(
-                dro_step=options["dro_step"], balance_unit=options["balance_unit"], balance_by=options["balance_by"]
+                dro_step=options["dro_step"], balance_unit=options["balance_unit"], balance_by=options["balance_by"],
+                constraint_bound=options["constraint_bound"], constraint_metric=options["constraint_metric"],
+                multiplier_lr=options["multiplier_lr"],
             ),
+            teacher=runner.model(teacher) if teacher else None,
+            distillation=Distillation(options["distill_weight"], options["distill_temperature"]),
+            kept_epoch=KeptEpoch(options["keep_epoch"], options["keep_within"]),
             seed=runner.config["seed"],
             precision=runner.precision(),
             progress=runner.progress,
         ),
-        inputs=[model_path, masks_path],
+        inputs=[model_path, masks_path, teacher],
     )
     return output, runner.sha(record, output)
+
+
+def _model_digest(path: Path) -> str:
+    """sha256 of a checkpoint file or of a Hugging Face model folder (io/checkpoints.model_digest)."""
+    from ..io.checkpoints import model_digest
+
+    return model_digest(path)
+
+
+def _teacher(runner: _Runner, options: dict) -> Path | None:
+    """The dense model a fine-tuning section learns from or compares with, when it uses one:
+    its ``teacher``, else the run's starting model."""
+    if not (options["distill_weight"] > 0 or get_objective(options["objective"]).needs_teacher):
+        return None
+    teacher = Path(options["teacher"] or runner.config.settings["model"])
+    if not teacher.exists():  # a checkpoint file, or a Hugging Face model folder
+        raise InputError(f"{runner.config.path}: teacher {teacher} does not exist")
+    return teacher
 
 
 def _evaluate(runner: _Runner, model: Path) -> dict:

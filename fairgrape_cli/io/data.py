@@ -67,6 +67,7 @@ class GroupedTable:
     dropped_groups: dict[str, int] = field(default_factory=dict)  # too small to use
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> rows left out
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # rows or images left out, and why
 
     def __len__(self) -> int:
         return len(self.files)
@@ -144,6 +145,7 @@ def load_table(
         attribute_values=attribute_values,
         skipped=skipped,
         notes=list(raw.notes),
+        warnings=list(raw.warnings),
     )
     if spec.min_group_size > 1:
         table = _drop_small_groups(table, spec.min_group_size)

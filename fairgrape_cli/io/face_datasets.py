@@ -88,7 +88,7 @@ def read_utkface(root: Path, _labels: Path | None = None) -> RawTable | None:
     if len(folders) > 1:
         table.notes.append(f"UTKFace images read from {', '.join(f.name for f in folders)}")
     if malformed:
-        table.notes.append(
+        table.warnings.append(
             f"skipped {len(malformed)} UTKFace image(s) whose names lack a field or have an "
             f"unknown code (age_gender_race_date expected): {', '.join(malformed[:3])}"
             + (" ..." if len(malformed) > 3 else "")

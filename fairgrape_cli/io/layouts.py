@@ -61,21 +61,29 @@ def read_imagefolder(root: Path, _labels: Path | None = None) -> RawTable | None
             f"{groups_csv} has a {IMAGEFOLDER_TARGET!r} column, but in the ImageFolder layout the "
             "class is the folder name; rename the column"
         )
+    class_names = {class_dir.name for class_dir in class_dirs}
     labels = []
     for position, relative in enumerate(table.paths):
         normalised = Path(relative).as_posix()
-        if normalised not in class_of_file:
-            raise InputError(
-                f"{table.where(position)}: {relative} is not an image inside a class folder of "
-                f"{root}"
-            )
-        labels.append(class_of_file[normalised])
+        if normalised in class_of_file:
+            labels.append(class_of_file[normalised])
+            continue
+        folder = Path(normalised).parts[0] if len(Path(normalised).parts) > 1 else None
+        if folder in class_names and not (root / normalised).exists():
+            # a missing image of a class: refused or skipped (--skip-bad-images) with the others
+            labels.append(folder)
+            continue
+        missing = "" if (root / normalised).exists() else " (it does not exist)"
+        raise InputError(
+            f"{table.where(position)}: {relative} is not an image inside a class folder of {root}"
+            f"{missing}; paths in groups.csv are CLASS/IMAGE, relative to {root}"
+        )
     listed = {Path(path).as_posix() for path in table.paths}
     unlisted = sorted(set(class_of_file) - listed)
     if unlisted:
-        table.notes.append(
-            f"{len(unlisted)} image(s) in class folders are not in groups.csv and are left out "
-            f"(first: {unlisted[0]})"
+        table.warnings.append(
+            f"{len(unlisted)} image(s) in class folders have no row in groups.csv and are left out "
+            f"(first: {unlisted[0]}); add rows for them to use them"
         )
     table.columns[IMAGEFOLDER_TARGET] = labels
     table.default_target = IMAGEFOLDER_TARGET

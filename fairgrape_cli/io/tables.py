@@ -35,6 +35,7 @@ class RawTable:
     value_names: dict[str, dict[str, str]] = field(default_factory=dict)  # code -> readable
     default_target: str | None = None
     notes: list[str] = field(default_factory=list)  # things worth telling the user
+    warnings: list[str] = field(default_factory=list)  # rows or images left out, and why
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -19,6 +19,7 @@ from torch import nn
 class ModelCost:
     params: int
     flops: int | None  # None when the model could not be run on a dummy image
+    nonzero_params: int | None = None  # parameters that are not exactly zero (None on the meta device)
 
 
 def model_cost(model: nn.Module, image_size: int, *, channels: int = 3) -> ModelCost:
@@ -29,6 +30,9 @@ def model_cost(model: nn.Module, image_size: int, *, channels: int = 3) -> Model
     parameters = {id(parameter): parameter for parameter in model.parameters()}
     params = sum(parameter.numel() for parameter in parameters.values())
     device = next(iter(parameters.values())).device if parameters else torch.device("cpu")
+    nonzero = None
+    if device.type != "meta":
+        nonzero = sum(int(torch.count_nonzero(parameter)) for parameter in parameters.values())
     example = torch.zeros(1, channels, image_size, image_size, device=device)
     was_training = model.training
     model.eval()
@@ -40,7 +44,7 @@ def model_cost(model: nn.Module, image_size: int, *, channels: int = 3) -> Model
         flops = None
     finally:
         model.train(was_training)
-    return ModelCost(params=params, flops=flops)
+    return ModelCost(params=params, flops=flops, nonzero_params=nonzero)
 
 
 def _cpu_attention() -> dict:

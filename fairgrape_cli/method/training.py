@@ -1,5 +1,6 @@
 """Masked fine-tuning: Adam on the target labels, masked weights held at exactly zero; how groups
-weigh in the loss is the objective's (``objectives``).
+weigh in the loss is the objective's (``objectives``), what the dense model adds is
+``distillation``'s, and which epoch is kept is ``kept_epoch``'s.
 
 Under torchrun the same function trains one replica per process: the model is wrapped in
 DistributedDataParallel (gradients averaged over ranks, so parameters stay equal everywhere), each
@@ -11,7 +12,6 @@ ranks first, so every rank keeps the same epoch.
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import ContextManager
@@ -20,9 +20,11 @@ import torch
 from torch import nn
 
 from ..distributed import SINGLE, Runtime
-from .heads import head_for
+from .distillation import Distillation, distillation_losses, mixed_losses
+from .heads import Head, head_for
+from .kept_epoch import KeptEpoch, undominated
 from .masks import MaskEnforcer
-from .objectives import LossRule, MeanLoss
+from .objectives import Comparison, LossRule, MeanLoss
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
@@ -51,17 +53,35 @@ class Validation:
     targets: torch.Tensor
     groups: torch.Tensor  # group of each validation row
     num_groups: int
-    by_worst_group: bool = False  # keep the epoch of best worst-group accuracy (ties: best overall)
+    by_worst_group: bool = False  # the objective weighs groups: what KeptEpoch's "auto" reads
 
 
-def random_horizontal_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Mirror each image with probability 1/2 (``generator`` on the CPU; ``images`` anywhere:
-    flipped on the device, after normalising, the main process does no per-pixel work)."""
-    flip = torch.rand(images.shape[0], generator=generator) < 0.5
+@dataclass(frozen=True)
+class Teacher:
+    """The dense model the pruned one learns from (distillation) or is compared with (the
+    constrained objective), and how its inputs are prepared from the uint8 images."""
+
+    model: nn.Module
+    prepare: Callable[[torch.Tensor], torch.Tensor]
+
+
+def draw_flips(count: int, generator: torch.Generator) -> torch.Tensor:
+    """Which of ``count`` images to mirror: each with probability 1/2 (``generator`` on the CPU)."""
+    return torch.rand(count, generator=generator) < 0.5
+
+
+def flipped(images: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """``images`` with the chosen ones mirrored (on their device, after normalising: the main
+    process does no per-pixel work)."""
     if not flip.any():
         return images
     chosen = flip.to(images.device).view(-1, *([1] * (images.ndim - 1)))
     return torch.where(chosen, images.flip(-1), images)
+
+
+def random_horizontal_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Mirror each image with probability 1/2."""
+    return flipped(images, draw_flips(images.shape[0], generator))
 
 
 def finetune(
@@ -82,10 +102,13 @@ def finetune(
     augment: bool = True,
     runtime: Runtime = SINGLE,
     autocast: Callable[[], ContextManager] = contextlib.nullcontext,
+    teacher: Teacher | None = None,
+    distillation: Distillation = Distillation(),
+    kept_epoch: KeptEpoch = KeptEpoch(),
     on_batch: Callable[[int], None] | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> FinetuneResult:
-    """Train ``model`` in place; with a ``validation`` keep the epoch it scores best.
+    """Train ``model`` in place; with a ``validation`` keep the epoch ``kept_epoch`` picks.
 
     The learning rate is multiplied by ``lr_gamma`` after each epoch in ``lr_milestones`` (the
     paper's step decay: 13 epochs at 1e-4, 3 at 1e-5, 3 at 1e-6 is milestones 13, 16).
@@ -94,8 +117,12 @@ def finetune(
     ``loss_rule`` turns per-sample losses into the batch loss (the mean when not given).
     ``runtime``: the torchrun processes (``train_batches`` then yields this rank's share, the
     same number of batches on every rank); ``autocast``: what forward passes and losses run
-    under (bf16 autocast, or nothing).
+    under (bf16 autocast, or nothing). ``teacher``: the dense model, whose outputs on the same
+    (flipped) images are distilled (``distillation.weight`` > 0) and handed to the loss rule as a
+    ``Comparison`` (the constrained objective bounds each group's difference from it).
     """
+    if distillation.active and teacher is None:
+        raise ValueError("distillation needs a teacher")
     device = next(model.parameters()).device
     head = head_for(targets)
     targets = targets.to(device)
@@ -106,9 +133,11 @@ def finetune(
     network = runtime.data_parallel(model)  # the model itself in one process
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(lr_milestones), gamma=lr_gamma)
+    if teacher is not None:
+        teacher.model.eval()
     result = FinetuneResult()
-    best_score: tuple[float, ...] = ()
-    best_state = None
+    scores: list[tuple[float, float]] = []  # per epoch: validation accuracy, worst-group accuracy
+    states: dict[int, dict[str, torch.Tensor]] = {}  # weights of the epochs a rule may still keep
 
     for epoch in range(1, epochs + 1):
         network.train()
@@ -117,14 +146,14 @@ def finetune(
         correct = torch.zeros((), dtype=torch.float32, device=device)
         seen = 0
         for images, indices in train_batches(epoch):
-            inputs = prepare(images)
-            if augment:
-                inputs = random_horizontal_flip(inputs, generator)
+            flip = draw_flips(len(indices), generator) if augment else None
+            inputs = prepare(images) if flip is None else flipped(prepare(images), flip)
             rows = indices.to(device)
             labels = targets[rows]
             with autocast():
                 logits = network(inputs)
-                loss = loss_rule(lambda reduction: head.loss(logits, labels, reduction), rows)
+                reference = None if teacher is None else _teacher_logits(teacher, images, flip)
+                loss = _step_loss(loss_rule, head, logits, labels, rows, reference, distillation)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             enforcer.mask_gradients()
@@ -144,19 +173,57 @@ def finetune(
         if validation is not None:
             overall, worst = validation_accuracy(model, validation, prepare, runtime=runtime, autocast=autocast)
             record.val_accuracy, record.val_worst_group_accuracy = overall, worst
-            score = (worst, overall) if validation.by_worst_group else (overall,)  # ties: the other
-            if score > best_score:
-                best_score = score
-                best_state = copy.deepcopy(model.state_dict())
-                result.best_epoch = epoch
+            scores.append((overall, worst))
+            keep = undominated(scores)
+            states = {position: state for position, state in states.items() if position in keep}
+            if epoch < epochs and len(scores) - 1 in keep:  # (the last epoch's weights are the model's)
+                states[len(scores) - 1] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         result.history.append(record)
         if on_epoch is not None:
             on_epoch(record)
 
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if scores:
+        chosen = kept_epoch.choose(scores, weighs_groups=validation.by_worst_group)
+        if chosen != len(scores) - 1:
+            model.load_state_dict(states[chosen])
+        result.best_epoch = chosen + 1
     model.eval()
     return result
+
+
+@torch.no_grad()
+def _teacher_logits(teacher: Teacher, images: torch.Tensor, flip: torch.Tensor | None) -> torch.Tensor:
+    inputs = teacher.prepare(images)
+    return teacher.model(inputs if flip is None else flipped(inputs, flip))
+
+
+def _step_loss(
+    loss_rule: LossRule,
+    head: Head,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    rows: torch.Tensor,
+    reference: torch.Tensor | None,
+    distillation: Distillation,
+) -> torch.Tensor:
+    """The batch's loss as the objective makes it, from per-sample task losses mixed with
+    distillation when it is on (without it, the loss plain fine-tuning always computed)."""
+    if reference is None:
+        return loss_rule(lambda reduction: head.loss(logits, labels, reduction), rows)
+    task = head.loss(logits, labels, "none")
+    if distillation.active:
+        multi_label = head.name == "multi-label"
+        distilled = distillation_losses(logits, reference, temperature=distillation.temperature, multi_label=multi_label)
+        per_sample = mixed_losses(task, distilled, distillation.weight)
+    else:
+        per_sample = task
+    compared = Comparison(
+        losses=task,
+        right=head.right(head.predict(logits.detach()), labels).float().mean(1),
+        reference_losses=head.loss(reference.float(), labels, "none").detach(),
+        reference_right=head.right(head.predict(reference), labels).float().mean(1),
+    )
+    return loss_rule(lambda reduction: per_sample if reduction == "none" else per_sample.mean(), rows, compared)
 
 
 @torch.no_grad()

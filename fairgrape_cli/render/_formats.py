@@ -63,3 +63,8 @@ def clean(value: object) -> float | None:
 def density_label(value: object) -> str:
     number = clean(value)
     return "?" if number is None else f"{number:.3g}"
+
+
+def split_label(split: str | None) -> str:
+    """Which images a report judged: ``(test)``, or every image when there is no split column."""
+    return f"({split})" if split else "(every image: no split column)"

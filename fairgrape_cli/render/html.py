@@ -17,6 +17,7 @@ from ._formats import (
     interval,
     percent,
     points,
+    split_label,
 )
 from .comparison import comparison_rows
 
@@ -58,10 +59,8 @@ def history_html(reports: dict | Sequence[dict], *, comparison: dict | None = No
         labels = [str(report["model"]) for report in reports]
         title = f"fairgrape report: {reports[0]['model']}"
     first = reports[0]
-    meta = f"data {first['data']}"
-    if first.get("split"):
-        meta += f" ({first['split']})"
-    meta += f", target {first['target']}, groups by {first['attribute']}"
+    meta = f"images: {first['data']} {split_label(first.get('split'))}"
+    meta += f"; target {first['target']}, groups by {first['attribute']}"
 
     parts = [f"<h1>{_escape(title)}</h1>", f'<p class="meta">{_escape(meta)}</p>']
     if comparison is not None:

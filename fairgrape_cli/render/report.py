@@ -8,7 +8,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ._formats import density_label, history_series, interval, percent, points
+from ._formats import density_label, history_series, interval, percent, points, split_label
 
 _SPARKS = "▁▂▃▄▅▆▇█"
 
@@ -21,9 +21,7 @@ def render_report(report: dict, *, all_attributes: bool = False) -> RenderableTy
     and for a multi-label model its attributes, worst first."""
     has_baseline = report["overall"]["baseline_accuracy"] is not None
     has_intervals = "accuracy_ci" in report["groups"][0]
-    title = Text(f"{report['model']}  on {report['data']}")
-    if report.get("split"):
-        title.append(f" ({report['split']})")
+    title = Text(f"{report['model']}  on {report['data']} {split_label(report.get('split'))}")
     table = Table(title=title, title_justify="left", show_footer=False)
     table.add_column(Text(report["attribute"] or "group"))
     table.add_column("n", justify="right")
@@ -106,7 +104,8 @@ def _attributes_table(report: dict, show_all: bool) -> RenderableType:
 
 
 def size_line(size: dict) -> str:
-    """``params 2.79 M of 11.2 M dense (25.0%)   FLOPs ...``: the model against its dense build."""
+    """``params 2.79 M of 11.2 M dense (25.0%)   FLOPs ...``: the model against its dense build;
+    with exact zeros (weight pruning keeps the dense shapes), how many parameters are not zero."""
     parts = []
     for key, label in (("params", "params"), ("flops", "FLOPs")):
         value, dense = size.get(key), size.get(f"dense_{key}")
@@ -115,6 +114,11 @@ def size_line(size: dict) -> str:
         text = f"{label} {_count(value)}"
         if dense:
             text += f" of {_count(dense)} dense ({100 * value / dense:.1f}%)"
+        if key == "flops" and size.get("image_size"):
+            text += f" per {size['image_size']} px image"
+        nonzero = size.get("nonzero_params") if key == "params" else None
+        if nonzero is not None and nonzero < value:
+            text += f", {_count(nonzero)} nonzero ({100 * nonzero / (dense or value):.1f}%)"
         parts.append(text)
     return "   ".join(parts)
 

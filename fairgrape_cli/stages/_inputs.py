@@ -90,6 +90,54 @@ class PreparedData:
         return {"attributes": self.classes} if self.table.multi_label else {"classes": self.classes}
 
 
+@dataclass(frozen=True)
+class ImageSize:
+    """The square side images are resized to, and where it came from (for the line that says it)."""
+
+    pixels: int
+    source: str  # "--image-size", "the checkpoint", what an artifact recorded, or "the default"
+
+
+def chosen_image_size(
+    flag: int | None, checkpoint: ckpt.Checkpoint, *, recorded: int | None = None, recorded_by: str = ""
+) -> ImageSize:
+    """``--image-size``, else the checkpoint's, else what an artifact ``recorded``, else 224;
+    warns when the flag overrides another size the checkpoint records (the model was trained at
+    that size: other sizes change what it sees)."""
+    if flag:
+        if checkpoint.image_size and checkpoint.image_size != flag:
+            log.warning(
+                "--image-size %d overrides the %d px that %s records: the model was made for %d px images",
+                flag, checkpoint.image_size, _shown(checkpoint.path), checkpoint.image_size,
+            )  # fmt: skip
+        return ImageSize(int(flag), "--image-size")
+    if checkpoint.image_size:
+        return ImageSize(int(checkpoint.image_size), "the checkpoint")
+    if recorded:
+        return ImageSize(int(recorded), recorded_by or "the artifact")
+    return ImageSize(DEFAULT_IMAGE_SIZE, "the default; pass --image-size if the model was made for another size")
+
+
+def warn_if_images_are_much_smaller(table: GroupedTable, size: ImageSize, *, sample: int = 3) -> None:
+    """Warn when the first images are at most half the side they are resized to: small images
+    blown up (32 px photos read at 224) are not what a model trained on them saw."""
+    from PIL import Image
+
+    sides = []
+    for path in table.files[:sample]:
+        try:
+            with Image.open(path) as image:  # reads the header only
+                sides.append(max(image.size))
+        except Exception:  # noqa: BLE001 - an unreadable image is reported where it is decoded
+            continue
+    if sides and max(sides) * 2 <= size.pixels:
+        log.warning(
+            "the images are %d px or smaller but are resized to %d px (%s): if the model was trained on "
+            "images this small, pass --image-size %d",
+            max(sides), size.pixels, size.source.split(";")[0], max(sides),
+        )  # fmt: skip
+
+
 def prepare_data(
     spec: DataSpec,
     checkpoint: ckpt.Checkpoint,
@@ -98,12 +146,16 @@ def prepare_data(
     default_split: Sequence[str],
     classes: list[str] | None = None,
     attributes: list[str] | None = None,
+    recorded_image_size: int | None = None,
+    announce: bool = True,
 ) -> PreparedData:
     """The rows of ``spec`` with targets the model can be trained or judged on.
 
     ``classes`` / ``attributes`` override what the checkpoint records (from an artifact, or the
     training split's for its validation split). A model with attributes reads them as its targets
-    when ``--target`` names none.
+    when ``--target`` names none. The image size is ``image_size`` (the flag), else the
+    checkpoint's, else ``recorded_image_size`` (an artifact's), else 224; with ``announce`` a
+    line says which and where it came from (a second split of the same stage says nothing).
     """
     attributes = attributes if attributes is not None else checkpoint.attributes
     if attributes and not spec.target:
@@ -111,12 +163,18 @@ def prepare_data(
     table = load_table(spec, default_split=default_split, multi_label=True if attributes else None)
     for note in table.notes:
         log.info("%s", note)
+    for warning in table.warnings:
+        log.warning("%s", warning)
     known = attributes if table.multi_label else (classes if classes is not None else checkpoint.classes)
     chosen_classes, targets = resolve_classes(
         table, num_classes=checkpoint.num_classes, checkpoint_classes=known, model_name=str(checkpoint.path)
     )
-    size = image_size or checkpoint.image_size or DEFAULT_IMAGE_SIZE
-    return PreparedData(table, chosen_classes, targets, int(size))
+    if not announce and image_size:  # another split of the same stage, at the size already said
+        return PreparedData(table, chosen_classes, targets, int(image_size))
+    size = chosen_image_size(image_size, checkpoint, recorded=recorded_image_size, recorded_by="the masks")
+    log.info("image size %d px (from %s)", size.pixels, size.source)
+    warn_if_images_are_much_smaller(table, size)
+    return PreparedData(table, chosen_classes, targets, size.pixels)
 
 
 def image_loader(

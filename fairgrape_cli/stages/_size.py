@@ -9,7 +9,8 @@ from ..io import checkpoints as ckpt
 
 def model_size(checkpoint: ckpt.Checkpoint, image_size: int) -> dict[str, Any]:
     """``params``, ``flops`` of the model and ``dense_params``, ``dense_flops`` of a fresh build
-    of its architecture (None when the checkpoint names none: TorchScript, a pickled module)."""
+    of its architecture (None when the checkpoint names none: TorchScript, a pickled module), and
+    ``nonzero_params``: a weight-pruned model keeps its dense shapes with exact zeros."""
     from ..method.cost import model_cost
 
     own = model_cost(checkpoint.model, image_size)
@@ -22,4 +23,24 @@ def model_size(checkpoint: ckpt.Checkpoint, image_size: int) -> dict[str, Any]:
         "flops": own.flops,
         "dense_params": dense.params if dense else None,
         "dense_flops": dense.flops if dense else None,
+        "nonzero_params": own.nonzero_params,
+        "image_size": image_size,  # what the FLOPs are of
     }
+
+
+def density_against_dense(checkpoint: ckpt.Checkpoint) -> float:
+    """Nonzero prunable weights over the dense architecture's prunable weights: a channel-pruned
+    (slim) model counts the channels it no longer has as pruned."""
+    from ..method.masks import nonzero_density
+
+    weights = ckpt.prunable_parameters(checkpoint.model)
+    density = nonzero_density(weights)
+    if checkpoint.arch:
+        dense = ckpt.prunable_parameters(
+            ckpt.dense_reference(checkpoint.arch, checkpoint.num_classes, arch_args=checkpoint.arch_args)
+        )
+        dense_total = sum(weight.numel() for weight in dense.values())
+        total = sum(weight.numel() for weight in weights.values())
+        if dense_total > total:
+            density *= total / dense_total
+    return density

@@ -130,7 +130,7 @@ def data_prune(
     if val_name is not None:
         val = prepare_data(
             replace(data, split=val_name, min_group_size=1), checkpoint,
-            image_size=pool.image_size, default_split=(), classes=pool.classes,
+            image_size=pool.image_size, default_split=(), classes=pool.classes, announce=False,
         )  # fmt: skip
         loader = image_loader(val, sequential_batches(len(val.table), loading.batch_size), loading, data, device)
         task = progress.add_task(f"recall on {val_name}", total=len(val.table), unit="images")

@@ -22,7 +22,9 @@ from ..io.data import DataSpec, require_groups
 from ..io.files import record_path, refuse_overwriting_inputs, resolve_recorded
 from ..io.images import Normalizer
 from ..method.batches import equal_share_of, sequential_batches, share_of
-from ..method.objectives import ObjectiveOptions, TrainingRows, get_objective
+from ..method.distillation import Distillation, check_teacher_fits
+from ..method.kept_epoch import KeptEpoch
+from ..method.objectives import Objective, ObjectiveOptions, TrainingRows, get_objective
 from ._inputs import (
     DEFAULT_FINETUNED,
     DEFAULT_MASKS,
@@ -37,6 +39,7 @@ from ._inputs import (
     recorded_value,
     warn_if_other_model,
 )
+from ._size import density_against_dense
 
 log = logging.getLogger("fairgrape")
 
@@ -53,6 +56,9 @@ class FinetuneSummary:
     objective: str = "erm"
     groups: list[str] = field(default_factory=list)  # the groups the objective weighed
     seconds: float = 0.0
+    teacher: Path | None = None  # the dense model distilled from or compared with
+    kept_epoch: str = "accuracy"  # the rule that picked best_epoch
+    rows_per_epoch: int = 0  # training rows seen per epoch (upsampling repeats the small groups)
 
 
 def finetune(
@@ -71,6 +77,9 @@ def finetune(
     objective: str = "erm",
     objective_options: ObjectiveOptions = ObjectiveOptions(),
     dense: bool = False,
+    teacher: ModelSource | None = None,
+    distillation: Distillation = Distillation(),
+    kept_epoch: KeptEpoch = KeptEpoch(),
     seed: int = 0,
     precision: str = "fp32",
     progress: ProgressSink | None = None,
@@ -84,11 +93,16 @@ def finetune(
     model of an experiment, or a model retrained on a pruned manifest). ``precision="bf16"``
     trains under bf16 autocast with channels_last (CUDA only; the weights stay float32).
 
+    ``distillation`` (weight > 0) and the ``constrained`` objective learn from, or compare with,
+    a ``teacher``: by default the model the masks were pruned from, as the masks record it; a
+    teacher predicting other classes is refused before any training. ``kept_epoch`` picks the
+    epoch kept on validation (``auto``: accuracy for erm, worst-group accuracy otherwise).
+
     Under torchrun: DistributedDataParallel; every rank draws the same epoch and trains on its
     share of its batches (``--batch-size`` is per process), rank 0 writes.
     """
-    from ..method.masks import apply_masks, nonzero_density
-    from ..method.training import Validation
+    from ..method.masks import apply_masks
+    from ..method.training import Teacher, Validation
     from ..method.training import finetune as train
 
     started = time.perf_counter()
@@ -121,14 +135,19 @@ def finetune(
             spec = data
         if chosen.needs_groups:  # the error lists the data's columns
             require_groups(spec, f"--objective {objective} weighs groups (the masks do not record any)")
+        teacher = _teacher_source(teacher, chosen, distillation, masks_artifact)
         if output is not None:
-            refuse_overwriting_inputs([output], [model.path, masks_artifact.path if masks_artifact else None])
+            refuse_overwriting_inputs(
+                [output], [model.path, masks_artifact.path if masks_artifact else None, teacher and teacher.path]
+            )
         seed_everything(seed)
 
         checkpoint = model.load()
         if output is None:  # finetuned.pt; a Hugging Face model: the folder finetuned/
             output = ckpt.default_model_output(DEFAULT_FINETUNED, checkpoint)
-            refuse_overwriting_inputs([output], [model.path, masks_artifact.path if masks_artifact else None])
+            refuse_overwriting_inputs(
+                [output], [model.path, masks_artifact.path if masks_artifact else None, teacher and teacher.path]
+            )
         weights = ckpt.prunable_parameters(checkpoint.model)
         if masks_artifact is not None:
             covered_layers(
@@ -136,17 +155,14 @@ def finetune(
             )
             warn_if_other_model(masks_artifact, checkpoint, "masks")
             apply_masks(weights, masks_artifact.tensors)
-        image_size = (
-            loading.image_size
-            or checkpoint.image_size
-            or int_or_none(recorded_value(masks_artifact, "image_size"))
-        )
         train_data = prepare_data(
-            spec, checkpoint, image_size=image_size, default_split=("train",),
+            spec, checkpoint, image_size=loading.image_size, default_split=("train",),
             classes=checkpoint.classes or recorded_value(masks_artifact, "classes"),
             attributes=checkpoint.attributes or recorded_value(masks_artifact, "attributes"),
+            recorded_image_size=int_or_none(recorded_value(masks_artifact, "image_size")),
         )  # fmt: skip
         val_data = _validation_data(spec, checkpoint, train_data, val_split)
+        teacher_checkpoint = _load_teacher(teacher, train_data) if teacher is not None else None
 
     channels_last = uses_channels_last(precision, device)
     checkpoint.model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
@@ -154,13 +170,18 @@ def finetune(
         torch.manual_seed(seed + runtime.rank)  # dropout masks differ between ranks
     mean, std = checkpoint.normalization
     prepare = Normalizer(mean, std, device, channels_last=channels_last)
+    teacher_model = None
+    if teacher_checkpoint is not None:
+        teacher_checkpoint.model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+        teacher_model = Teacher(teacher_checkpoint.model, Normalizer(*teacher_checkpoint.normalization, device, channels_last=channels_last))
     generator = torch.Generator().manual_seed(seed)  # the same epochs on every rank
     rows = TrainingRows(
         groups=train_data.table.group_index,
         num_groups=len(train_data.table.group_names),
         classes=train_data.targets.numpy() if train_data.attributes is None else np.zeros(len(train_data.targets), int),
     )  # several attributes have no class: a class x group cell is then the group
-    share = -(-len(rows) // runtime.world_size)  # images per epoch for this rank, about
+    rows_per_epoch = len(chosen.epoch_rows(rows, objective_options, torch.Generator().manual_seed(seed)))
+    share = -(-rows_per_epoch // runtime.world_size)  # images per epoch for this rank, about
     task = progress.add_task("fine-tuning", total=epochs * share)
 
     def train_batches(epoch: int):
@@ -204,6 +225,9 @@ def finetune(
         augment=augment,
         runtime=runtime,
         autocast=autocast_for(precision, device),
+        teacher=teacher_model,
+        distillation=distillation,
+        kept_epoch=kept_epoch,
         on_batch=lambda n: progress.advance(task, n),
     )
     checkpoint.model.to("cpu", memory_format=torch.contiguous_format)
@@ -219,12 +243,23 @@ def finetune(
         "objective": objective,
         "objective_options": chosen.settings(objective_options),
         "groups": train_data.table.attribute or None,
+        # the images it was trained on, so a report on the same ones can say so
+        "data": record_path(spec.root, output),
+        "labels": record_path(spec.labels, output) if spec.labels else None,
+        "train_split": train_data.table.split,
         "best_epoch": result.best_epoch,
         "history": history,
     }
     if masks_artifact is not None:
         provenance["masks"] = record_path(masks_artifact.path, output)
         provenance["masks_sha256"] = masks_artifact.sha256
+    if teacher_checkpoint is not None:
+        provenance["teacher"] = record_path(teacher_checkpoint.path, output)
+        provenance["teacher_sha256"] = teacher_checkpoint.sha256
+    if distillation.active:
+        provenance["distillation"] = distillation.settings()
+    if val_data is not None:
+        provenance["kept_epoch"] = kept_epoch.settings(weighs_groups=chosen.needs_groups)
     if precision != "fp32":
         provenance["precision"] = precision
     with runtime.together():  # rank 0 writes; the others wait until the file is there
@@ -241,12 +276,15 @@ def finetune(
         masks=masks_artifact.path if masks_artifact else None,
         history=history,
         best_epoch=result.best_epoch,
-        density=nonzero_density(weights),
+        density=density_against_dense(checkpoint),
         train_split=train_data.table.split,
         val_split=val_data.table.split if val_data else None,
         objective=objective,
         groups=train_data.table.group_names if spec.group_columns else [],
         seconds=time.perf_counter() - started,
+        teacher=teacher_checkpoint.path if teacher_checkpoint is not None else None,
+        kept_epoch=kept_epoch.resolved(weighs_groups=chosen.needs_groups),
+        rows_per_epoch=rows_per_epoch,
     )
 
 
@@ -260,6 +298,50 @@ def _check_schedule(epochs: int, lr: float, lr_milestones: Sequence[int]) -> Non
     if not in_range or milestones != sorted(set(milestones)):
         allowed = f"increasing epochs between 1 and {epochs - 1}" if epochs > 1 else "none with --epochs 1"
         raise InputError(f"--lr-milestones {','.join(map(str, lr_milestones))}: {allowed}")
+
+
+def _teacher_source(
+    given: ModelSource | None, objective: Objective, distillation: Distillation, masks: Artifact | None
+) -> ModelSource | None:
+    """The teacher to load, when distillation or the objective needs one: the one given, else
+    the model the masks were pruned from (as they record it). Refuses a teacher nothing uses and
+    a needed one that is nowhere to be found, before any work."""
+    needed_by = [
+        *(["--distill-weight"] if distillation.active else []),
+        *([f"--objective {objective.name}"] if objective.needs_teacher else []),
+    ]
+    if not needed_by:
+        if given is not None:
+            raise InputError(
+                f"--teacher {given.path}: nothing uses it; add --distill-weight W (distillation) "
+                "or --objective constrained"
+            )
+        return None
+    if given is not None:
+        return given
+    recorded = masks.recorded_path("model") if masks is not None else None
+    if recorded is None:
+        raise InputError(
+            f"{' and '.join(needed_by)} need(s) a teacher (the dense model): pass --teacher DENSE_MODEL "
+            "(no masks file records the model it was pruned from)"
+        )
+    if not recorded.exists():  # a checkpoint file, or a Hugging Face model folder
+        raise InputError(
+            f"{' and '.join(needed_by)} need(s) a teacher: the masks {masks.path} were pruned from "
+            f"{recorded}, which does not exist; pass --teacher DENSE_MODEL"
+        )
+    return ModelSource(recorded).recorded_by(masks)
+
+
+def _load_teacher(source: ModelSource, train_data: PreparedData) -> ckpt.Checkpoint:
+    """The teacher checkpoint, refused when it does not predict the same classes or attributes."""
+    teacher = source.load()
+    names = teacher.attributes if train_data.attributes is not None else teacher.classes
+    check_teacher_fits(
+        teacher_names=names, teacher_outputs=teacher.num_classes, names=train_data.classes,
+        what=f"teacher {source.path}",
+    )  # fmt: skip
+    return teacher
 
 
 def _finetune_masks(masks: Path | None, model: ModelSource | None) -> Artifact | None:
@@ -309,6 +391,7 @@ def _validation_data(
             checkpoint,
             image_size=train_data.image_size,
             default_split=(),
+            announce=False,
             classes=train_data.classes,
             attributes=train_data.attributes,
         )

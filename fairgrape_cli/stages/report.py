@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,9 @@ from ..method.metrics import (
 )
 from ..render.html import history_html
 from ._inputs import Loading, ModelSource, image_loader, prepare_data
-from ._size import model_size
+from ._size import density_against_dense, model_size
+
+log = logging.getLogger("fairgrape")
 
 
 @dataclass
@@ -72,6 +75,7 @@ def report(
         prepared = prepare_data(
             data, checkpoint, image_size=loading.image_size, default_split=("test", "val")
         )
+        warn_if_trained_on(checkpoint, data, prepared.table.split)
         models = [checkpoint]
         if baseline is not None:
             reference = baseline.load()
@@ -122,7 +126,7 @@ def report(
         split=table.split,
         target=table.target,
         attribute=table.attribute,
-        density=_density(checkpoint),
+        density=density_against_dense(checkpoint),
         groups=groups,
         baseline_groups=baseline_groups,
         intervals=bootstrap_intervals(pairs, has_baseline=baseline is not None, settings=bootstrap),
@@ -156,22 +160,34 @@ def _gathered(runtime: distributed.Runtime, outcomes: Outcomes) -> Outcomes:
     return Outcomes(right.numpy(), scored.numpy())
 
 
-def _density(checkpoint: ckpt.Checkpoint) -> float:
-    """Nonzero prunable weights over the dense architecture's prunable weights: a channel-pruned
-    (slim) model counts the channels it no longer has as pruned."""
-    from ..method.masks import nonzero_density
+def warn_if_trained_on(checkpoint: ckpt.Checkpoint, data: DataSpec, split: str | None) -> None:
+    """Warn when the images judged are the ones ``checkpoint`` was fine-tuned on (as its
+    provenance records them): accuracy on training images says little about new ones."""
+    recorded = checkpoint.provenance.get("data")
+    if checkpoint.provenance.get("stage") != "finetune" or not recorded or data.root is None:
+        return
+    trained_split = checkpoint.provenance.get("train_split")
+    same_folder = _same_path(resolve_recorded(recorded, checkpoint.path), data.root)
+    labels = checkpoint.provenance.get("labels")
+    same_labels = (resolve_recorded(labels, checkpoint.path) if labels else None, data.labels)
+    if not same_folder or not (same_labels[0] == same_labels[1] or _same_path(*same_labels)):
+        return
+    if trained_split is None or trained_split == split:
+        which = f"split {split}" if split else "every image (the data has no split column)"
+        log.warning(
+            "the report judges %s on %s, the images it was fine-tuned on: accuracy on training images "
+            "overstates accuracy on new ones; add a split column (train/val/test) and report on test",
+            checkpoint.path.name, which,
+        )  # fmt: skip
 
-    weights = ckpt.prunable_parameters(checkpoint.model)
-    density = nonzero_density(weights)
-    if checkpoint.arch:
-        dense = ckpt.prunable_parameters(
-            ckpt.dense_reference(checkpoint.arch, checkpoint.num_classes, arch_args=checkpoint.arch_args)
-        )
-        dense_total = sum(weight.numel() for weight in dense.values())
-        total = sum(weight.numel() for weight in weights.values())
-        if dense_total > total:
-            density *= total / dense_total
-    return density
+
+def _same_path(first: Path | None, second: Path | None) -> bool:
+    if first is None or second is None:
+        return False
+    try:
+        return first.resolve() == second.resolve()
+    except OSError:
+        return False
 
 
 def _pruning_settings(checkpoint: ckpt.Checkpoint) -> dict | None:
