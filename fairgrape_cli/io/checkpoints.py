@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import math
 import pickle
 import re
 import warnings
@@ -473,8 +474,24 @@ def _load_state_dict_strictly(
     if resized:
         problems.append(f"shape {'; '.join(resized[:2])}")
     if problems:
-        raise InputError(f"{path} does not fit architecture {arch}: {'; '.join(problems)}")
+        hint = _image_size_hint(model, state_dict)
+        raise InputError(f"{path} does not fit architecture {arch}: {'; '.join(problems)}{hint}")
     model.load_state_dict(state_dict)
+
+
+def _image_size_hint(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> str:
+    """For a timm ViT whose position embedding has another length: the image size it was
+    trained at (the patch grid's side times the patch size), as the flag to pass."""
+    stored, own = state_dict.get("pos_embed"), getattr(model, "pos_embed", None)
+    patch = getattr(getattr(model, "patch_embed", None), "patch_size", None)
+    if stored is None or own is None or stored.ndim != 3 or stored.shape == own.shape or not patch:
+        return ""
+    prefix = 0 if getattr(model, "no_embed_class", False) else int(getattr(model, "num_prefix_tokens", 0))
+    side = math.isqrt(max(int(stored.shape[1]) - prefix, 0))
+    if side * side + prefix != stored.shape[1]:
+        return ""
+    size = side * (patch[0] if isinstance(patch, (tuple, list)) else patch)
+    return f" (a ViT trained at {size} px: pass --arch-args img_size={size})"
 
 
 # ----------------------------------------------------------------------------------------- saving
