@@ -159,3 +159,15 @@ def test_a_vit_state_dict_built_at_another_size_says_which_size_to_pass(zoo_mode
     model, _ = zoo_models["timm-vit"]
     result = cli("score", model, biased_data, "--groups", "group", "--arch", f"timm:{zoo.TIMM_VIT}", cwd=tmp_path)
     assert result.code == 2 and "--arch-args img_size=32" in result.err and "Traceback" not in result.err
+
+
+@pytest.mark.parametrize("suffix", [".torchscript", ".sparse.safetensors"])
+def test_a_hf_folder_exports_to_the_other_formats_and_reads_back(suffix, zoo_models, biased_data, cli, tmp_path):
+    model, _ = zoo_models["hf-vit"]
+    result = cli("export", model, "-o", f"hf{suffix}", cwd=tmp_path)
+    assert result.code == 0, result
+    assert (tmp_path / f"hf{suffix}").is_file()  # a file, as the suffix says, not a folder
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(load_checkpoint(tmp_path / f"hf{suffix}").model(images),
+                                   load_checkpoint(model).model(images), rtol=1e-5, atol=1e-5)  # fmt: skip

@@ -511,7 +511,7 @@ def save_checkpoint(
     loads into a fresh torchvision model with ``load_state_dict``. Returns the file's sha256.
     """
     path = Path(path)
-    if _writes_folder(like.arch, path):
+    if like.kind not in ("torchscript", "module") and _writes_folder(like.arch, path):
         return _save_folder(path, model, like=like, classes=classes, provenance=provenance)
     described = _described(like, classes, provenance)
     # torch writes through an open file, not a path: a full disk raises OSError (with its errno)
