@@ -57,6 +57,7 @@ def dense_checkpoint(model: str, work: Path) -> Path:
 
 
 def pruned_models(model: str, rates: list[float], work: Path) -> dict[str, torch.nn.Module]:
+    """The dense model and one pruned per rate, each loaded back from its checkpoint on disk."""
     from fairgrape_cli import stages
     from fairgrape_cli.io.checkpoints import load_checkpoint
 
@@ -73,6 +74,7 @@ def pruned_models(model: str, rates: list[float], work: Path) -> dict[str, torch
 
 
 def heads_of(model: torch.nn.Module) -> list[int]:
+    """The head count of each attention layer (timm's and transformers' ViT attention)."""
     return [
         getattr(module, "num_heads", None) or getattr(module, "num_attention_heads")
         for module in model.modules()
@@ -81,6 +83,7 @@ def heads_of(model: torch.nn.Module) -> list[int]:
 
 
 def measure(model: str, rates: list[float], rounds: int, threads: int, work: Path) -> list[dict]:
+    """Parameters, FLOPs and interleaved CPU timings of the dense and pruned ``model``."""
     import torch.utils.benchmark as benchmark
 
     from fairgrape_cli.method.cost import model_cost
@@ -124,6 +127,7 @@ def _iqr(values: list[float]) -> float:
 
 
 def print_rows(rows: list[dict]) -> None:
+    """The table of the README."""
     print(f"{'model':<42} {'heads':>5} {'params':>15} {'FLOPs':>14} {'batch 1 ms (IQR)':>17} {'speed-up':>12} "
           f"{'batch 8 ms (IQR)':>17} {'speed-up':>12}")  # fmt: skip
     for row in rows:
@@ -137,6 +141,7 @@ def print_rows(rows: list[dict]) -> None:
 
 
 def main() -> None:
+    """Parse the flags, measure every model, print the table (and write --json)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--rates", nargs="+", type=float, default=[0.5])

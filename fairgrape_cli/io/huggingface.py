@@ -48,12 +48,15 @@ _quieted = False
 
 @dataclass
 class Preprocessing:
+    """What a model's preprocessor config says about its images (None: it does not say)."""
+
     image_size: int | None
     mean: list[float] | None
     std: list[float] | None
 
 
 def is_model_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder holding a Hugging Face ``config.json``."""
     return path.is_dir() and (path / CONFIG).is_file()
 
 

@@ -51,6 +51,7 @@ HEAD_ATTRIBUTES = ("num_heads", "attn_dim", "num_attention_heads", "all_head_siz
 
 
 def size_attributes(module: nn.Module) -> tuple[str, ...]:
+    """The attributes that say how wide ``module`` is (its type's, else the head counts it holds)."""
     for kind, names in SIZE_ATTRIBUTES.items():
         if isinstance(module, kind):
             return names

@@ -50,6 +50,7 @@ class AttentionLayout:
 
     @property
     def width(self) -> int:
+        """Channels of the heads together: ``heads x head_dim``."""
         return self.heads * self.head_dim
 
     def head_of(self, channels: torch.Tensor) -> torch.Tensor:
