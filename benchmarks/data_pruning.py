@@ -140,10 +140,10 @@ def train(initial: Path, data: Path, labels: Path | None, output: Path, seed: in
 def evaluate(model: Path, data: Path, device: str) -> dict:
     by_group = stages.report(
         model=stages.ModelSource(model), data=DataSpec(root=data, groups="group"), loading=loading(device)
-    ).report
+    ).report.to_dict()
     by_class = stages.report(
         model=stages.ModelSource(model), data=DataSpec(root=data, groups="label"), loading=loading(device)
-    ).report
+    ).report.to_dict()
     return {
         "accuracy": by_group["overall"]["accuracy"],
         "worst_group_accuracy": by_group["disparity"]["worst_group_accuracy"],

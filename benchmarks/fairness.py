@@ -235,7 +235,7 @@ def _prepare(directory: Path, spec) -> None:
 
 
 def _run(cell: dict) -> dict:
-    report = run_recipes(cell["directory"], cell["spec"], {label_of(cell): cell["recipe"]})[label_of(cell)]
+    report = run_recipes(cell["directory"], cell["spec"], {label_of(cell): cell["recipe"]})[label_of(cell)].to_dict()
     row = {key: cell[key] for key in ("dataset", "seed", "rate", "schedule", "method", "objective")}
     row.update({name: read(report) for name, (read, _) in METRICS.items()})
     row["groups"] = {g["group"]: {"accuracy": g["accuracy"], "drop": g["drop"]} for g in report["groups"]}

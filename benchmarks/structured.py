@@ -175,7 +175,7 @@ def run_variant(directory: Path, prepared, spec, *, label: str, method: str, gra
     # one-shot (one prune, one fine-tuning epoch, then the final three), fine-tuning with erm
     path = write_config(directory, prepared, replace(spec, rate=rate), Recipe(method=method, keep_per_iter=None), label)
     overrides = [f"prune.granularity={granularity}"]
-    return run_schedule(load_config(path, overrides=overrides)).report
+    return run_schedule(load_config(path, overrides=overrides)).report.to_dict()
 
 
 def measure_fairness(seeds: list[int], channel_rates: list[float], output: Path) -> list[dict]:

@@ -1,21 +1,27 @@
 """fairgrape: prune image classifiers without making them unfair.
 
+``import fairgrape`` (or ``fairgrape_cli``) gives the Python API (``api``): ``score``, ``prune``,
+``finetune``, ``report``, ``run``, ``data_prune`` and ``export``, each with keyword arguments and
+a typed result.
+
 The package reads top to bottom as the data flows; each layer imports only the layers below it:
-``cli`` + ``commands`` (flags, rendering) -> ``flows`` (chained stages) -> ``stages`` (one per
-stage: read inputs, call the method, write artifacts) -> ``method`` (the mathematics) and
-``render`` (tables, HTML) -> ``io`` (files). ``errors``, ``devices``, ``distributed`` (the torchrun
-runtime) and ``_progress`` are the foundations every layer may use. Torch is imported lazily so
-the CLI starts fast.
+``cli`` + ``commands`` (flags, rendering) and ``api`` (the same, as functions) -> ``flows``
+(chained stages) -> ``stages`` (one per stage: resolve inputs, call the method, write artifacts)
+-> ``method`` (the mathematics) and ``render`` (tables, HTML) -> ``io`` (files). ``errors``,
+``registry``, ``devices``, ``distributed`` (the torchrun runtime) and ``_progress`` are the
+foundations every layer may use. Torch is imported lazily so the CLI starts fast.
 """
 
 __version__ = "0.2.0"
 
-__all__ = ["score", "prune", "finetune", "report", "__version__"]
+_API = ("score", "prune", "finetune", "report", "run", "data_prune", "export")
+__all__ = [*_API, "__version__"]
 
 
 def __getattr__(name: str):
-    if name in {"score", "prune", "finetune", "report"}:
-        from . import stages
+    """The API's functions, imported when first used (importing them loads torch)."""
+    if name in _API:
+        from . import api
 
-        return getattr(stages, name)
+        return getattr(api, name)
     raise AttributeError(name)

@@ -9,20 +9,35 @@ from __future__ import annotations
 import sys
 import traceback
 
+import click
 import typer
 
 from .commands._console import closed_stdout_is_not_an_error
 from .commands._help import Command, Group
 from .commands._options import Version, debug_enabled
-from .commands.compare import compare
-from .commands.data_prune import data_prune
-from .commands.demo import demo
-from .commands.export import export
-from .commands.finetune import finetune
-from .commands.prune import prune
-from .commands.report import report
-from .commands.run import run
-from .commands.score import score
+from .commands.compare import compare_command
+from .commands.data_prune import data_prune_command
+from .commands.demo import demo_command
+from .commands.export import export_command
+from .commands.finetune import finetune_command
+from .commands.prune import prune_command
+from .commands.report import report_command
+from .commands.run import run_command
+from .commands.score import score_command
+
+
+class _Command(Command):
+    """A command whose errors end in its own context, so that the ``--debug`` it was given (on
+    the Typer context, see ``_options.Debug``) decides whether the traceback is shown."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise  # click's own: --help, usage errors, typer.Exit(1) of a CI gate
+        except Exception as error:
+            exit_for(error, debug=debug_enabled(ctx))
+
 
 app = typer.Typer(
     name="fairgrape",
@@ -35,10 +50,10 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     cls=Group,
 )
-for name, command in (("score", score), ("prune", prune), ("finetune", finetune), ("report", report),
-                      ("run", run), ("compare", compare), ("data-prune", data_prune),
-                      ("export", export), ("demo", demo)):
-    app.command(name=name, cls=Command)(command)
+for name, command in (("score", score_command), ("prune", prune_command), ("finetune", finetune_command),
+                      ("report", report_command), ("run", run_command), ("compare", compare_command),
+                      ("data-prune", data_prune_command), ("export", export_command), ("demo", demo_command)):
+    app.command(name=name, cls=_Command)(command)
 
 
 @app.callback()
@@ -52,11 +67,8 @@ SHARDED_COMMANDS = ("score", "finetune", "report", "run")
 
 
 def main() -> None:
+    """The console script: run the command ``sys.argv`` names; exit with its status."""
     _threads_wait_passively()
-    from . import distributed
-    from .errors import FairgrapeError
-
-    crashed = False  # an error the other torchrun processes may not know of
     try:
         _refuse_unsharded_command_under_torchrun()
         with closed_stdout_is_not_an_error():
@@ -65,27 +77,42 @@ def main() -> None:
         if _interrupted(exit_):
             _fail(f"interrupted: {_after_interruption()}", 130)
         raise
-    except FairgrapeError as error:
-        _fail(f"error: {error}", error.exit_code, user_error=True)
-    except MemoryError:
-        crashed = True
-        _fail("error: out of memory; try a smaller --batch-size", 1)
-    except OSError as error:  # the machine refused (disk full, permissions): not a bug, say which file
-        where = f"{error.filename}: " if error.filename is not None else ""
-        _fail(f"error: {where}{error.strerror or error}", 1)
-    except Exception as error:  # a bug or an environment problem: one line unless --debug
-        crashed = not distributed.agreed_error(error)
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        if "out of memory" in first.lower():
-            _fail("error: out of memory; try a smaller --batch-size", 1, user_error=not crashed)
-        _fail(
-            f"error: {type(error).__name__}: {first} (this is a bug in fairgrape or its "
-            "environment; rerun with --debug for the traceback)",
-            1,
-            user_error=not crashed,
-        )
+    except Exception as error:  # before any command ran (a command's own errors end in _Command)
+        exit_for(error, debug=False)
     finally:
-        distributed.shutdown(after_crash=crashed)
+        from . import distributed
+
+        distributed.shutdown()
+
+
+def exit_for(error: Exception, *, debug: bool) -> None:
+    """Turn ``error`` into one line on stderr and an exit code (the traceback too with ``debug``).
+
+    A FairgrapeError is the user's to fix (its own exit code); running out of memory or an
+    OSError (disk full, permissions) is the machine's (1); anything else is a bug (1).
+    """
+    from . import distributed
+    from .errors import FairgrapeError, error_summary, first_line
+
+    crashed = False  # an error the other torchrun processes may not know of
+    if isinstance(error, FairgrapeError):
+        message, code, user_error = f"error: {error}", error.exit_code, True
+    elif isinstance(error, MemoryError):
+        message, code, user_error, crashed = "error: out of memory; try a smaller --batch-size", 1, False, True
+    elif isinstance(error, OSError):  # the machine refused: not a bug, say which file
+        where = f"{error.filename}: " if error.filename is not None else ""
+        message, code, user_error = f"error: {where}{error.strerror or error}", 1, False
+    else:
+        crashed = not distributed.agreed_error(error)
+        user_error = not crashed
+        message, code = (
+            "error: out of memory; try a smaller --batch-size"
+            if "out of memory" in first_line(error).lower()
+            else f"error: {error_summary(error)} (this is a bug in fairgrape or its environment; rerun "
+            "with --debug for the traceback)"
+        ), 1
+    distributed.shutdown(after_crash=crashed)
+    _fail(message, code, user_error=user_error, debug=debug)
 
 
 def _interrupted(exit_: SystemExit) -> bool:
@@ -132,10 +159,11 @@ def _refuse_unsharded_command_under_torchrun() -> None:
 
 
 def app_commands() -> list[str]:
+    """The names of fairgrape's commands, as a user types them."""
     return [info.name or info.callback.__name__ for info in app.registered_commands]
 
 
-def _fail(message: str, exit_code: int, *, user_error: bool = False) -> None:
+def _fail(message: str, exit_code: int, *, user_error: bool = False, debug: bool = False) -> None:
     """Print the traceback (with --debug) and the one-line message, then exit.
 
     Under torchrun, rank 0 prints; the others print (naming their rank) only errors that are
@@ -146,7 +174,7 @@ def _fail(message: str, exit_code: int, *, user_error: bool = False) -> None:
 
     rank = env_rank()
     if rank == 0 or not user_error:
-        if debug_enabled():
+        if debug:
             traceback.print_exc()
         _print_error(message if rank == 0 else f"rank {rank}: {message}")
     sys.exit(exit_code)

@@ -70,5 +70,6 @@ def uses_channels_last(precision: str, device: torch.device) -> bool:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's generators."""
     random.seed(seed)
     torch.manual_seed(seed)

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import FairgrapeError
+from .errors import FairgrapeError, error_summary
 
 if TYPE_CHECKING:
     import torch
@@ -49,6 +49,7 @@ def is_main_process() -> bool:
 
 
 def local_rank() -> int:
+    """This process's rank on its node (0 without torchrun)."""
     return _env_int("LOCAL_RANK", 0) if launched() else 0
 
 
@@ -86,10 +87,12 @@ class Runtime:
 
     @property
     def is_main(self) -> bool:
+        """Whether this process writes files and prints (rank 0)."""
         return self.rank == 0
 
     @property
     def distributed(self) -> bool:
+        """Whether there is more than one process."""
         return self.world_size > 1
 
     # ---------------------------------------------------------------------------- collectives
@@ -129,6 +132,7 @@ class Runtime:
         return box[0]
 
     def barrier(self) -> None:
+        """Wait until every rank gets here."""
         if self.distributed:
             import torch.distributed as dist
 
@@ -233,8 +237,7 @@ class Runtime:
 def _describe(error: BaseException) -> tuple[str, int]:
     if isinstance(error, FairgrapeError):
         return str(error), error.exit_code
-    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {first}", 1
+    return error_summary(error), 1
 
 
 def agreed_error(error: BaseException) -> bool:

@@ -71,13 +71,11 @@ class CliResult:
 def cli(capsys, monkeypatch):
     """Run ``fairgrape ARGS...`` in-process through the real entry point; returns a CliResult."""
     from fairgrape_cli.cli import main
-    from fairgrape_cli.commands import _options
 
     def run(*args: str, cwd: Path | None = None) -> CliResult:
         if cwd is not None:
             monkeypatch.chdir(cwd)
         monkeypatch.setattr(sys, "argv", ["fairgrape", *map(str, args)])
-        monkeypatch.setitem(_options._debug, "enabled", False)
         capsys.readouterr()
         try:
             main()

@@ -1,4 +1,4 @@
-"""The FairGRAPE greedy of DESIGN.md, step by step in plain Python: the specification the
+"""The FairGRAPE greedy of docs/design.md, step by step in plain Python: the specification the
 compiled selection must match exactly. Slow on purpose; only for small inputs."""
 
 from __future__ import annotations

@@ -151,6 +151,9 @@ def test_outputs_never_overwrite_inputs(tmp_path, cli, tiny_model_path, biased_d
 def test_debug_shows_the_traceback(tmp_path, cli, biased_data):
     result = cli("score", tmp_path / "nope.pt", biased_data, "-g", "group", "--debug")
     assert result.code == 2 and "Traceback" in result.err and "nope.pt does not exist" in result.err
+    # --debug lives on that command's Typer context: the next command, in the same process, shows none
+    again = cli("score", tmp_path / "nope.pt", biased_data, "-g", "group")
+    assert again.code == 2 and "Traceback" not in again.err and "nope.pt does not exist" in again.err
 
 
 def test_interrupted_write_leaves_previous_file(tmp_path):

@@ -145,3 +145,31 @@ def test_what_belongs_is_not_refused(tmp_path, cli, tiny_model_path, biased_data
     torch.jit.save(torch.jit.script(model.eval()), str(scripted))
     result = cli("prune", scripted, "--importance", renamed, "--rate", "0.5", "-q", "-o", "m4.safetensors", cwd=tmp_path)
     assert result.code == 0, result
+
+
+def test_the_masks_a_checkpoint_names_follow_one_policy(tmp_path, tiny_model_path, caplog):
+    """Present: that file, for every stage. Gone: one warning naming both files, then each stage
+    goes on as for a checkpoint that names none (score scores unmasked, prune removes nothing
+    earlier, report shows no pruning settings, export records none)."""
+    import logging
+
+    from fairgrape_cli import stages
+    from fairgrape_cli.io.checkpoints import load_checkpoint, masks_named_in, named_masks
+
+    stages.prune(rate=0.5, model=stages.ModelSource(tiny_model_path), method="magnitude",
+                 output=tmp_path / "masks.safetensors")  # fmt: skip
+    pruned = tmp_path / "pruned.pt"
+    assert named_masks(load_checkpoint(pruned)) == masks_named_in(pruned) == tmp_path / "masks.safetensors"
+    assert masks_named_in(tiny_model_path) is None and masks_named_in(tmp_path / "absent.pt") is None
+    (tmp_path / "masks.safetensors").unlink()
+    logger = logging.getLogger("fairgrape")
+    logger.addHandler(caplog.handler)  # (the CLI's logging set-up stops it propagating)
+    try:
+        assert named_masks(load_checkpoint(pruned)) is None and masks_named_in(pruned) is None
+    finally:
+        logger.removeHandler(caplog.handler)
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(warnings) == 2 and all("pruned.pt names masks" in w and "no longer exist" in w for w in warnings)
+    summary = stages.prune(rate=0.7, model=stages.ModelSource(pruned), method="magnitude",
+                           output=tmp_path / "again.safetensors", model_output=tmp_path / "again.pt")  # fmt: skip
+    assert summary.density == pytest.approx(0.3, abs=0.01)  # nothing stayed removed: no masks were found

@@ -226,8 +226,8 @@ def test_run_iterates_on_slim_models(tmp_path, tiny_model_path, biased_data):
     result = run_schedule(load_config(tmp_path / "run.yaml"))
     widths = [load_checkpoint(tmp_path / f"run/iter-0{i}/finetuned.pt").model.features[0].out_channels for i in (1, 2)]
     assert widths == [8, 4]
-    assert result.report["params"] < 0.15 * result.report["dense_params"]
-    densities = [entry["density"] for entry in result.report["history"]]
+    assert result.report.size.params < 0.15 * result.report.size.dense_params
+    densities = [entry.density for entry in result.report.history]
     assert densities[:3] == pytest.approx([1.0, 0.25, 0.0625], abs=0.02)  # the RGB input is never cut
 
 

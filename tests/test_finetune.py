@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torchvision
@@ -58,16 +60,16 @@ def test_finetune_defaults_come_from_the_masks_file(pruned_run, biased_data, mon
         loading=stages.Loading(batch_size=16, workers=0),
         max_batches=1,
     )
-    monkeypatch.chdir(pruned_run)
-    stages.prune(rate=0.5)
-    summary = stages.finetune(epochs=1, loading=stages.Loading(batch_size=16, workers=0))
+    monkeypatch.chdir(pruned_run)  # the library takes nothing from here: each file is named
+    stages.prune(rate=0.5, importance=Path("importance.safetensors"), output=Path("masks.safetensors"))
+    summary = stages.finetune(
+        masks=Path("masks.safetensors"), output=Path("finetuned.pt"), epochs=1,
+        loading=stages.Loading(batch_size=16, workers=0),
+    )  # fmt: skip
     assert summary.output.exists() and summary.train_split == "train"
     assert abs(summary.density - 0.5) < 1e-3
 
 
-def test_finetune_without_masks_file_is_a_clear_error(tmp_path, monkeypatch):
-    from fairgrape_cli.errors import InputError
-
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(InputError, match="masks.safetensors not found"):
-        stages.finetune()
+def test_finetune_without_masks_file_is_a_clear_error(tmp_path, cli):
+    result = cli("finetune", cwd=tmp_path)  # the command line's default: masks.safetensors here
+    assert result.code == 2 and "masks.safetensors not found" in result.err and "Traceback" not in result.err

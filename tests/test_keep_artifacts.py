@@ -38,9 +38,9 @@ def test_last_keeps_the_last_iteration_resumes_and_remakes_what_a_change_needs(t
     assert not (out / "iter-01").exists()
     assert {p.name for p in (out / "iter-02").iterdir()} == ITERATION_FILES
     assert (out / "final.pt").is_file()
-    history = first.report["history"]
-    assert [entry["stage"] for entry in history] == ["dense", "iteration", "iteration", "final"]
-    assert first.report["pruning"]["rate"] == 0.75  # the final model's masks are still there to read
+    history = first.report.history
+    assert [entry.stage for entry in history] == ["dense", "iteration", "iteration", "final"]
+    assert first.report.pruning.rate == 0.75  # the final model's masks are still there to read
     state = json.loads((out / "run-state.json").read_text())["stages"]
     assert all(stamp["discarded"] for stamp in state["iter-01/prune"]["outputs"].values())
     assert not any(stamp.get("discarded") for stamp in state["iter-02/prune"]["outputs"].values())
@@ -54,7 +54,7 @@ def test_last_keeps_the_last_iteration_resumes_and_remakes_what_a_change_needs(t
     assert changed.ran[:3] == ["iter-01/score", "iter-01/prune", "iter-01/finetune"]
     assert "evaluate-00" in changed.skipped
     assert not (out / "iter-01").exists() and {p.name for p in (out / "iter-02").iterdir()} == ITERATION_FILES
-    assert [entry["stage"] for entry in changed.report["history"]] == ["dense", "iteration", "iteration", "final"]
+    assert [entry.stage for entry in changed.report.history] == ["dense", "iteration", "iteration", "final"]
 
 
 def test_a_stop_between_recording_and_deleting_leaves_a_consistent_state(tmp_path):

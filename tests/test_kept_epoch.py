@@ -73,4 +73,4 @@ def test_the_written_model_is_the_kept_epoch(tmp_path, tiny_model_path, biased_d
                                data=DataSpec(root=biased_data, groups="group", split="val"),
                                loading=stages.Loading(batch_size=32, workers=0)).report  # fmt: skip
         expected = summary.history[summary.best_epoch - 1]["val_accuracy"]
-        assert report["overall"]["accuracy"] == pytest.approx(expected, abs=1e-9), rule
+        assert report.overall.accuracy == pytest.approx(expected, abs=1e-9), rule

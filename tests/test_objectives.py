@@ -17,7 +17,6 @@ from fairgrape_cli.method.objectives import (
     ObjectiveOptions,
     OnlineGroupDRO,
     TrainingRows,
-    get_objective,
 )
 
 # 90 rows of group 0, 10 of group 1; classes alternate, so each group has both classes
@@ -30,7 +29,7 @@ def per_sample(losses: torch.Tensor):
 
 
 def _epoch(name: str, options: ObjectiveOptions = ObjectiveOptions(), seed: int = 0) -> np.ndarray:
-    return get_objective(name).epoch_rows(ROWS, options, torch.Generator().manual_seed(seed))
+    return OBJECTIVES.choose(name).epoch_rows(ROWS, options, torch.Generator().manual_seed(seed))
 
 
 def test_erm_draws_every_row_once():

@@ -50,7 +50,7 @@ def test_tiny_config_runs_resumes_and_keeps_masks_identical(tiny_run):
         }  # fmt: skip
     assert (out / "final.pt").exists()
     report = json.loads((out / "report.json").read_text())
-    assert report == first.report
+    assert report == first.report.to_dict()
     assert report["baseline"] is not None and report["density"] == pytest.approx(0.1, abs=2e-3)
     assert [entry["stage"] for entry in report["history"]] == ["dense"] + ["iteration"] * 4 + ["final"]
     assert [entry["iteration"] for entry in report["history"]] == [0, 1, 2, 3, 4, 4]
@@ -106,7 +106,7 @@ def test_baseline_methods_skip_scoring(tiny_run):
     out = load_config(tiny_run).output
     assert not list(out.glob("iter-*/importance.safetensors"))
     assert read_masks(out / "iter-02/masks.safetensors").metadata["method"] == "magnitude"
-    assert result.report["density"] == pytest.approx(0.25, abs=2e-3)
+    assert result.report.density == pytest.approx(0.25, abs=2e-3)
 
 
 @pytest.mark.parametrize(
@@ -195,7 +195,7 @@ def test_skip_bad_images_applies_to_every_stage(tmp_path, tiny_model_path, biase
     config = tmp_path / "tiny.yaml"
     edit_config(config, keep_per_iter=None, rate=0.5, final_finetune__epochs=0, **setting)
     result = run_schedule(load_config(config))
-    assert "iter-01/finetune" in result.ran and result.report["density"] == pytest.approx(0.5, abs=2e-3)
+    assert "iter-01/finetune" in result.ran and result.report.density == pytest.approx(0.5, abs=2e-3)
     edit_config(config, skip_bad_images=False, score__skip_bad_images=False)
     with pytest.raises(InputError, match="cannot read image"):
         run_schedule(load_config(config))
@@ -206,7 +206,19 @@ def test_report_bootstrap_and_seed_reach_the_report_alone(tmp_path, tiny_model_p
     makes the report again, not the fine-tunes nor the evaluations."""
     config = run_folder(tmp_path, "run", tiny_model_path, biased_data, **{**QUICK, "seed": 3, "report__bootstrap": 50})
     first = run_schedule(load_config(config))
-    assert {key: first.report["bootstrap"][key] for key in ("resamples", "seed")} == {"resamples": 50, "seed": 3}
+    assert (first.report.bootstrap.resamples, first.report.bootstrap.seed) == (50, 3)
     edit_config(config, report__bootstrap=0)
     again = run_schedule(load_config(config))
-    assert again.ran == ["report"] and "bootstrap" not in again.report
+    assert again.ran == ["report"] and again.report.bootstrap is None and "bootstrap" not in again.report.to_dict()
+
+
+def test_final_model_copied_without_fine_tuning_still_names_its_masks(tmp_path, tiny_model_path, biased_data):
+    """final.pt copied from iter-NN/pruned.pt records its masks relative to where it now lies, so
+    the report shows the pruning settings (before, the copy named run/masks.safetensors)."""
+    from fairgrape_cli.io.checkpoints import load_checkpoint, named_masks
+
+    config = run_folder(tmp_path, "run", tiny_model_path, biased_data, **QUICK)
+    result = run_schedule(load_config(config))
+    out = load_config(config).output
+    assert named_masks(load_checkpoint(out / "final.pt")) == out / "iter-01" / "masks.safetensors"
+    assert result.report.pruning.method == "magnitude" and result.report.pruning.rate == 0.5

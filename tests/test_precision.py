@@ -12,7 +12,7 @@ from fairgrape_cli.flows.config import load_config
 from fairgrape_cli.flows.pipeline import run_schedule
 from fairgrape_cli.flows.synthetic import TinyCNN
 from fairgrape_cli.io.checkpoints import prunable_parameters
-from fairgrape_cli.method.training import finetune
+from fairgrape_cli.method.training import train_masked
 
 
 def test_bf16_on_the_cpu_is_refused_naming_the_flag(cli, tiny_model_path, biased_data, tmp_path):
@@ -47,7 +47,7 @@ def test_training_under_bf16_autocast_runs_in_bf16_and_keeps_float32_weights_and
     seen = []
     model.features[0].register_forward_hook(lambda module, args, output: seen.append(output.dtype))
 
-    result = finetune(
+    result = train_masked(
         model=model, weights=weights, masks=masks,
         train_batches=lambda epoch: [(images[:6], torch.arange(6)), (images[6:], torch.arange(6, 12))],
         validation=None, prepare=lambda batch: batch.float() / 255, targets=targets,

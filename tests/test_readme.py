@@ -140,3 +140,16 @@ def test_every_flag_the_readme_names_exists():
     named |= {flag for _, block in readme_blocks() for args in command_lines(block) for flag in args if flag.startswith("--")}
     assert len(named) > 15
     assert named <= known, sorted(named - known)
+
+
+def test_readme_python_api_example_runs(workdir, monkeypatch, capsys):
+    """The Python API section's example, as written, in the folder of the command examples."""
+    examples = [text for language, text in readme_blocks() if language == "python" and "import fairgrape\n" in text]
+    assert len(examples) == 1
+    monkeypatch.chdir(workdir)
+    exec(compile(examples[0], "README.md", "exec"), {"__name__": "readme"})
+    printed = capsys.readouterr().out
+    assert "drop_gap" in printed and "majority" in printed and "minority" in printed
+    report = json.loads((workdir / "api" / "report.json").read_text())
+    assert report["density"] == pytest.approx(0.1, abs=0.01) and report["baseline"] == "model.pt"
+    assert f"{report['overall']['accuracy']:.1%}" in printed

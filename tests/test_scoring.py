@@ -1,4 +1,4 @@
-"""Importance as DESIGN.md defines it, against a hand computation; the model is left unchanged."""
+"""Importance as docs/design.md defines it, against a hand computation; the model is left unchanged."""
 
 from __future__ import annotations
 

@@ -51,6 +51,7 @@ class _LazyProgress(Progress):
 
 @contextlib.contextmanager
 def progress_display(quiet: bool) -> Iterator[Progress | None]:
+    """Progress bars on stderr, or None when ``quiet`` (or on a rank other than 0)."""
     if quiet or not is_main_process():
         yield None
         return
@@ -107,6 +108,7 @@ class _RichHandler(logging.Handler):
 
 
 def setup_logging(quiet: bool) -> None:
+    """The ``fairgrape`` logger to stderr (warnings in yellow); quiet: warnings only."""
     stdout.quiet = stderr.quiet = not is_main_process()
     logger = logging.getLogger("fairgrape")
     logger.handlers[:] = [_RichHandler()]
@@ -115,6 +117,7 @@ def setup_logging(quiet: bool) -> None:
 
 
 def info(message: str, quiet: bool) -> None:
+    """A line on stderr unless ``quiet``."""
     if not quiet:
         stderr.print(message, highlight=False)
 

@@ -27,9 +27,11 @@ class Command(typer.core.TyperCommand):
     """A command whose help shows flags without ``<bool>`` and arguments as ``MODEL DATA``."""
 
     def get_params(self, ctx):
+        """Click's parameters, named for the help screen."""
         return _name_for_help(super().get_params(ctx))  # includes the --help option made on demand
 
     def collect_usage_pieces(self, ctx) -> list[str]:
+        """The usage line: ``[OPTIONS] MODEL [DATA]``."""
         pieces = [self.options_metavar] if self.options_metavar else []
         for param in self.get_params(ctx):
             if param.param_type_name == "argument":
@@ -43,4 +45,5 @@ class Group(typer.core.TyperGroup):
     """The root ``fairgrape``: its flags (``--help``, ``--version``) without ``<bool>``."""
 
     def get_params(self, ctx):
+        """Click's parameters, named for the help screen."""
         return _name_for_help(super().get_params(ctx))

@@ -7,20 +7,27 @@ from typing import Annotated, Optional
 
 import typer
 
-_debug = {"enabled": False}
+# The files the commands read and write in the current folder when not told otherwise: decided
+# here, on the command line, never in the library below it (a Python caller names its files).
+IMPORTANCE = Path("importance.safetensors")
+MASKS = Path("masks.safetensors")
+
+DEBUG = "fairgrape.debug"  # the key of --debug in the Typer context's meta (shared by its subcontexts)
 
 
-def _enable_debug(value: bool) -> bool:
+def _enable_debug(ctx: typer.Context, value: bool) -> bool:
     if value:
-        _debug["enabled"] = True
+        ctx.meta[DEBUG] = True
     return value
 
 
-def debug_enabled() -> bool:
-    return _debug["enabled"]
+def debug_enabled(ctx: typer.Context) -> bool:
+    """Whether the command running in ``ctx`` was given ``--debug``."""
+    return bool(ctx.meta.get(DEBUG))
 
 
 def _print_version(value: bool) -> None:
+    """--version's callback: print fairgrape's version and stop."""
     if value:
         from importlib.metadata import PackageNotFoundError, version
 
@@ -80,6 +87,7 @@ def model_source(path: Path, arch: Optional[str], arch_args: Optional[list[str]]
 
 # data
 def _groups(note: str = ""):
+    """The --groups option, its help ending with ``note``."""
     return Annotated[
         Optional[str],
         typer.Option(
@@ -96,6 +104,7 @@ MasksGroups = _groups(" [default: the groups the masks record]")  # finetune
 
 
 def _target(help: str):
+    """The --target option with this ``help``."""
     return Annotated[Optional[str], typer.Option("--target", "-t", help=help, rich_help_panel="Data")]
 
 
@@ -107,6 +116,7 @@ ClassTarget = _target("Class label column [default: label].")  # data-prune: one
 
 
 def _split(default: str):
+    """The --split option, naming its ``default``."""
     return Annotated[
         Optional[str],
         typer.Option(

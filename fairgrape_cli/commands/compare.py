@@ -10,7 +10,7 @@ import typer
 from . import _options as opt
 
 
-def compare(
+def compare_command(
     reports: Annotated[
         list[Path], typer.Argument(help="Report files written by `fairgrape report --json` or `fairgrape run`.")
     ],
@@ -47,7 +47,7 @@ def compare(
     result = compare_files(reports, labels=label, json_output=json_output, html_output=html_output)
     stdout.print(render_comparison(result.comparison))
     for report, entry in zip(result.reports, result.comparison["entries"]):
-        if report.get("history"):
+        if report.history:
             stdout.print()
             stdout.print(render_history(report, label=entry["label"]))
     for written in (json_output, html_output):

@@ -9,42 +9,54 @@ import typer
 
 from . import _options as opt
 
+Model = Annotated[Path, typer.Argument(help="Query model: its validation recall sets the quotas.")]
+Data = Annotated[Path, typer.Argument(help="Group-labelled image folder with train and val splits.")]
+Keep = Annotated[
+    float, typer.Option("--keep", "-k", help="Fraction d of the training rows to keep, in (0, 1].")
+]
+By = Annotated[
+    str,
+    typer.Option("--by", help="Units that get quotas: target (classes), group (--groups) or both (class x group cells)."),
+]
+Quota = Annotated[
+    str,
+    typer.Option("--quota", help="drop (DRoP: from each unit's val recall) or uniform (every unit keeps d: random pruning)."),
+]
+Within = Annotated[
+    str,
+    typer.Option("--within", help="Rows kept inside a unit: random, or el2n (highest EL2N under the query model first)."),
+]
+MinQuota = Annotated[
+    float,
+    typer.Option("--min-quota", help="Share of every unit kept before the quotas share out the rest (0: the paper's formula as published)."),
+]
+ValSplit = Annotated[
+    Optional[str], typer.Option("--val-split", help="Split the recall is measured on [default: val].")
+]
+Output = Annotated[
+    Optional[Path],
+    typer.Option("--output", "-o", help="Manifest to write [default: DATA's manifest name + '-pruned', e.g. data/labels-pruned.csv]."),
+]
+JsonOutput = Annotated[Optional[Path], typer.Option("--json", help="Also write the plan as JSON.")]
+Split = Annotated[
+    Optional[str], typer.Option("--split", help="Split that is pruned [default: train].", rich_help_panel="Data")
+]
 
-def data_prune(
-    model: Annotated[Path, typer.Argument(help="Query model: its validation recall sets the quotas.")],
-    data: Annotated[Path, typer.Argument(help="Group-labelled image folder with train and val splits.")],
-    keep: Annotated[
-        float, typer.Option("--keep", "-k", help="Fraction d of the training rows to keep, in (0, 1].")
-    ],
-    by: Annotated[
-        str,
-        typer.Option("--by", help="Units that get quotas: target (classes), group (--groups) or both (class x group cells)."),
-    ] = "target",
+
+def data_prune_command(
+    model: Model,
+    data: Data,
+    keep: Keep,
+    by: By = "target",
     groups: opt.Groups = None,
-    quota: Annotated[
-        str,
-        typer.Option("--quota", help="drop (DRoP: from each unit's val recall) or uniform (every unit keeps d: random pruning)."),
-    ] = "drop",
-    within: Annotated[
-        str,
-        typer.Option("--within", help="Rows kept inside a unit: random, or el2n (highest EL2N under the query model first)."),
-    ] = "random",
-    min_quota: Annotated[
-        float,
-        typer.Option("--min-quota", help="Share of every unit kept before the quotas share out the rest (0: the paper's formula as published)."),
-    ] = 0.0,
-    val_split: Annotated[
-        Optional[str], typer.Option("--val-split", help="Split the recall is measured on [default: val].")
-    ] = None,
-    output: Annotated[
-        Optional[Path],
-        typer.Option("--output", "-o", help="Manifest to write [default: DATA's manifest name + '-pruned', e.g. data/labels-pruned.csv]."),
-    ] = None,
-    json_output: Annotated[Optional[Path], typer.Option("--json", help="Also write the plan as JSON.")] = None,
+    quota: Quota = "drop",
+    within: Within = "random",
+    min_quota: MinQuota = 0.0,
+    val_split: ValSplit = None,
+    output: Output = None,
+    json_output: JsonOutput = None,
     target: opt.ClassTarget = None,
-    split: Annotated[
-        Optional[str], typer.Option("--split", help="Split that is pruned [default: train].", rich_help_panel="Data")
-    ] = None,
+    split: Split = None,
     labels: opt.Labels = None,
     image_size: opt.ImageSize = None,
     batch_size: opt.BatchSize = 64,
@@ -87,25 +99,13 @@ def data_prune(
     from ._console import info, progress_display, setup_logging, stdout
 
     setup_logging(quiet)
-    spec = DataSpec(
-        root=data, target=target, groups=groups, split=split, labels=labels, skip_bad_images=skip_bad_images
-    )
+    spec = DataSpec(root=data, target=target, groups=groups, split=split, labels=labels, skip_bad_images=skip_bad_images)
     with progress_display(quiet) as progress:
         summary = stages.data_prune(
-            model=opt.model_source(model, arch, arch_args, trust_checkpoint),
-            data=spec,
-            keep=keep,
-            by=by,
-            quota=quota,
-            within=within,
-            min_quota=min_quota,
-            val_split=val_split,
-            output=output,
-            json_output=json_output,
-            loading=stages.Loading(image_size, batch_size, device, workers),
-            seed=seed,
-            progress=progress,
-        )
+            model=opt.model_source(model, arch, arch_args, trust_checkpoint), data=spec, keep=keep, by=by, quota=quota,
+            within=within, min_quota=min_quota, val_split=val_split, output=output, json_output=json_output,
+            loading=stages.Loading(image_size, batch_size, device, workers), seed=seed, progress=progress,
+        )  # fmt: skip
     stdout.print(render_data_plan(summary.plan))
     if summary.skipped_images:
         info(f"skipped {summary.skipped_images} bad image(s)", quiet)

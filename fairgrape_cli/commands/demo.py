@@ -10,7 +10,7 @@ import typer
 from . import _options as opt
 
 
-def demo(
+def demo_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the data, models and runs.")] = Path(
         "fairgrape-demo"
     ),

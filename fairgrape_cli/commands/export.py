@@ -10,7 +10,7 @@ import typer
 from . import _options as opt
 
 
-def export(
+def export_command(
     model: Annotated[Path, typer.Argument(help="Checkpoint to export (any format fairgrape reads).")],
     output: Annotated[
         Optional[Path],
@@ -59,12 +59,13 @@ def export(
         fairgrape export finetuned.pt -o finetuned.onnx --data data/
     """
     from .. import stages
+    from ..stages.export import default_output
     from ._console import info, setup_logging
 
     setup_logging(quiet)
     summary = stages.export(
         model=opt.model_source(model, arch, arch_args, trust_checkpoint),
-        output=output,
+        output=output or default_output(model, format),  # here, named after MODEL
         format=format,
         values=values,
         data=data,
@@ -91,6 +92,7 @@ def export(
 
 
 def _size(count: int) -> str:
+    """A byte count as people read it (``44.8 MB``)."""
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if count >= scale:
             return f"{count / scale:.1f} {unit}"

@@ -9,35 +9,45 @@ import typer
 
 from . import _options as opt
 
+Rate = Annotated[
+    float, typer.Option("--rate", "-r", help="Fraction of each layer's weights (or channels) pruned in total, in [0, 1).")
+]
+Granularity = Annotated[
+    str,
+    typer.Option(
+        "--granularity",
+        help="weight: mask single weights (dense tensors with zeros); channel: remove coupled channel "
+        "groups, writing a physically smaller model.",
+    ),
+]
+Method = Annotated[str, typer.Option("--method", "-m", help="fairgrape, taylor, magnitude or random.")]
+Scope = Annotated[str, typer.Option("--scope", help="layer: rate per layer; global: one pool over all layers.")]
+MinLayerDensity = Annotated[
+    float, typer.Option("--min-layer-density", help="With --scope global, every layer keeps at least this fraction.")
+]
+Importance = Annotated[
+    Optional[Path], typer.Option("--importance", "-i", help="Importance file [default: importance.safetensors].")
+]
+Masks = Annotated[Optional[Path], typer.Option("--masks", help="Previous masks; their pruned weights stay pruned.")]
+Output = Annotated[Path, typer.Option("--output", "-o", help="Masks file to write.")]
+ModelOutput = Annotated[
+    Optional[Path], typer.Option("--model-output", help="Pruned checkpoint to write [default: pruned.pt beside the masks; a Hugging Face model: the folder pruned].")
+]
 
-def prune(
+
+def prune_command(
     model: Annotated[
         Optional[Path], typer.Argument(help="Checkpoint to prune [default: the model the importance file names].")
     ] = None,
-    rate: Annotated[
-        float, typer.Option("--rate", "-r", help="Fraction of each layer's weights (or channels) pruned in total, in [0, 1).")
-    ] = ...,
-    granularity: Annotated[
-        str,
-        typer.Option(
-            "--granularity",
-            help="weight: mask single weights (dense tensors with zeros); channel: remove coupled channel "
-            "groups, writing a physically smaller model.",
-        ),
-    ] = "weight",
-    method: Annotated[str, typer.Option("--method", "-m", help="fairgrape, taylor, magnitude or random.")] = "fairgrape",
-    scope: Annotated[str, typer.Option("--scope", help="layer: rate per layer; global: one pool over all layers.")] = "layer",
-    min_layer_density: Annotated[
-        float, typer.Option("--min-layer-density", help="With --scope global, every layer keeps at least this fraction.")
-    ] = 0.01,
-    importance: Annotated[
-        Optional[Path], typer.Option("--importance", "-i", help="Importance file [default: importance.safetensors].")
-    ] = None,
-    masks: Annotated[Optional[Path], typer.Option("--masks", help="Previous masks; their pruned weights stay pruned.")] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Masks file to write.")] = Path("masks.safetensors"),
-    model_output: Annotated[
-        Optional[Path], typer.Option("--model-output", help="Pruned checkpoint to write [default: pruned.pt beside the masks; a Hugging Face model: the folder pruned].")
-    ] = None,
+    rate: Rate = ...,
+    granularity: Granularity = "weight",
+    method: Method = "fairgrape",
+    scope: Scope = "layer",
+    min_layer_density: MinLayerDensity = 0.01,
+    importance: Importance = None,
+    masks: Masks = None,
+    output: Output = opt.MASKS,
+    model_output: ModelOutput = None,
     include: opt.Include = None,
     exclude: opt.Exclude = None,
     arch: opt.Arch = None,
@@ -72,28 +82,27 @@ def prune(
         fairgrape export pruned.pt -o pruned.torchscript    (the slim model, for deployment)
     """
     from .. import stages
-    from ..render.report import size_line
-    from ._console import info, progress_display, setup_logging
+    from ..method.selection import CRITERIA
+    from ._console import progress_display, setup_logging
 
     setup_logging(quiet)
+    if importance is None and (model is None or CRITERIA.choose(method).needs_importance):
+        importance = opt.IMPORTANCE  # the one score wrote here
     source = opt.model_source(model, arch, arch_args, trust_checkpoint) if model is not None else None
     with progress_display(quiet) as progress:
         summary = stages.prune(
-            rate=rate,
-            model=source,
-            importance=importance,
-            method=method,
-            scope=scope,
-            min_layer_density=min_layer_density,
-            masks=masks,
-            output=output,
-            model_output=model_output,
-            include=include or (),
-            exclude=exclude or (),
-            seed=seed,
-            granularity=granularity,
-            progress=progress,
-        )
+            rate=rate, model=source, importance=importance, method=method, scope=scope,
+            min_layer_density=min_layer_density, masks=masks, output=output, model_output=model_output,
+            include=include or (), exclude=exclude or (), seed=seed, granularity=granularity, progress=progress,
+        )  # fmt: skip
+    _print_summary(summary, quiet)
+
+
+def _print_summary(summary, quiet: bool) -> None:
+    """What was kept, how small the model is, what was written (on stderr)."""
+    from ..render.report import size_line
+    from ._console import info
+
     kept = sum(count for count, _ in summary.layers.values())
     total = sum(size for _, size in summary.layers.values())
     unit = "channels" if summary.granularity == "channel" else "weights"

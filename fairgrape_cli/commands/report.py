@@ -9,29 +9,38 @@ import typer
 
 from . import _options as opt
 
+Model = Annotated[Path, typer.Argument(help="Checkpoint to evaluate (usually the fine-tuned one).")]
+Data = Annotated[Path, typer.Argument(help="Group-labelled image folder.")]
+Baseline = Annotated[
+    Optional[Path], typer.Option("--baseline", help="Dense model to measure each group's accuracy drop against.")
+]
+JsonOutput = Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON.")]
+HtmlOutput = Annotated[
+    Optional[Path], typer.Option("--html", help="Also write the report as a self-contained HTML page.")
+]
+FailIf = Annotated[
+    Optional[list[str]],
+    typer.Option("--fail-if", help="Exit 1 when METRIC>VALUE (or <, >=, <=) holds, quoted in a shell, e.g. 'drop_gap>0.05' (repeatable)."),
+]
+AllAttributes = Annotated[
+    bool, typer.Option("--all", help="A multi-label model: list every attribute, not only the worst ten.")
+]
+Bootstrap = Annotated[
+    int,
+    typer.Option("--bootstrap", help="Resamples for the 95% intervals (images resampled within each group); 0: none."),
+]
 
-def report(
-    model: Annotated[Path, typer.Argument(help="Checkpoint to evaluate (usually the fine-tuned one).")],
-    data: Annotated[Path, typer.Argument(help="Group-labelled image folder.")],
+
+def report_command(
+    model: Model,
+    data: Data,
     groups: opt.RequiredGroups = None,
-    baseline: Annotated[
-        Optional[Path], typer.Option("--baseline", help="Dense model to measure each group's accuracy drop against.")
-    ] = None,
-    json_output: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON.")] = None,
-    html_output: Annotated[
-        Optional[Path], typer.Option("--html", help="Also write the report as a self-contained HTML page.")
-    ] = None,
-    fail_if: Annotated[
-        Optional[list[str]],
-        typer.Option("--fail-if", help="Exit 1 when METRIC>VALUE (or <, >=, <=) holds, quoted in a shell, e.g. 'drop_gap>0.05' (repeatable)."),
-    ] = None,
-    all_attributes: Annotated[
-        bool, typer.Option("--all", help="A multi-label model: list every attribute, not only the worst ten.")
-    ] = False,
-    bootstrap: Annotated[
-        int,
-        typer.Option("--bootstrap", help="Resamples for the 95% intervals (images resampled within each group); 0: none."),
-    ] = 1000,
+    baseline: Baseline = None,
+    json_output: JsonOutput = None,
+    html_output: HtmlOutput = None,
+    fail_if: FailIf = None,
+    all_attributes: AllAttributes = False,
+    bootstrap: Bootstrap = 1000,
     target: opt.Target = None,
     split: opt.TestSplit = None,
     labels: opt.Labels = None,

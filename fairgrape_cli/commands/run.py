@@ -12,11 +12,13 @@ from . import _options as opt
 
 
 class KeepArtifacts(str, Enum):
+    """--keep-artifacts' choices."""
+
     last = "last"
     all = "all"
 
 
-def run(
+def run_command(
     config: Annotated[Path, typer.Argument(help="YAML config (see sample_configs/).")],
     set_: Annotated[
         Optional[list[str]],

@@ -10,7 +10,7 @@ import typer
 from . import _options as opt
 
 
-def score(
+def score_command(
     model: Annotated[Path, typer.Argument(help="Checkpoint to score (.pt, .pth, .safetensors, TorchScript) or Hugging Face model folder.")],
     data: Annotated[Path, typer.Argument(help="Group-labelled image folder.")],
     groups: opt.RequiredGroups = None,
@@ -26,7 +26,7 @@ def score(
     min_group_size: opt.MinGroupSize = 1,
     masks: Annotated[Optional[Path], typer.Option("--masks", help="Score under these masks (masked weights get 0).")] = None,
     dtype: Annotated[str, typer.Option("--dtype", help="Stored precision: float32, float16 or bfloat16.")] = "float32",
-    output: Annotated[Path, typer.Option("--output", "-o", help="Importance file to write.")] = Path("importance.safetensors"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="Importance file to write.")] = opt.IMPORTANCE,
     include: opt.Include = None,
     exclude: opt.Exclude = None,
     arch: opt.Arch = None,

@@ -16,6 +16,13 @@ _FLOAT_SLACK = 1e-9  # 1 - r**i computed in floating point may fall a hair short
 
 @dataclass(frozen=True)
 class Option:
+    """One key of a run config: its type, default and allowed values.
+
+    ``fingerprint_default=False``: the key was added after runs were first recorded, and at its
+    default it is left out of the fingerprints of the stages that read it, so those runs stay up
+    to date (its default must do what the code did before the key existed).
+    """
+
     kind: type | tuple[type, ...]
     default: Any = None
     required: bool = False
@@ -24,6 +31,7 @@ class Option:
     above: float | None = None  # values must be greater than this (lr > 0)
     maximum: float | None = None  # the largest value allowed
     items: Option | None = None  # what each item of a list must be
+    fingerprint_default: bool = True
 
 
 _NAME = Option(str)  # a list item: text
@@ -43,30 +51,24 @@ _FINETUNE_OPTIONS = {
     "dro_step": Option(float, 0.1, above=0),
     "balance_unit": Option(str, "group", choices=("group", "cell")),
     "balance_by": Option(str, "sampling", choices=("sampling", "upsample", "weights")),
-    "constraint_bound": Option(float, 0.02, minimum=0),
-    "constraint_metric": Option(str, "accuracy", choices=("accuracy", "loss")),
-    "multiplier_lr": Option(float, 0.1, above=0),
-    "distill_weight": Option(float, 0.0, minimum=0, maximum=1),  # 0: no distillation
-    "distill_temperature": Option(float, 4.0, above=0),
-    "teacher": Option(str),  # relative to the config; default: the run's starting model
+    # added in 0.3 (fingerprint_default=False: runs recorded before them stay up to date)
+    "constraint_bound": Option(float, 0.02, minimum=0, fingerprint_default=False),
+    "constraint_metric": Option(str, "accuracy", choices=("accuracy", "loss"), fingerprint_default=False),
+    "multiplier_lr": Option(float, 0.1, above=0, fingerprint_default=False),
+    "distill_weight": Option(float, 0.0, minimum=0, maximum=1, fingerprint_default=False),  # 0: no distillation
+    "distill_temperature": Option(float, 4.0, above=0, fingerprint_default=False),
+    "teacher": Option(str, fingerprint_default=False),  # relative to the config; default: the run's starting model
     "keep_epoch": Option(
-        str, "auto", choices=("auto", "last", "accuracy", "worst-group", "worst-group-near-best")
+        str, "auto", choices=("auto", "last", "accuracy", "worst-group", "worst-group-near-best"), fingerprint_default=False
     ),
-    "keep_within": Option(float, 0.01, minimum=0, maximum=1),
+    "keep_within": Option(float, 0.01, minimum=0, maximum=1, fingerprint_default=False),
 }
-# the fine-tuning keys added in 0.3: left out of a stage's fingerprint while at their default, so
-# runs recorded before them stay up to date
-FINETUNE_KEYS_SINCE_0_3 = (
-    "constraint_bound", "constraint_metric", "multiplier_lr", "distill_weight", "distill_temperature",
-    "teacher", "keep_epoch", "keep_within",
-)
-
 # section -> option -> definition; "" is the top level
 SCHEMA: dict[str, dict[str, Option]] = {
     "": {
         "model": Option(str, required=True),
         "arch": Option(str),
-        "arch_args": Option(dict),  # constructor arguments of arch (--arch-args)
+        "arch_args": Option(dict, fingerprint_default=False),  # constructor arguments of arch (--arch-args)
         "trust_checkpoint": Option(bool, False),
         "data": Option(str, required=True),
         "labels": Option(str),
@@ -80,7 +82,7 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "seed": Option(int, 0, minimum=0),
         "output": Option(str),
         "device": Option(str, "auto", choices=("auto", "cpu", "cuda", "mps")),
-        "precision": Option(str, "fp32", choices=("fp32", "bf16")),  # fine-tuning and evaluation
+        "precision": Option(str, "fp32", choices=("fp32", "bf16"), fingerprint_default=False),  # fine-tuning and evaluation
         "workers": Option(int, minimum=0),
         "include": Option(list, [], items=_NAME),
         "exclude": Option(list, [], items=_NAME),
@@ -117,6 +119,8 @@ SCHEMA: dict[str, dict[str, Option]] = {
 
 @dataclass
 class RunConfig:
+    """A validated run config: top-level settings, sections, and where each value came from."""
+
     path: Path
     settings: dict[str, Any]  # top-level options, defaults filled in, paths resolved
     sections: dict[str, dict[str, Any]]  # section -> options, defaults filled in
@@ -131,6 +135,7 @@ class RunConfig:
 
     @property
     def output(self) -> Path:
+        """The run's output folder."""
         return Path(self.settings["output"])
 
 

@@ -19,6 +19,7 @@ from .._progress import ProgressSink
 from ..errors import InputError
 from ..io.checkpoints import build_model
 from ..io.data import DataSpec
+from ..io.reports import Report
 from .config import load_config
 from .pipeline import run_schedule
 from .synthetic import TINY_ARCH, WIDE_ARCH, SyntheticSpec, make_biased_dataset
@@ -60,6 +61,8 @@ class Recipe:
 
 @dataclass(frozen=True)
 class ExperimentSpec:
+    """The dataset, dense model and schedule an experiment runs recipes under."""
+
     data: SyntheticSpec = field(default_factory=SyntheticSpec)
     arch: str = TINY_ARCH
     dense_epochs: int = 10
@@ -77,6 +80,8 @@ class ExperimentSpec:
 
 @dataclass
 class Prepared:
+    """An experiment's dataset and dense model on disk."""
+
     data: Path
     model: Path
 
@@ -183,7 +188,7 @@ def run_recipes(
     *,
     progress: ProgressSink | None = None,
     on_stage: Callable[[str, bool], None] | None = None,
-) -> dict[str, dict]:
+) -> dict[str, Report]:
     """Prepare once, then run the schedule of ``spec`` with each recipe; reports by label."""
     prepared = prepare(directory, spec, progress=progress)
     reports = {}
@@ -195,6 +200,7 @@ def run_recipes(
 
 
 def describe(spec: ExperimentSpec) -> dict:
+    """``spec`` as plain data (for the benchmarks' records)."""
     return asdict(spec)
 
 
@@ -235,8 +241,10 @@ DEMO_RECIPES = {
 
 @dataclass
 class DemoResult:
+    """What the demo ran and wrote: each recipe's report, their comparison, the page."""
+
     directory: Path
-    reports: dict[str, dict]
+    reports: dict[str, Report]
     comparison: dict
     configs: dict[str, Path]
     html: Path

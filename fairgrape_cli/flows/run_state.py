@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..errors import InputError, first_line
 from ..io.files import sha256_file, write_text_atomically
 
 STATE_FILE = "run-state.json"
@@ -26,6 +26,8 @@ STATE_VERSION = 1
 
 @dataclass
 class StageRecord:
+    """A finished stage: its fingerprint, its outputs' stamps, its small result."""
+
     fingerprint: str
     outputs: dict[str, dict[str, Any]]  # relative path -> {"sha256", "size", "mtime_ns"[, "discarded"]}
     result: Any = None  # small JSON data a later stage needs (an evaluation's accuracies)
@@ -42,6 +44,7 @@ class RunState:
             self.records = _read_records(self.path)
 
     def save(self) -> None:
+        """Write run-state.json atomically."""
         data = {
             "version": STATE_VERSION,
             "stages": {key: record.__dict__ for key, record in self.records.items()},
@@ -49,6 +52,7 @@ class RunState:
         write_text_atomically(self.path, json.dumps(data, indent=1) + "\n")
 
     def up_to_date(self, stage: str, fingerprint: str) -> StageRecord | None:
+        """The record of ``stage`` if it finished with this fingerprint and its outputs are unchanged."""
         record = self.records.get(stage)
         if record is None or record.fingerprint != fingerprint:
             return None
@@ -92,6 +96,7 @@ class RunState:
             self.save()
 
     def finish(self, stage: str, fingerprint: str, outputs: list[Path], result: Any = None) -> StageRecord:
+        """Record ``stage`` as finished with its outputs' sha256, size and mtime; saves the state."""
         stamps = {}
         for output in outputs:
             stat = output.stat()
@@ -122,7 +127,7 @@ def _read_records(path: Path) -> dict[str, StageRecord]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise InputError(f"{path} is corrupt ({_first_line(error)}); {start_over}") from error
+        raise InputError(f"{path} is corrupt ({first_line(error)}); {start_over}") from error
     if not isinstance(data, dict):
         raise InputError(f"{path} is corrupt (not a JSON object); {start_over}")
     version = data.get("version")
@@ -135,7 +140,7 @@ def _read_records(path: Path) -> dict[str, StageRecord]:
     try:
         records = {str(key): _record(value) for key, value in data["stages"].items()}
     except (KeyError, TypeError, ValueError, AttributeError) as error:
-        malformed = f"a stage record is malformed: {_first_line(error)}"
+        malformed = f"a stage record is malformed: {first_line(error)}"
         raise InputError(f"{path} is corrupt ({malformed}); {start_over}") from error
     return records
 
@@ -150,10 +155,7 @@ def _record(value: Any) -> StageRecord:
     return record
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0][:160]
-
 
 def fingerprint(parts: dict[str, Any]) -> str:
+    """The sha256 of ``parts`` as sorted JSON: what a stage's up-to-dateness is decided by."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()

@@ -23,6 +23,8 @@ from ..io.files import atomic_output
 
 @dataclass(frozen=True)
 class SyntheticSpec:
+    """A generated biased dataset: classes, groups, sizes, how the minority differs."""
+
     size: int = 32
     per_split: tuple[tuple[str, int], ...] = (("train", 480), ("val", 120), ("test", 240))
     minority_fraction: float = 0.2
@@ -102,6 +104,7 @@ class TinyCNN(nn.Module):
         self.classifier = nn.Linear(2 * width, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of a batch of images."""
         return self.classifier(torch.flatten(self.features(x), 1))
 
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import InputError
+from ..errors import InputError, first_line
 from .extras import require_package
 from .huggingface import HF_PREFIX
 
@@ -207,9 +207,9 @@ def _call(factory, name: str, num_classes: int, args: dict[str, Any]) -> nn.Modu
     try:
         model = factory(num_classes=num_classes, **args)
     except TypeError as error:
-        raise InputError(f"architecture {name} does not take these arguments {args}: {_first_line(error)}") from error
+        raise InputError(f"architecture {name} does not take these arguments {args}: {first_line(error)}") from error
     except (ValueError, AssertionError, KeyError, RuntimeError) as error:
-        raise InputError(f"cannot build architecture {name} with {args or 'its defaults'}: {_first_line(error)}") from error
+        raise InputError(f"cannot build architecture {name} with {args or 'its defaults'}: {first_line(error)}") from error
     if not isinstance(model, nn.Module):
         raise InputError(f"architecture {name} returned {type(model).__name__}, not a model")
     return model
@@ -222,7 +222,7 @@ def _build_from_callable(arch: str, num_classes: int, args: dict[str, Any], *, s
             module = importlib.import_module(module_name)
         factory = getattr(module, attribute)
     except (ImportError, AttributeError) as error:
-        raise InputError(f"cannot import architecture {arch!r}: {_first_line(error)}{_where_looked(module_name, search_cwd)}") from error
+        raise InputError(f"cannot import architecture {arch!r}: {first_line(error)}{_where_looked(module_name, search_cwd)}") from error
     # only call what is clearly a model factory: an nn.Module class or a Python function, never
     # a builtin such as os.system
     is_module_class = inspect.isclass(factory) and issubclass(factory, nn.Module)
@@ -233,7 +233,7 @@ def _build_from_callable(arch: str, num_classes: int, args: dict[str, Any], *, s
     except TypeError as error:
         raise InputError(
             f"architecture {arch!r} must accept num_classes={', '.join(['', *args]) if args else ''}: "
-            f"{_first_line(error)}"
+            f"{first_line(error)}"
         ) from error
     if not isinstance(model, nn.Module):
         raise InputError(f"architecture {arch!r} returned {type(model).__name__}, not a model")
@@ -265,7 +265,3 @@ def _where_looked(module_name: str, searched_cwd: bool) -> str:
         )
     return f" (add the folder that holds {top}.py to PYTHONPATH)"
 
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0][:200]

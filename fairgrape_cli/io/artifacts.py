@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, first_line
 from .files import atomic_output, require_file, resolve_recorded, save_safetensors, sha256_file
 
 IMPORTANCE_FORMAT = "fairgrape.importance.v1"
@@ -33,6 +33,7 @@ class TensorInfo(NamedTuple):
 
     @property
     def ndim(self) -> int:
+        """The number of dimensions."""
         return len(self.shape)
 
 
@@ -53,6 +54,7 @@ class Artifact:
 
     @property
     def sha256(self) -> str:
+        """The file's sha256 (waits for the background hash)."""
         if isinstance(self.digest, Future):
             self.digest = self.digest.result()
         return self.digest
@@ -139,6 +141,7 @@ class CheckedImportance(_TensorView):
 
 
 def check_importance_values(values: torch.Tensor, *, key: str, path: Path) -> None:
+    """Refuse importance values no squared gradient can give (NaN, infinite, negative)."""
     if values.numel() == 0 or values.dtype == torch.bool:
         return
     low, high = (float(bound) for bound in torch.aminmax(values))  # one pass; NaN makes both NaN
@@ -198,6 +201,7 @@ def write_artifact(
 
 
 def read_artifact(path: str | Path, *, expected_format: str, what: str, lazy: bool = False) -> Artifact:
+    """Read a safetensors artifact of ``expected_format`` (lazily: tensors read when looked up)."""
     from safetensors import safe_open
 
     path = require_file(path, what)
@@ -208,8 +212,7 @@ def read_artifact(path: str | Path, *, expected_format: str, what: str, lazy: bo
             headers = {key: _tensor_info(handle.get_slice(key)) for key in keys}
             tensors = LazyTensors(path, keys) if lazy else {key: handle.get_tensor(key) for key in keys}
     except Exception as error:  # safetensors raises its own Rust-side error type
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise InputError(f"cannot read {what} {path}: not a valid safetensors file ({first})") from error
+        raise InputError(f"cannot read {what} {path}: not a valid safetensors file ({first_line(error)})") from error
     found = metadata.get("format")
     if found != expected_format:
         raise InputError(
@@ -235,6 +238,7 @@ def _decode(text: str) -> Any:
 
 
 def read_importance(path: str | Path, *, lazy: bool = False) -> Artifact:
+    """Read an importance file, its groups and per-layer scales checked."""
     artifact = read_artifact(path, expected_format=IMPORTANCE_FORMAT, what="importance", lazy=lazy)
     groups = artifact.metadata.get("groups")
     if not isinstance(groups, list) or not groups:
@@ -268,6 +272,7 @@ def _valid_scale(value: object) -> bool:
 
 
 def read_masks(path: str | Path) -> Artifact:
+    """Read a masks file; every mask must be bool."""
     artifact = read_artifact(path, expected_format=MASKS_FORMAT, what="masks")
     for key, tensor in artifact.headers.items():
         if tensor.dtype != torch.bool:

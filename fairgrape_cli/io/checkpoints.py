@@ -1,4 +1,4 @@
-"""Load and save models in the formats DESIGN.md lists; name their prunable layers.
+"""Load and save models in the formats docs/design.md lists; name their prunable layers.
 
 Every ``torch.load`` here uses ``weights_only=True`` unless the user passed ``--trust-checkpoint``:
 a checkpoint never runs code the user did not vouch for, and an architecture a file names is
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import logging
 import math
 import pickle
 import re
@@ -23,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import InputError
+from ..errors import InputError, first_line
 from . import huggingface, sparse
 from .architectures import (
     TIMM_PREFIX,
@@ -33,7 +34,7 @@ from .architectures import (
     current_arch_name,
     family,
 )
-from .files import atomic_folder, atomic_output, save_safetensors, sha256_file
+from .files import atomic_folder, atomic_output, record_path, resolve_recorded, save_safetensors, sha256_file
 from .structure import apply_structure, describe_structure
 
 __all__ = ["Checkpoint", "load_checkpoint", "save_checkpoint", "build_model", "current_arch_name",
@@ -75,6 +76,7 @@ class Checkpoint:
 
     @property
     def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The mean and std images are normalised with (ImageNet's unless the file says)."""
         return (self.mean or IMAGENET_MEAN, self.std or IMAGENET_STD)
 
 
@@ -253,7 +255,7 @@ def _read_safetensors_checkpoint(path: Path) -> dict[str, Any]:
             state_dict = {key: handle.get_tensor(key) for key in handle.keys()}
     except Exception as error:  # the Rust error type is not importable in every version
         raise InputError(
-            f"cannot read {path}: not a valid safetensors file ({_first_line(error)})"
+            f"cannot read {path}: not a valid safetensors file ({first_line(error)})"
         ) from error
     fields: dict[str, Any] = {"state_dict": state_dict}
     if sparse.is_sparse(metadata):  # `fairgrape export --format sparse`: masks + kept values
@@ -292,7 +294,7 @@ def _load_torchscript(path: Path, digest: str) -> Checkpoint:
             model = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except Exception as error:
         raise InputError(
-            f"cannot read {path}: broken TorchScript archive ({_first_line(error)})"
+            f"cannot read {path}: broken TorchScript archive ({first_line(error)})"
         ) from error
     meta = json.loads(extra[_TORCHSCRIPT_META]) if extra[_TORCHSCRIPT_META] else {}
     num_classes = _output_size(model, path)
@@ -325,7 +327,7 @@ def _read_pickled_checkpoint(path: Path, trust_checkpoint: bool) -> dict[str, An
         loaded = _load_trusted(path)
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, UnicodeDecodeError) as error:
         raise InputError(
-            f"cannot read {path}: truncated or not a PyTorch checkpoint ({_first_line(error)})"
+            f"cannot read {path}: truncated or not a PyTorch checkpoint ({first_line(error)})"
         ) from error
     return _interpret(loaded, path)
 
@@ -334,7 +336,7 @@ def _load_trusted(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:
-        raise InputError(f"cannot unpickle {path}: {_first_line(error)}") from error
+        raise InputError(f"cannot unpickle {path}: {first_line(error)}") from error
 
 
 def _interpret(loaded: Any, path: Path) -> dict[str, Any]:
@@ -445,10 +447,6 @@ def _triple(values: Any) -> tuple[float, ...] | None:
     return tuple(float(value) for value in values)
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0][:200]
-
 
 # --------------------------------------------------------------------------------------- building
 
@@ -492,6 +490,92 @@ def _image_size_hint(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -
         return ""
     size = side * (patch[0] if isinstance(patch, (tuple, list)) else patch)
     return f" (a ViT trained at {size} px: pass --arch-args img_size={size})"
+
+
+# --------------------------------------------------------------------------- the masks it names
+
+
+def named_masks(checkpoint: Checkpoint) -> Path | None:
+    """The masks file a pruned or fine-tuned ``checkpoint`` names (see :func:`masks_named_by`)."""
+    return masks_named_by(checkpoint.provenance, checkpoint.path)
+
+
+def masks_named_in(path: str | Path) -> Path | None:
+    """The masks file the checkpoint at ``path`` names, read without building its model (a
+    file fairgrape cannot read that way names none; loading it reports any problem)."""
+    return masks_named_by(read_provenance(Path(path)), Path(path))
+
+
+def masks_named_by(provenance: Mapping[str, Any], source: Path) -> Path | None:
+    """The one policy for "the masks a checkpoint names": the file its provenance records
+    (relative to ``source``) when it is still there. When it is gone this warns, naming both
+    files, and returns None: the caller carries on without masks (scores unmasked, keeps no
+    weight removed, trains densely, shows no pruning settings), as it would for a checkpoint
+    that names none."""
+    recorded = provenance.get("masks") if isinstance(provenance, Mapping) else None
+    if not recorded or not isinstance(recorded, str):
+        return None
+    path = resolve_recorded(recorded, source)
+    if path.is_file():
+        return path
+    logging.getLogger("fairgrape").warning(
+        "%s names masks %s, which no longer exist; carrying on without them", source, path
+    )
+    return None
+
+
+def read_provenance(path: Path) -> dict[str, Any]:
+    """What a fairgrape checkpoint records about where it came from (``fairgrape`` in a native
+    file's fields or a safetensors file's metadata), read without building the model; empty for
+    any other file (a Hugging Face model folder: its ``fairgrape.json``)."""
+    if path.is_dir():
+        return huggingface.read_provenance(path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as handle:
+                recorded = (handle.metadata() or {}).get("fairgrape")
+            return dict(json.loads(recorded)) if recorded else {}
+        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - not a file this can read; the real load reports any problem
+        return {}
+    recorded = loaded.get("fairgrape") if isinstance(loaded, dict) else None
+    return dict(recorded) if isinstance(recorded, Mapping) else {}
+
+
+# paths a checkpoint's provenance records, each relative to the checkpoint itself
+PROVENANCE_PATHS = ("source", "masks", "data", "labels", "teacher")
+
+
+def copy_checkpoint(source: str | Path, target: str | Path) -> None:
+    """Copy a checkpoint to ``target`` atomically, its recorded paths re-anchored to the new
+    place (they are relative to the file: a copy into another folder would name files that are
+    not there). A checkpoint whose provenance cannot be read this way is copied byte for byte."""
+    import shutil
+
+    source, target = Path(source), Path(target)
+    provenance = read_provenance(source)
+    moved = source.resolve().parent != target.resolve().parent
+    anchored = {
+        key: record_path(resolve_recorded(value, source), target)
+        if key in PROVENANCE_PATHS and isinstance(value, str) and value else value
+        for key, value in provenance.items()
+    }  # fmt: skip
+    with atomic_output(target) as tmp:
+        if not moved or anchored == provenance:
+            shutil.copyfile(source, tmp)
+        elif source.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(source), framework="pt") as handle:
+                metadata = dict(handle.metadata() or {})
+                tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+            save_safetensors(tensors, tmp, {**metadata, "fairgrape": json.dumps(anchored)})
+        else:
+            loaded = torch.load(source, map_location="cpu", weights_only=True)
+            with open(tmp, "wb") as handle:  # through a handle: the same model gives the same bytes
+                torch.save({**loaded, "fairgrape": anchored}, handle)
 
 
 # ----------------------------------------------------------------------------------------- saving

@@ -41,6 +41,7 @@ class DataSpec:
 
     @property
     def group_columns(self) -> list[str]:
+        """The group columns ``groups`` names."""
         if not self.groups:
             return []
         return [name.strip() for name in self.groups.split(",") if name.strip()]
@@ -74,9 +75,11 @@ class GroupedTable:
 
     @property
     def multi_label(self) -> bool:
+        """Whether the targets are several binary attributes."""
         return self.attributes is not None
 
     def group_counts(self) -> list[int]:
+        """Rows per group."""
         return np.bincount(self.group_index, minlength=len(self.group_names)).tolist()
 
 

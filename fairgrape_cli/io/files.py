@@ -206,6 +206,7 @@ def _current_umask() -> int:
 
 
 def sha256_file(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, read in chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(_HASH_CHUNK):
@@ -247,6 +248,7 @@ def refuse_overwriting_inputs(
 
 
 def require_file(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as a Path, refused (naming ``what``) when it is not a file."""
     file = Path(path)
     if not file.exists():
         raise InputError(f"{what} {file} does not exist")

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import InputError
+from ..errors import InputError, first_line
 from .extras import require_package
 from .files import save_safetensors
 
@@ -99,13 +99,13 @@ def build_classifier(name: str, num_classes: int, config: Mapping[str, Any]) -> 
     try:
         built = cls.config_class.from_dict(settings)
     except Exception as error:  # noqa: BLE001 - a config the class cannot read, in many ways
-        raise InputError(f"cannot read the config of {HF_PREFIX}{name}: {_first_line(error)}") from error
+        raise InputError(f"cannot read the config of {HF_PREFIX}{name}: {first_line(error)}") from error
     if built.num_labels != num_classes:
         built.num_labels = num_classes
     try:
         model = cls(built)
     except Exception as error:  # noqa: BLE001
-        raise InputError(f"cannot build {HF_PREFIX}{name} from its config: {_first_line(error)}") from error
+        raise InputError(f"cannot build {HF_PREFIX}{name} from its config: {first_line(error)}") from error
     return with_logits(model)
 
 
@@ -169,7 +169,7 @@ def read_folder(path: Path) -> dict[str, Any]:
             str(path), local_files_only=True, trust_remote_code=False, use_safetensors=True
         )
     except Exception as error:  # noqa: BLE001 - transformers raises many kinds
-        raise InputError(f"cannot load the Hugging Face model {path}: {_first_line(error)}") from error
+        raise InputError(f"cannot load the Hugging Face model {path}: {first_line(error)}") from error
     fields["built"] = with_logits(model)
     return fields
 
@@ -239,7 +239,7 @@ def _read_json(file: Path, folder: Path) -> dict[str, Any]:
     try:
         value = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"cannot read {file} of the model folder {folder}: {_first_line(error)}") from error
+        raise InputError(f"cannot read {file} of the model folder {folder}: {first_line(error)}") from error
     if not isinstance(value, dict):
         raise InputError(f"{file}: expected a JSON object")
     return value
@@ -255,7 +255,7 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
         with safe_open(str(file), framework="pt") as handle:
             return {key: handle.get_tensor(key) for key in handle.keys()}
     except Exception as error:  # noqa: BLE001 - the Rust error type is not importable in every version
-        raise InputError(f"cannot read {file}: not a valid safetensors file ({_first_line(error)})") from error
+        raise InputError(f"cannot read {file}: not a valid safetensors file ({first_line(error)})") from error
 
 
 # -------------------------------------------------------------------------------------- writing
@@ -306,8 +306,4 @@ def read_provenance(folder: Path) -> dict[str, Any]:
     except (OSError, ValueError, AttributeError):
         return {}
 
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0][:200]
 

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from ..distributed import local_world_size
-from ..errors import InputError
+from ..errors import InputError, first_line
 from .data import GroupedTable
 
 
@@ -58,7 +58,7 @@ class ImageFiles(torch.utils.data.Dataset):
         try:
             return read_image(self.files[index], self.image_size), index, None
         except Exception as error:  # PIL raises many types for broken files
-            return None, index, str(error).splitlines()[0] if str(error) else type(error).__name__
+            return None, index, first_line(error)
 
 
 def _collate(items):

@@ -1,4 +1,4 @@
-"""Dataset layouts, detected in DESIGN.md's order: a manifest CSV, an ImageFolder with groups.csv,
+"""Dataset layouts, detected in docs/design.md's order: a manifest CSV, an ImageFolder with groups.csv,
 then the public face datasets as downloaded (``face_datasets``). A reader returns ``None`` when
 the folder is not its layout and raises :class:`InputError` when it is but something is wrong.
 """
@@ -90,7 +90,7 @@ def read_imagefolder(root: Path, _labels: Path | None = None) -> RawTable | None
     return table
 
 
-# Detection order follows DESIGN.md: manifest, ImageFolder, then the public datasets as downloaded
+# Detection order follows docs/design.md: manifest, ImageFolder, then the public datasets as downloaded
 # (each recognised by its own label files or file names, so their order among themselves is free).
 LAYOUTS: list[LayoutReader] = [
     read_manifest, read_imagefolder, read_fairface, read_utkface, read_celeba,

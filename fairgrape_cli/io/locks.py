@@ -49,6 +49,7 @@ class Holder:
     text: str = ""  # the file's content when it is not ours (a lock made by hand)
 
     def describe(self) -> str:
+        """Who holds the lock, as a message names it."""
         if self.pid is None:
             return f"a lock file saying {self.text[:80]!r}" if self.text else "a process not yet named in it"
         where = f" on {self.host}" if self.host else ""
@@ -92,6 +93,7 @@ class FolderLock:
         self.release()
 
     def acquire(self) -> None:
+        """Take the lock, or refuse naming who holds it (a stale lock is taken over)."""
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -143,6 +145,7 @@ class FolderLock:
         )
 
     def release(self) -> None:
+        """Give the lock back (remove the file if it is still ours)."""
         if self._fd is None:
             return
         with contextlib.suppress(OSError):

@@ -44,6 +44,7 @@ _NUMPY_DTYPES = {torch.float16: np.float16, torch.float32: np.float32, torch.flo
 
 
 def is_sparse(metadata: Mapping[str, str]) -> bool:
+    """Whether safetensors ``metadata`` is a sparse export's."""
     return metadata.get("format") == SPARSE_FORMAT
 
 

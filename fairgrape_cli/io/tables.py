@@ -41,6 +41,7 @@ class RawTable:
         return len(self.paths)
 
     def where(self, row: int) -> str:
+        """Where row ``row`` comes from, for messages (``labels.csv row 7``)."""
         source = self.sources[self.row_source[row]]
         number = self.row_number[row]
         if number:
@@ -105,6 +106,7 @@ def _path_column(header: list[str], source: Path) -> str:
 def table_from_csv(
     layout: str, root: Path, source: Path, *, extra_columns: dict[str, list[str]] | None = None
 ) -> RawTable:
+    """A layout's rows from a CSV with a header; unknown columns kept as attributes."""
     header, rows = read_csv_rows(source)
     path_column = _path_column(header, source)
     index = header.index(path_column)
@@ -167,10 +169,12 @@ def image_root(root: Path, first_path: str) -> Path:
 
 
 def self_and_subfolders(root: Path) -> list[Path]:
+    """``root`` and its subfolders, sorted."""
     return [root, *sorted(entry for entry in root.iterdir() if entry.is_dir())]
 
 
 def first_file(root: Path, stem: str) -> Path | None:
+    """``root/stem.txt`` or ``root/stem.csv``, whichever exists first."""
     for suffix in (".txt", ".csv"):
         if (root / f"{stem}{suffix}").is_file():
             return root / f"{stem}{suffix}"
@@ -191,6 +195,7 @@ def text_lines(path: Path) -> list[tuple[int, str]]:
 
 @contextlib.contextmanager
 def garbage_collection_paused() -> Iterator[None]:
+    """Python's garbage collector off inside the block (reading large tables)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -201,4 +206,5 @@ def garbage_collection_paused() -> Iterator[None]:
 
 
 def is_image_name(name: str) -> bool:
+    """Whether a file name has an image suffix (hidden files are not images)."""
     return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES and not name.startswith(".")

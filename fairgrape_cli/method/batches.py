@@ -35,6 +35,7 @@ def group_pure_batches(
 
 
 def sequential_batches(num_rows: int, batch_size: int) -> list[list[int]]:
+    """Rows 0..n-1 in batches of ``batch_size``, in order."""
     return [list(range(start, min(start + batch_size, num_rows))) for start in range(0, num_rows, batch_size)]
 
 

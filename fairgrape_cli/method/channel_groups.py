@@ -30,10 +30,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import InputError
+from ..errors import InputError, error_summary
 from .units import WeightSlice
 
-_PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)  # the layers with prunable weights (DESIGN.md)
+_PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)  # the layers with prunable weights (docs/design.md)
 # autograd nodes of attention products (q @ k^T, attention @ v, fused scaled-dot-product kernels)
 _ATTENTION_PRODUCT = re.compile(r"bmm|scaleddotproduct|attention|einsum", re.IGNORECASE)
 
@@ -179,7 +179,7 @@ class ChannelGraph:
         except Exception as error:  # noqa: BLE001 - tracing fails in many ways on unusual models
             raise InputError(
                 f"cannot trace the model's channel dependencies for --granularity channel "
-                f"({type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else ''}); "
+                f"({error_summary(error)}); "
                 "use --granularity weight"
             ) from error
         finally:

@@ -1,66 +1,48 @@
 """Side-by-side comparison of reports: methods, their per-group accuracy and disparity.
 
-Pure data in, data out: :func:`compare_reports` takes report dicts (as written by
-``fairgrape report --json`` or ``fairgrape run``) and returns one entry per report plus, per
-column, which entries are best. Column directions are defined once, in ``COLUMNS`` and
-``GROUP_COLUMNS``; reading files is ``io.reports``, rendering ``render.comparison``.
+Pure data in, data out: :func:`compare_reports` takes reports (``io.reports.Report``, or the
+parsed JSON that ``fairgrape report --json`` or ``fairgrape run`` writes) and returns one entry
+per report plus, per column, which entries are best. Column directions and units are the
+metrics' own (``io.reports.METRICS``) and ``GROUP_COLUMNS``; reading files is ``io.reports``,
+rendering ``render.comparison``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ..io.reports import DISPARITY_METRICS, METRICS, GroupRow, Metric, Report, as_report
 
 
 @dataclass(frozen=True)
 class Column:
-    """A compared metric: how to read it from a report, which way is better, how to show it."""
+    """A compared per-group number: how to read it from a group row, which way is better, how
+    to show it, and its 95% interval when the report has one."""
 
     better: str | None  # "higher", "lower", or None when the column is context, not a score
     unit: str  # "fraction" (density), "accuracy" (percent), "points" (difference of accuracies)
-    read: Callable[[dict], float | None]
-    interval: Callable[[dict], object] = lambda source: None  # its 95% interval, when reported
+    read: Callable[[GroupRow], float | None]
+    interval: Callable[[GroupRow], object] = lambda row: None
 
 
-def _overall_drop(report: dict) -> float | None:
-    overall = report["overall"]
-    if overall.get("baseline_accuracy") is None or overall.get("accuracy") is None:
-        return None
-    return overall["baseline_accuracy"] - overall["accuracy"]
-
-
-# Whole-report columns, in display order. Density is context: methods are compared at a density,
-# not ranked by it, so it is never marked best.
-def _disparity(name: str, better: str, unit: str) -> Column:
-    return Column(
-        better, unit, lambda report: report["disparity"].get(name), lambda report: report["disparity"].get(f"{name}_ci")
-    )
-
-
-COLUMNS: dict[str, Column] = {
-    "density": Column(None, "fraction", lambda report: report["density"]),
-    "accuracy": Column(
-        "higher", "accuracy", lambda report: report["overall"]["accuracy"],
-        lambda report: report["overall"].get("accuracy_ci"),
-    ),  # fmt: skip
-    "accuracy_drop": Column("lower", "points", _overall_drop, lambda report: report["overall"].get("accuracy_drop_ci")),
-    "worst_group_accuracy": _disparity("worst_group_accuracy", "higher", "accuracy"),
-    "accuracy_gap": _disparity("accuracy_gap", "lower", "points"),
-    "drop_std": _disparity("drop_std", "lower", "points"),
-    "drop_gap": _disparity("drop_gap", "lower", "points"),
+# Whole-report columns, in display order: density (context: methods are compared at a density,
+# not ranked by it), overall accuracy and drop, then the disparity metrics, worst-group accuracy
+# first; a metric added to io.reports.DISPARITY_METRICS appears after them. Directions, units and
+# how each is read are the metric's own (io.reports.METRICS).
+_LEADING = ("density", "accuracy", "accuracy_drop", "worst_group_accuracy")
+COLUMNS: dict[str, Metric] = {
+    name: METRICS[name] for name in (*_LEADING, *(name for name in DISPARITY_METRICS if name not in _LEADING))
 }
 
-# Per-group columns: the key of the report's group row -> direction and unit.
+# Per-group columns: the group row's number -> direction and unit.
 GROUP_COLUMNS: dict[str, Column] = {
-    "accuracy": Column("higher", "accuracy", lambda row: row["accuracy"], lambda row: row.get("accuracy_ci")),
-    "drop": Column("lower", "points", lambda row: row.get("drop"), lambda row: row.get("drop_ci")),
+    "accuracy": Column("higher", "accuracy", lambda row: row.accuracy, lambda row: row.accuracy_ci),
+    "drop": Column("lower", "points", lambda row: row.drop, lambda row: row.drop_ci),
 }
-
-# Reports compare only when they measure the same thing on the same rows.
 
 # Reports compare only when they measure the same thing on the same rows.
 _SAME_EVALUATION = ("target", "attribute", "split")
@@ -74,7 +56,7 @@ _TIE_TOLERANCE = 1e-9
 
 
 def compare_reports(
-    reports: Sequence[dict],
+    reports: Sequence[Report | Mapping],
     *,
     labels: Sequence[str] | None = None,
     sources: Sequence[str] | None = None,
@@ -94,21 +76,22 @@ def compare_reports(
         raise ValueError("one source per report")
     if labels is not None and len(labels) != len(reports):
         raise InputError(f"got {len(labels)} --label(s) for {len(reports)} report(s); give one per report")
+    reports = [as_report(report, source=source) for report, source in zip(reports, sources)]
     _check_comparable(reports, sources)
 
     names = labels if labels is not None else [_default_label(r, s) for r, s in zip(reports, sources)]
     names = _unique(names)
-    group_order = [str(row["group"]) for row in reports[0]["groups"]]
+    group_order = [str(row.group) for row in reports[0].groups]
     entries = [
         _entry(report, label=name, source=source, group_order=group_order)
         for report, name, source in zip(reports, names, sources)
     ]
     first = reports[0]
     return {
-        "data": first["data"],
-        "split": first.get("split"),
-        "target": first["target"],
-        "attribute": first["attribute"],
+        "data": first.data,
+        "split": first.split,
+        "target": first.target,
+        "attribute": first.attribute,
         "groups": group_order,
         "columns": {name: {"better": column.better, "unit": column.unit} for name, column in COLUMNS.items()},
         "group_columns": {
@@ -119,18 +102,18 @@ def compare_reports(
     }
 
 
-def _entry(report: dict, *, label: str, source: str, group_order: list[str]) -> dict:
-    rows = {str(row["group"]): row for row in report["groups"]}
-    entry = {"label": label, "source": source, "model": report.get("model")}
+def _entry(report: Report, *, label: str, source: str, group_order: list[str]) -> dict:
+    rows = {str(row.group): row for row in report.groups}
+    entry = {"label": label, "source": source, "model": report.model}
     entry.update({name: _number(column.read(report)) for name, column in COLUMNS.items()})
     entry["intervals"] = {name: _pair(column.interval(report)) for name, column in COLUMNS.items()}
     entry["groups"] = [
-        {"group": group, "n": rows[group]["n"]}
+        {"group": group, "n": rows[group].n}
         | {name: _number(column.read(rows[group])) for name, column in GROUP_COLUMNS.items()}
         | {"intervals": {name: _pair(column.interval(rows[group])) for name, column in GROUP_COLUMNS.items()}}
         for group in group_order
     ]
-    entry["has_history"] = bool(report.get("history"))
+    entry["has_history"] = bool(report.history)
     return entry
 
 
@@ -175,17 +158,17 @@ def _best_labels(values: list[tuple[str, float | None]], better: str) -> list[st
     return [label for label, value in present if abs(value - target) <= _TIE_TOLERANCE]
 
 
-def _check_comparable(reports: Sequence[dict], sources: Sequence[str]) -> None:
+def _check_comparable(reports: Sequence[Report], sources: Sequence[str]) -> None:
     first, first_source = reports[0], sources[0]
-    expected_groups = {str(row["group"]): row["n"] for row in first["groups"]}
+    expected_groups = {str(row.group): row.n for row in first.groups}
     for report, source in zip(reports[1:], sources[1:]):
         differs = f"{source} does not compare with {first_source}"
-        if _dataset_name(report["data"]) != _dataset_name(first["data"]):
-            raise InputError(f"{differs}: data {report['data']} vs {first['data']}")
+        if _dataset_name(report.data) != _dataset_name(first.data):
+            raise InputError(f"{differs}: data {report.data} vs {first.data}")
         for key in _SAME_EVALUATION:
-            if report.get(key) != first.get(key):
-                raise InputError(f"{differs}: {key} {report.get(key)!r} vs {first.get(key)!r}")
-        groups = {str(row["group"]): row["n"] for row in report["groups"]}
+            if getattr(report, key) != getattr(first, key):
+                raise InputError(f"{differs}: {key} {getattr(report, key)!r} vs {getattr(first, key)!r}")
+        groups = {str(row.group): row.n for row in report.groups}
         if set(groups) != set(expected_groups):
             extra = sorted(set(groups) - set(expected_groups))
             absent = sorted(set(expected_groups) - set(groups))
@@ -210,15 +193,15 @@ def _dataset_name(data: str) -> str:
     return Path(str(data).rstrip("/\\")).name
 
 
-def _default_label(report: dict, source: str) -> str:
-    for settings in (report.get("pruning"), report.get("run")):
-        if isinstance(settings, dict) and settings.get("method"):
-            label = str(settings["method"])
-            if settings.get("rate") is not None:
-                label += f" {_short_number(settings['rate'])}"
-            if settings.get("scope") not in (None, "layer"):  # layer is the default scope
-                label += f" {settings['scope']}"
-            if settings.get("granularity") == "channel":  # weight is the default granularity
+def _default_label(report: Report, source: str) -> str:
+    for settings in (report.pruning, report.run):
+        if settings is not None and settings.method:
+            label = str(settings.method)
+            if settings.rate is not None:
+                label += f" {_short_number(settings.rate)}"
+            if getattr(settings, "scope", None) not in (None, "layer"):  # layer is the default scope
+                label += f" {settings.scope}"
+            if getattr(settings, "granularity", None) == "channel":  # weight is the default granularity
                 label += " channel"
             return label
     return Path(source).stem

@@ -17,6 +17,8 @@ from torch import nn
 
 @dataclass(frozen=True)
 class ModelCost:
+    """A model's parameters, FLOPs per image and nonzero parameters."""
+
     params: int
     flops: int | None  # None when the model could not be run on a dummy image
     nonzero_params: int | None = None  # parameters that are not exactly zero (None on the meta device)

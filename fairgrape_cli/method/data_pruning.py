@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..registry import Registry
 
 _EPSILON = 1e-9  # float noise in products like 0.3 * 10 that are integers in exact arithmetic
 QUOTA_FORM = (
@@ -50,6 +51,8 @@ QUOTA_FORM = (
 
 @dataclass(frozen=True)
 class Quotas:
+    """Each unit's kept fraction, which were capped at 1, and a note on how."""
+
     fractions: np.ndarray  # d_k per unit, float64
     capped: np.ndarray  # bool per unit: held at 1 by the cap
     note: str | None = None  # a rule that went beyond the formula says so here
@@ -57,27 +60,25 @@ class Quotas:
 
 @dataclass(frozen=True)
 class QuotaRule:
+    """A registered quota rule (``--quota``)."""
+
     name: str
     summary: str
     needs_recall: bool
     quotas: Callable[..., Quotas]  # (sizes=, recalls=, density=) -> Quotas
 
 
-QUOTAS: dict[str, QuotaRule] = {}
+QUOTAS: Registry[QuotaRule] = Registry("--quota")
 
 
 def quota_rule(name: str, *, needs_recall: bool, summary: str):
     """Register a quota rule under ``name`` (the value of ``--quota``)."""
-
-    def register(function: Callable[..., Quotas]) -> Callable[..., Quotas]:
-        QUOTAS[name] = QuotaRule(name, summary, needs_recall, function)
-        return function
-
-    return register
+    return QUOTAS.decorator(name, lambda quotas: QuotaRule(name, summary, needs_recall, quotas))
 
 
 @quota_rule("drop", needs_recall=True, summary="DRoP: harder units (lower val recall) keep more")
 def drop_quotas(*, sizes: np.ndarray, recalls: np.ndarray, density: float) -> Quotas:
+    """DRoP: d_k = d (1 - r_k) / Z, capped at 1, the excess shared in proportion to (1 - r_k)."""
     sizes = np.asarray(sizes, dtype=np.float64)
     hardness = 1.0 - np.asarray(recalls, dtype=np.float64)
     wanted = density * sizes.sum()  # rows to keep, before rounding
@@ -112,14 +113,8 @@ def drop_quotas(*, sizes: np.ndarray, recalls: np.ndarray, density: float) -> Qu
 
 @quota_rule("uniform", needs_recall=False, summary="every unit keeps d (random pruning, the baseline)")
 def uniform_quotas(*, sizes: np.ndarray, recalls: np.ndarray, density: float) -> Quotas:
+    """Every unit keeps ``density``."""
     return Quotas(np.full(len(sizes), float(density)), np.zeros(len(sizes), dtype=bool))
-
-
-def get_quota_rule(name: str) -> QuotaRule:
-    try:
-        return QUOTAS[name]
-    except KeyError:
-        raise InputError(f"--quota {name}: choose one of {', '.join(QUOTAS)}") from None
 
 
 # ------------------------------------------------------------------------------ within a unit
@@ -127,23 +122,20 @@ def get_quota_rule(name: str) -> QuotaRule:
 
 @dataclass(frozen=True)
 class WithinRule:
+    """A registered within-unit rule (``--within``)."""
+
     name: str
     summary: str
     needs_scores: bool
     choose: Callable[..., np.ndarray]  # (rows=, count=, scores=, rng=) -> the kept rows
 
 
-WITHIN: dict[str, WithinRule] = {}
+WITHIN: Registry[WithinRule] = Registry("--within")
 
 
 def within_rule(name: str, *, needs_scores: bool, summary: str):
     """Register a within-unit rule under ``name`` (the value of ``--within``)."""
-
-    def register(function: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
-        WITHIN[name] = WithinRule(name, summary, needs_scores, function)
-        return function
-
-    return register
+    return WITHIN.decorator(name, lambda choose: WithinRule(name, summary, needs_scores, choose))
 
 
 @within_rule("random", needs_scores=False, summary="a seeded random subset (DRoP proper)")
@@ -156,13 +148,6 @@ def _hardest_rows(*, rows: np.ndarray, count: int, scores: np.ndarray | None, rn
     ties = rng.random(len(rows))
     unit_scores = np.nan_to_num(scores[rows], nan=-np.inf)  # rows never scored go last
     return rows[np.lexsort((ties, -unit_scores))[:count]]
-
-
-def get_within_rule(name: str) -> WithinRule:
-    try:
-        return WITHIN[name]
-    except KeyError:
-        raise InputError(f"--within {name}: choose one of {', '.join(WITHIN)}") from None
 
 
 # ----------------------------------------------------------------------------- counts and plan
@@ -196,6 +181,8 @@ def kept_counts(sizes: Sequence[int], fractions: np.ndarray, total: int, rng: np
 
 @dataclass(frozen=True)
 class Unit:
+    """One unit of a data-pruning plan: its rows, recall, quota and rows kept."""
+
     name: str
     rows: int  # N_k: training rows
     val_rows: int  # validation rows its recall was measured on
@@ -207,6 +194,8 @@ class Unit:
 
 @dataclass
 class DataPlan:
+    """A data-pruning plan: the units, the rows kept, notes."""
+
     units: list[Unit]
     density: float  # d asked for
     rows: int  # N
@@ -218,6 +207,7 @@ class DataPlan:
 
 
 def check_density(density: float, min_quota: float = 0.0) -> None:
+    """Refuse a keep fraction or floor outside their ranges."""
     if not (isinstance(density, (int, float)) and 0.0 < density <= 1.0):
         raise InputError(f"--keep {density}: must be in (0, 1] (the fraction of training rows kept)")
     if not 0.0 <= min_quota <= density:
@@ -255,7 +245,7 @@ def plan_data_pruning(
     that needs them (higher = kept first). The same inputs and seed give the same plan.
     """
     check_density(density, min_quota)
-    rule, chooser = get_quota_rule(quota), get_within_rule(within)
+    rule, chooser = QUOTAS.choose(quota), WITHIN.choose(within)
     unit_of_row = np.asarray(unit_of_row, dtype=np.int64)
     sizes = np.bincount(unit_of_row, minlength=len(unit_names))
     if (sizes == 0).any():

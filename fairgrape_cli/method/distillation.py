@@ -34,6 +34,7 @@ class Distillation:
 
     @property
     def active(self) -> bool:
+        """Whether distillation is on (weight > 0)."""
         return self.weight > 0
 
     def settings(self) -> dict[str, float]:

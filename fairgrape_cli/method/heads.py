@@ -18,9 +18,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..registry import Registry
+
 
 @dataclass(frozen=True)
 class Head:
+    """How a kind of target is trained and judged: its loss, prediction, what counts as right."""
+
     name: str
     loss: Callable[[torch.Tensor, torch.Tensor, str], torch.Tensor]  # (logits, targets, "mean" | "none")
     predict: Callable[[torch.Tensor], torch.Tensor]  # logits -> class [B] or 0/1 per attribute [B, A]
@@ -36,20 +40,25 @@ def _mean_binary_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, redu
     return per_sample if reduction == "none" else per_sample.mean()
 
 
-HEADS: dict[str, Head] = {
-    "single-label": Head(
+HEADS: Registry[Head] = Registry("head")
+HEADS.add(
+    "single-label",
+    Head(
         "single-label",
         loss=_cross_entropy,
         predict=lambda logits: logits.argmax(1),
         right=lambda predictions, targets: (predictions == targets).unsqueeze(-1),
     ),
-    "multi-label": Head(
+)
+HEADS.add(
+    "multi-label",
+    Head(
         "multi-label",
         loss=_mean_binary_cross_entropy,
         predict=lambda logits: (logits > 0).long(),
         right=lambda predictions, targets: predictions == targets.long(),
     ),
-}
+)
 
 
 def head_for(targets: torch.Tensor) -> Head:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..errors import InputError
+from ..registry import Registry
 
 Scores = Sequence[tuple[float, float]]  # per epoch: (validation accuracy, worst-group accuracy)
 
@@ -48,12 +49,11 @@ def _worst_group_near_best(scores: Scores, within: float) -> int:
     return _first_best(scores, lambda s: (s[1], s[0]), near)
 
 
-KEEP_EPOCH_RULES: dict[str, Callable[[Scores, float], int]] = {
-    "last": _last,
-    "accuracy": _accuracy,
-    "worst-group": _worst_group,
-    "worst-group-near-best": _worst_group_near_best,
-}
+KEEP_EPOCH_RULES: Registry[Callable[[Scores, float], int]] = Registry("--keep-epoch")
+KEEP_EPOCH_RULES.add("last", _last)
+KEEP_EPOCH_RULES.add("accuracy", _accuracy)
+KEEP_EPOCH_RULES.add("worst-group", _worst_group)
+KEEP_EPOCH_RULES.add("worst-group-near-best", _worst_group_near_best)
 CHOICES = ("auto", *KEEP_EPOCH_RULES)
 
 

@@ -35,11 +35,13 @@ class MaskEnforcer:
 
     @torch.no_grad()
     def mask_gradients(self) -> None:
+        """Zero the gradients of masked weights."""
         for weight, mask in self.pairs:
             if weight.grad is not None:
                 weight.grad.mul_(mask)
 
     @torch.no_grad()
     def mask_weights(self) -> None:
+        """Zero the masked weights."""
         for weight, mask in self.pairs:
             weight.mul_(mask)

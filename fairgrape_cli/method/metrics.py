@@ -1,8 +1,9 @@
 """Per-group evaluation, disparity metrics, bootstrap intervals and ``--fail-if`` conditions.
 
-Definitions are tables, not near-duplicate functions: ``DISPARITY`` maps each metric to how it is
-computed from per-group accuracies and drops (the same function serves the point value and every
-bootstrap resample); counts travel beside every per-group number.
+Definitions are tables, not near-duplicate functions: each disparity metric is one row of
+``io.reports.DISPARITY_METRICS`` (the per-group number it summarises and how), computed here by
+``REDUCTIONS`` (the same function serves the point value and every bootstrap resample); counts
+travel beside every per-group number. The report built here is ``io.reports.Report``.
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..errors import InputError
+from ..io.reports import DISPARITY_METRICS, METRICS, AttributeSection, Disparity, GroupRow, Overall, Report
 from .heads import head_for
 
 
@@ -60,12 +62,15 @@ def predict(
 
 @dataclass(frozen=True)
 class GroupAccuracy:
+    """One group's scored images and how many were right."""
+
     group: str
     n: int
     correct: float  # images right (for several attributes: the sum of each image's fraction right)
 
     @property
     def accuracy(self) -> float:
+        """The fraction right (NaN for an empty group)."""
         return self.correct / self.n if self.n else math.nan
 
 
@@ -87,15 +92,25 @@ def _spread(values: np.ndarray) -> np.ndarray:
     return values.max(axis=-1) - values.min(axis=-1)
 
 
-# name -> (needs a baseline, function of (per-group accuracies, per-group drops)); the arrays hold
-# groups along the last axis, so one definition computes a point value ([G]) and every bootstrap
-# resample at once ([B, G]).
-DISPARITY: dict[str, tuple[bool, Callable[[np.ndarray, np.ndarray], np.ndarray]]] = {
-    "accuracy_gap": (False, lambda accuracies, drops: _spread(accuracies)),
-    "worst_group_accuracy": (False, lambda accuracies, drops: accuracies.min(axis=-1)),
-    "drop_std": (True, lambda accuracies, drops: drops.std(axis=-1)),  # population std, ddof 0
-    "drop_gap": (True, lambda accuracies, drops: _spread(drops)),
+# How a disparity metric (``io.reports.DISPARITY_METRICS``) reduces a per-group number over the
+# groups. The arrays hold groups along the last axis, so one reduction computes a point value
+# ([G]) and every bootstrap resample at once ([B, G]).
+REDUCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "spread": _spread,
+    "min": lambda values: values.min(axis=-1),
+    "max": lambda values: values.max(axis=-1),
+    "std": lambda values: values.std(axis=-1),  # population std, ddof 0
 }
+
+
+def disparity_values(per_group: Mapping[str, np.ndarray | None]) -> dict[str, np.ndarray | None]:
+    """Every disparity metric from the per-group numbers it summarises (``accuracy``, ``drop``,
+    each ``[..., G]``); None for a metric whose number is missing (drops without a baseline)."""
+    values = {}
+    for name, spec in DISPARITY_METRICS.items():
+        numbers = per_group.get(spec.of)
+        values[name] = None if numbers is None else REDUCTIONS[spec.reduce](numbers)
+    return values
 
 
 # ----------------------------------------------------------------------------- bootstrap
@@ -166,9 +181,11 @@ def bootstrap_intervals(
         "accuracy": interval(accuracies),
         "overall_accuracy": interval(overall[:, 0]),
         "disparity": {
-            name: interval(function(accuracies, drops))
-            for name, (needs_baseline, function) in DISPARITY.items()
-            if has_baseline or not needs_baseline
+            name: interval(values)
+            for name, values in disparity_values(
+                {"accuracy": accuracies, "drop": drops if has_baseline else None}
+            ).items()
+            if values is not None
         },
     }
     if has_baseline:
@@ -189,57 +206,54 @@ def build_report(
     groups: list[GroupAccuracy],
     baseline_groups: list[GroupAccuracy] | None = None,
     intervals: dict | None = None,
-) -> dict:
-    """The report in the exact shape of DESIGN.md (baseline fields null without a baseline);
+) -> Report:
+    """The report (docs/design.md, "Report"; baseline fields null without a baseline);
     ``intervals`` (from :func:`bootstrap_intervals`) add ``*_ci`` pairs beside the point values."""
     overall, rows, disparity = accuracy_section(groups, baseline_groups)
     if intervals is not None:
-        overall["accuracy_ci"] = intervals["overall_accuracy"]
-        overall["accuracy_drop_ci"] = intervals.get("overall_drop")
-        for position, row in enumerate(rows):
-            for key in ("accuracy", "baseline_accuracy", "drop"):
-                row[f"{key}_ci"] = intervals[key][position] if key in intervals else None
-        for name in DISPARITY:
-            disparity[f"{name}_ci"] = intervals["disparity"].get(name)
-    return {
-        "model": model,
-        "data": data,
-        "split": split,
-        "target": target,
-        "attribute": attribute,
-        "density": density,
-        "overall": overall,
-        "groups": rows,
-        "disparity": disparity,
-    }
+        overall = replace(
+            overall, accuracy_ci=intervals["overall_accuracy"], accuracy_drop_ci=intervals.get("overall_drop"),
+            absent=frozenset(),
+        )  # fmt: skip
+        rows = [
+            replace(row, absent=frozenset(), **{
+                f"{key}_ci": intervals[key][position] if key in intervals else None
+                for key in ("accuracy", "baseline_accuracy", "drop")
+            })
+            for position, row in enumerate(rows)
+        ]  # fmt: skip
+        disparity = replace(disparity, intervals={name: intervals["disparity"].get(name) for name in DISPARITY_METRICS})
+    return Report(
+        model=model, data=data, split=split, target=target, attribute=attribute, density=density,
+        overall=overall, groups=rows, disparity=disparity,
+    )  # fmt: skip
+
+
+_NO_INTERVALS = frozenset({"accuracy_ci", "accuracy_drop_ci", "baseline_accuracy_ci", "drop_ci"})
 
 
 def accuracy_section(
     groups: list[GroupAccuracy], baseline_groups: list[GroupAccuracy] | None
-) -> tuple[dict, list[dict], dict]:
-    """``overall``, the group rows and ``disparity`` of a report (or of one of its attributes)."""
+) -> tuple[Overall, list[GroupRow], Disparity]:
+    """``overall``, the group rows and ``disparity`` of a report (or of one of its attributes),
+    without intervals."""
     n = sum(group.n for group in groups)
     overall_accuracy = sum(group.correct for group in groups) / n if n else math.nan
     rows = []
     for position, group in enumerate(groups):
         baseline = baseline_groups[position].accuracy if baseline_groups else None
-        rows.append({
-            "group": group.group,
-            "n": group.n,
-            "accuracy": group.accuracy,
-            "baseline_accuracy": baseline,
-            "drop": baseline - group.accuracy if baseline is not None else None,
-        })  # fmt: skip
-    accuracies = np.array([row["accuracy"] for row in rows])
-    drops = np.array([row["drop"] for row in rows]) if baseline_groups else None
-    disparity = {
-        name: (float(function(accuracies, drops)) if (drops is not None or not needs_baseline) else None)
-        for name, (needs_baseline, function) in DISPARITY.items()
-    }
+        drop = baseline - group.accuracy if baseline is not None else None
+        rows.append(GroupRow(group.group, group.n, group.accuracy, baseline, drop, absent=_NO_INTERVALS))
+    accuracies = np.array([row.accuracy for row in rows])
+    drops = np.array([row.drop for row in rows]) if baseline_groups else None
+    disparity = Disparity({
+        name: None if value is None else float(value)
+        for name, value in disparity_values({"accuracy": accuracies, "drop": drops}).items()
+    })  # fmt: skip
     baseline_overall = None
     if baseline_groups:
         baseline_overall = sum(group.correct for group in baseline_groups) / n if n else math.nan
-    return {"n": n, "accuracy": overall_accuracy, "baseline_accuracy": baseline_overall}, rows, disparity
+    return Overall(n, overall_accuracy, baseline_overall, absent=_NO_INTERVALS), rows, disparity
 
 
 def attribute_sections(
@@ -248,7 +262,7 @@ def attribute_sections(
     group_index: np.ndarray,
     group_names: list[str],
     attributes: list[str],
-) -> list[dict]:
+) -> list[AttributeSection]:
     """Per attribute of a multi-label model: its overall accuracy, per-group accuracies and drops,
     and the disparity metrics of that attribute alone."""
     sections = []
@@ -256,28 +270,14 @@ def attribute_sections(
         groups = group_accuracies(outcomes, group_index, group_names, attribute=position)
         base = group_accuracies(baseline, group_index, group_names, attribute=position) if baseline else None
         overall, rows, disparity = accuracy_section(groups, base)
-        sections.append({"attribute": name, "overall": overall, "groups": rows, "disparity": disparity})
+        sections.append(AttributeSection(name, overall, rows, disparity))
     return sections
 
 
 # --------------------------------------------------------------------------------- CI conditions
 
-# metric name -> where to find it in a report
-CONDITION_METRICS: dict[str, Callable[[dict], float | None]] = {
-    **{name: (lambda report, name=name: report["disparity"][name]) for name in DISPARITY},
-    "accuracy": lambda report: report["overall"]["accuracy"],
-    "baseline_accuracy": lambda report: report["overall"]["baseline_accuracy"],
-    "accuracy_drop": lambda report: (
-        None
-        if report["overall"]["baseline_accuracy"] is None
-        else report["overall"]["baseline_accuracy"] - report["overall"]["accuracy"]
-    ),
-    "density": lambda report: report["density"],
-}
-BASELINE_METRICS = {"drop_std", "drop_gap", "baseline_accuracy", "accuracy_drop"}
 # Every metric is a fraction (0.05 = 5 points) while the table shows percent and points, so a
 # threshold may carry a unit: 5% and 5pp both mean 0.05. Differences read best in points.
-_POINTS_METRICS = {"accuracy_gap", "drop_std", "drop_gap", "accuracy_drop"}
 _UNITS = {"": 1.0, "%": 0.01, "pp": 0.01}
 _COMPARISONS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
 _CONDITION = re.compile(
@@ -287,17 +287,21 @@ _CONDITION = re.compile(
 
 @dataclass(frozen=True)
 class Condition:
+    """A parsed ``--fail-if`` condition: metric, comparison, threshold (a fraction)."""
+
     metric: str
     comparison: str
     threshold: float
     text: str
 
-    def holds(self, report: dict) -> bool:
-        value = CONDITION_METRICS[self.metric](report)
+    def holds(self, report: Report) -> bool:
+        """Whether the condition holds on ``report`` (never on a metric it lacks)."""
+        value = report.metric(self.metric)
         return value is not None and _COMPARISONS[self.comparison](value, self.threshold)
 
-    def value(self, report: dict) -> float | None:
-        return CONDITION_METRICS[self.metric](report)
+    def value(self, report: Report) -> float | None:
+        """The metric's value in ``report``."""
+        return report.metric(self.metric)
 
 
 def parse_condition(text: str, *, has_baseline: bool) -> Condition:
@@ -310,16 +314,16 @@ def parse_condition(text: str, *, has_baseline: bool) -> Condition:
         )
     metric, comparison, number, unit = match.groups()
     metric, unit = metric.lower(), (unit or "").lower()
-    if metric not in CONDITION_METRICS:
+    if metric not in METRICS:
         raise InputError(
             f"--fail-if {text!r}: unknown metric {metric!r}; choose from "
-            f"{', '.join(CONDITION_METRICS)}"
+            f"{', '.join(METRICS)}"
         )
-    if metric in BASELINE_METRICS and not has_baseline:
+    if METRICS[metric].needs_baseline and not has_baseline:
         raise InputError(f"--fail-if {text!r}: {metric} needs --baseline DENSE_MODEL")
     threshold = float(number) * _UNITS[unit]
     if not -1.0 <= threshold <= 1.0:
-        suffix = "pp" if metric in _POINTS_METRICS else "%"
+        suffix = "pp" if METRICS[metric].unit == "points" else "%"
         hint = (
             f"write {metric}{comparison}{float(number) / 100:g} or {metric}{comparison}{number}{suffix}"
             if not unit and -100 <= float(number) <= 100

@@ -42,6 +42,7 @@ import torch
 
 from ..distributed import SINGLE, Runtime
 from ..errors import InputError
+from ..registry import Registry
 
 BALANCE_UNITS = ("group", "cell")
 BALANCE_WAYS = ("sampling", "upsample", "weights")
@@ -125,6 +126,8 @@ class LossRule(Protocol):
 
 @dataclass(frozen=True)
 class Objective:
+    """A registered objective (``--objective``): its epoch rows and its loss rule."""
+
     name: str
     summary: str
     needs_groups: bool  # also: the kept epoch is the one of best worst-group validation accuracy
@@ -138,28 +141,23 @@ class Objective:
         return {name: getattr(options, name) for name in self.reads}
 
 
-OBJECTIVES: dict[str, Objective] = {}
+OBJECTIVES: Registry[Objective] = Registry("--objective")
 
 
 def objective(
     name: str, *, summary: str, needs_groups: bool, epoch_rows, loss_rule, reads=(), needs_teacher: bool = False
 ) -> Objective:
     """Register an objective under ``name`` (the value of ``--objective``)."""
-    OBJECTIVES[name] = Objective(name, summary, needs_groups, epoch_rows, loss_rule, tuple(reads), needs_teacher)
-    return OBJECTIVES[name]
-
-
-def get_objective(name: str) -> Objective:
-    try:
-        return OBJECTIVES[name]
-    except KeyError:
-        raise InputError(f"--objective {name}: choose one of {', '.join(OBJECTIVES)}") from None
+    return OBJECTIVES.add(
+        name, Objective(name, summary, needs_groups, epoch_rows, loss_rule, tuple(reads), needs_teacher)
+    )
 
 
 # ------------------------------------------------------------------------------- epoch rows
 
 
 def every_row_once(rows: TrainingRows, options: ObjectiveOptions, generator: torch.Generator) -> np.ndarray:
+    """Every training row once, shuffled."""
     return torch.randperm(len(rows), generator=generator).numpy()
 
 
@@ -216,6 +214,7 @@ class MeanLoss:
         return loss("mean")
 
     def weights(self) -> None:
+        """None: no per-group weights."""
         return None
 
 
@@ -240,6 +239,7 @@ class InverseSizeWeights:
         return (losses * self.row_weights[rows].to(losses.dtype)).mean()
 
     def weights(self) -> None:
+        """The per-group weights applied."""
         return None
 
 
@@ -278,6 +278,7 @@ class OnlineGroupDRO:
         return self.runtime.world_size * (sums / denominators * self.q.to(losses.dtype)).sum()
 
     def weights(self) -> list[float]:
+        """The groups' current weights q."""
         return [round(float(value), 6) for value in self.q]
 
 
@@ -330,6 +331,7 @@ class LagrangianConstraints:
         return lagrangian
 
     def weights(self) -> list[float]:
+        """The groups' current multipliers."""
         return [round(float(value), 6) for value in self.multipliers]
 
 

@@ -25,6 +25,8 @@ CRITERION = "squared_taylor"  # (w * dL/dw)^2, the first-order Taylor term squar
 
 @dataclass
 class ImportanceResult:
+    """Mean importance per group and layer, with the images and batches per group."""
+
     importance: dict[str, torch.Tensor]  # name -> float32 [G, *weight.shape], on the CPU
     batches_per_group: list[int]
     samples_per_group: list[int]

@@ -24,30 +24,28 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from .ranking import CORES, on_both_cores, ranking_places, rankings, scratch
+from ..registry import Registry
+from .ranking import CORES, on_both_cores, ranking_places, rankings, scratch, torch_threads
 
 SCOPES = ("layer", "global")
 
 
 @dataclass(frozen=True)
 class Criterion:
+    """A registered pruning criterion (``--method``): the score rows it ranks by."""
+
     name: str
     needs_importance: bool
     summary: str
     scores: Callable[..., torch.Tensor]  # (weight=, importance=, generator=) -> [R, *shape]
 
 
-CRITERIA: dict[str, Criterion] = {}
+CRITERIA: Registry[Criterion] = Registry("--method")
 
 
 def criterion(name: str, *, needs_importance: bool, summary: str):
     """Register a pruning criterion under ``name`` (the value of ``--method``)."""
-
-    def register(function: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-        CRITERIA[name] = Criterion(name, needs_importance, summary, function)
-        return function
-
-    return register
+    return CRITERIA.decorator(name, lambda scores: Criterion(name, needs_importance, summary, scores))
 
 
 @criterion("fairgrape", needs_importance=True, summary="keep every group's share of importance")
@@ -71,13 +69,6 @@ def _magnitude(*, weight, importance, generator):
 @criterion("random", needs_importance=False, summary="random ranking (seeded with --seed)")
 def _random(*, weight, importance, generator):
     return torch.rand(weight.shape, generator=generator).unsqueeze(0)
-
-
-def get_criterion(name: str) -> Criterion:
-    try:
-        return CRITERIA[name]
-    except KeyError:
-        raise InputError(f"--method {name}: choose one of {', '.join(CRITERIA)}") from None
 
 
 def kept_count(rate: float, size: int) -> int:
@@ -132,7 +123,7 @@ def build_masks(
     pruned in total, counting weights ``previous`` masks already removed, which stay removed.
     ``importance`` may load lazily: each layer's tensor is read once, when it is ranked.
     """
-    chosen = get_criterion(method)
+    chosen = CRITERIA.choose(method)
     if chosen.needs_importance and importance is None:
         raise InputError(f"--method {method} needs an importance file (run fairgrape score first)")
     check_options(rate=rate, scope=scope, min_layer_density=min_layer_density)
@@ -151,12 +142,17 @@ def build_masks(
         return LayerInputs(rows, _candidates(name, weight, previous), weight)
 
     shapes = {name: weights[name].shape for name in names}
+    # torch's own thread pool at one thread while the selection runs its two: beside them (or on
+    # a busy machine) it made even the masks' bookkeeping sums up to 50x slower (measured), and
+    # the sorts slower rather than faster. Around the selection alone: loading, tracing and
+    # counting FLOPs keep torch's threads.
     try:
-        if scope == "layer":
-            flat = _masks_per_layer(names, layer_inputs, rate, on_layer)
-        else:
-            sizes = {name: weights[name].numel() for name in names}
-            flat = _masks_over_pool(sizes, layer_inputs, rate, min_layer_density, on_layer)
+        with torch_threads(1):
+            if scope == "layer":
+                flat = _masks_per_layer(names, layer_inputs, rate, on_layer)
+            else:
+                sizes = {name: weights[name].numel() for name in names}
+                flat = _masks_over_pool(sizes, layer_inputs, rate, min_layer_density, on_layer)
     finally:
         scratch.buffers.clear()  # (the worker threads' buffers go with their threads)
     return {name: flat[name].view(shapes[name]) for name in names}
@@ -260,7 +256,8 @@ def select(
 class Plan(Protocol):
     """A selection with its rankings made; ``run`` makes the picks and returns the kept mask."""
 
-    def run(self) -> torch.Tensor: ...
+    def run(self) -> torch.Tensor:
+        """Make the picks; the kept mask."""
 
 
 @dataclass

@@ -31,6 +31,8 @@ Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
 @dataclass
 class EpochRecord:
+    """One epoch's training loss and accuracy, validation numbers and group weights."""
+
     epoch: int
     train_loss: float
     train_accuracy: float
@@ -41,6 +43,8 @@ class EpochRecord:
 
 @dataclass
 class FinetuneResult:
+    """Each epoch's record and the epoch kept."""
+
     history: list[EpochRecord] = field(default_factory=list)
     best_epoch: int | None = None  # the epoch kept on validation (None: the last one)
 
@@ -84,7 +88,7 @@ def random_horizontal_flip(images: torch.Tensor, generator: torch.Generator) -> 
     return flipped(images, draw_flips(images.shape[0], generator))
 
 
-def finetune(
+def train_masked(
     *,
     model: nn.Module,
     weights: Mapping[str, torch.Tensor],
@@ -124,64 +128,37 @@ def finetune(
     if distillation.active and teacher is None:
         raise ValueError("distillation needs a teacher")
     device = next(model.parameters()).device
-    head = head_for(targets)
-    targets = targets.to(device)
-    loss_rule = loss_rule or MeanLoss()
-    generator = torch.Generator().manual_seed(seed + runtime.rank)  # flips differ between ranks
-    enforcer = MaskEnforcer(weights, masks)
-    enforcer.mask_weights()
-    network = runtime.data_parallel(model)  # the model itself in one process
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(lr_milestones), gamma=lr_gamma)
     if teacher is not None:
         teacher.model.eval()
+    enforcer = MaskEnforcer(weights, masks)
+    enforcer.mask_weights()
+    step = _Steps(
+        network=runtime.data_parallel(model),  # the model itself in one process
+        optimizer=optimizer, enforcer=enforcer, head=head_for(targets),
+        targets=targets.to(device), prepare=prepare, loss_rule=loss_rule or MeanLoss(), teacher=teacher,
+        distillation=distillation, augment=augment, autocast=autocast, device=device,
+        generator=torch.Generator().manual_seed(seed + runtime.rank),  # flips differ between ranks
+    )  # fmt: skip
     result = FinetuneResult()
     scores: list[tuple[float, float]] = []  # per epoch: validation accuracy, worst-group accuracy
     states: dict[int, dict[str, torch.Tensor]] = {}  # weights of the epochs a rule may still keep
-
     for epoch in range(1, epochs + 1):
-        network.train()
-        # summed on the device: no wait for the GPU at every step
-        loss_sum = torch.zeros((), dtype=torch.float32, device=device)
-        correct = torch.zeros((), dtype=torch.float32, device=device)
-        seen = 0
-        for images, indices in train_batches(epoch):
-            flip = draw_flips(len(indices), generator) if augment else None
-            inputs = prepare(images) if flip is None else flipped(prepare(images), flip)
-            rows = indices.to(device)
-            labels = targets[rows]
-            with autocast():
-                logits = network(inputs)
-                reference = None if teacher is None else _teacher_logits(teacher, images, flip)
-                loss = _step_loss(loss_rule, head, logits, labels, rows, reference, distillation)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            enforcer.mask_gradients()
-            optimizer.step()
-            enforcer.mask_weights()
-            loss_sum += loss.detach().float() * len(indices)
-            correct += head.right(head.predict(logits.detach()), labels).float().mean(1).sum()
-            seen += len(indices)
-            if on_batch is not None:
-                on_batch(len(indices))
+        totals = step.epoch(train_batches(epoch), on_batch)
         scheduler.step()
-        totals = runtime.sum_(torch.tensor([float(loss_sum), float(correct), float(seen)], dtype=torch.float64))
-        loss_total, correct_total, seen_total = totals.tolist()
+        loss_total, correct_total, seen_total = runtime.sum_(totals).tolist()
         runtime.broadcast_buffers(model)  # BatchNorm statistics as rank 0 has them, on every rank
         record = EpochRecord(epoch, loss_total / max(seen_total, 1), correct_total / max(seen_total, 1))
-        record.group_weights = loss_rule.weights()
+        record.group_weights = step.loss_rule.weights()
         if validation is not None:
             overall, worst = validation_accuracy(model, validation, prepare, runtime=runtime, autocast=autocast)
             record.val_accuracy, record.val_worst_group_accuracy = overall, worst
             scores.append((overall, worst))
-            keep = undominated(scores)
-            states = {position: state for position, state in states.items() if position in keep}
-            if epoch < epochs and len(scores) - 1 in keep:  # (the last epoch's weights are the model's)
-                states[len(scores) - 1] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            states = _candidates(model, scores, states, last=epoch == epochs)
         result.history.append(record)
         if on_epoch is not None:
             on_epoch(record)
-
     if scores:
         chosen = kept_epoch.choose(scores, weighs_groups=validation.by_worst_group)
         if chosen != len(scores) - 1:
@@ -189,6 +166,70 @@ def finetune(
         result.best_epoch = chosen + 1
     model.eval()
     return result
+
+
+def _candidates(model: nn.Module, scores: list, states: dict, *, last: bool) -> dict:
+    """The weights of the epochs a kept-epoch rule may still choose (those no later epoch beats
+    on both scores), this one's copied in unless it is the last (its weights are the model's)."""
+    keep = undominated(scores)
+    states = {position: state for position, state in states.items() if position in keep}
+    if not last and len(scores) - 1 in keep:
+        states[len(scores) - 1] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    return states
+
+
+@dataclass
+class _Steps:
+    """What every training step uses: the network and its optimizer, the masks, the head, the
+    objective's loss rule, the teacher, how images are prepared and flipped."""
+
+    network: nn.Module
+    optimizer: torch.optim.Optimizer
+    enforcer: MaskEnforcer
+    head: Head
+    targets: torch.Tensor  # every training row's, on the device
+    prepare: Callable[[torch.Tensor], torch.Tensor]
+    loss_rule: LossRule
+    teacher: Teacher | None
+    distillation: Distillation
+    augment: bool
+    autocast: Callable[[], ContextManager]
+    device: torch.device
+    generator: torch.Generator
+
+    def epoch(self, batches: Batches, on_batch: Callable[[int], None] | None) -> torch.Tensor:
+        """One pass over ``batches``; the summed loss, images right and images seen (float64)."""
+        self.network.train()
+        # summed on the device: no wait for the GPU at every step
+        loss_sum = torch.zeros((), dtype=torch.float32, device=self.device)
+        correct = torch.zeros((), dtype=torch.float32, device=self.device)
+        seen = 0
+        for images, indices in batches:
+            loss, right = self.step(images, indices)
+            loss_sum += loss * len(indices)
+            correct += right
+            seen += len(indices)
+            if on_batch is not None:
+                on_batch(len(indices))
+        return torch.tensor([float(loss_sum), float(correct), float(seen)], dtype=torch.float64)
+
+    def step(self, images: torch.Tensor, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on a batch, masks held; its mean loss and the images it got right."""
+        flip = draw_flips(len(indices), self.generator) if self.augment else None
+        inputs = self.prepare(images) if flip is None else flipped(self.prepare(images), flip)
+        rows = indices.to(self.device)
+        labels = self.targets[rows]
+        with self.autocast():
+            logits = self.network(inputs)
+            reference = None if self.teacher is None else _teacher_logits(self.teacher, images, flip)
+            loss = _step_loss(self.loss_rule, self.head, logits, labels, rows, reference, self.distillation)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.enforcer.mask_gradients()
+        self.optimizer.step()
+        self.enforcer.mask_weights()
+        right = self.head.right(self.head.predict(logits.detach()), labels).float().mean(1).sum()
+        return loss.detach().float(), right
 
 
 @torch.no_grad()

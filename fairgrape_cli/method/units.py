@@ -19,7 +19,7 @@ from typing import Protocol
 
 import torch
 
-from .selection import build_masks, get_criterion, select
+from .selection import CRITERIA, build_masks, select
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,8 @@ class WeightSlice:
 
 
 class UnitLayout(Protocol):
+    """A coupled channel group as selection sees it: its name, width and weight slices."""
+
     name: str
     size: int
     slices: list[WeightSlice]
@@ -119,7 +121,7 @@ def select_units(
         scope=scope, min_layer_density=min_layer_density, seed=seed, on_layer=on_layer,
     )  # fmt: skip
     kept = {name: masks[name][: norms[name].numel()].clone() for name in norms}
-    criterion = get_criterion(method)
+    criterion = CRITERIA.choose(method)
     generator = torch.Generator().manual_seed(seed)
     for name, mask in kept.items():
         if mask.any():

@@ -7,10 +7,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+from ..io.reports import Report
+
 BEST_MARK = "*"  # beside the best value of a row: survives terminals without colour
 
 
 def percent(value: float | None) -> str:
+    """A fraction as percent, ``85.00%`` (``-`` for none)."""
     return "-" if value is None or math.isnan(value) else f"{100 * value:.2f}%"
 
 
@@ -20,6 +23,7 @@ def points(value: float | None) -> str:
 
 
 def fraction(value: float | None) -> str:
+    """A fraction with four decimals (``-`` for none)."""
     return "-" if value is None or math.isnan(value) else f"{value:.4f}"
 
 
@@ -42,25 +46,27 @@ FORMATS: dict[str, Callable[[float | None], str]] = {
 }
 
 
-def history_series(report: dict) -> list[tuple[str, list[float | None]]]:
+def history_series(report: Report) -> list[tuple[str, list[float | None]]]:
     """Accuracy per history entry: ``overall`` first, then each group in the report's order."""
-    history = report.get("history") or []
-    groups = [str(row["group"]) for row in report["groups"]]
+    history = report.history or []
+    groups = [str(row.group) for row in report.groups]
     for entry in history:  # groups only in the history (none expected) still get a line
-        groups += [str(name) for name in entry.get("groups", {}) if str(name) not in groups]
-    series = [("overall", [clean(entry.get("accuracy")) for entry in history])]
+        groups += [str(name) for name in (entry.groups or {}) if str(name) not in groups]
+    series = [("overall", [clean(entry.accuracy) for entry in history])]
     for group in groups:
-        series.append((group, [clean(entry.get("groups", {}).get(group)) for entry in history]))
+        series.append((group, [clean((entry.groups or {}).get(group)) for entry in history]))
     return series
 
 
 def clean(value: object) -> float | None:
+    """A finite number as float, else None (a bool, a string, NaN)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         return None
     return float(value)
 
 
 def density_label(value: object) -> str:
+    """A density with three significant digits (``?`` for none)."""
     number = clean(value)
     return "?" if number is None else f"{number:.3g}"
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
+from ..io.reports import DISPARITY_METRICS, Report, as_report
 from ._formats import (
     BEST_MARK,
     FORMATS,
@@ -44,33 +45,33 @@ def _escape(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def history_html(reports: dict | Sequence[dict], *, comparison: dict | None = None) -> str:
+def history_html(reports: Report | Mapping | Sequence[Report | Mapping], *, comparison: dict | None = None) -> str:
     """A self-contained HTML page: inline SVG charts of each run's history (per-group and overall
     accuracy vs density) and, for several reports, their ``comparison`` table
     (``method.comparison.compare_reports``). No external references.
     """
-    reports = [reports] if isinstance(reports, dict) else list(reports)
+    reports = [as_report(reports)] if isinstance(reports, (Report, Mapping)) else [as_report(r) for r in reports]
     if comparison is None and len(reports) > 1:
         raise ValueError("several reports are drawn with their comparison (compare_reports)")
     if comparison is not None:
         labels = [entry["label"] for entry in comparison["entries"]]
         title = f"fairgrape: {len(reports)} report(s) compared"
     else:
-        labels = [str(report["model"]) for report in reports]
-        title = f"fairgrape report: {reports[0]['model']}"
+        labels = [str(report.model) for report in reports]
+        title = f"fairgrape report: {reports[0].model}"
     first = reports[0]
-    meta = f"images: {first['data']} {split_label(first.get('split'))}"
-    meta += f"; target {first['target']}, groups by {first['attribute']}"
+    meta = f"images: {first.data} {split_label(first.split)}"
+    meta += f"; target {first.target}, groups by {first.attribute}"
 
     parts = [f"<h1>{_escape(title)}</h1>", f'<p class="meta">{_escape(meta)}</p>']
     if comparison is not None:
         parts.append(_comparison_table_html(comparison))
     else:
         parts.append(_report_table_html(first))
-    charted = [report for report in reports if report.get("history")]
+    charted = [report for report in reports if report.history]
     accuracy_range = _accuracy_range_of(charted)  # one y range, so the charts compare at a glance
     for report, label in zip(reports, labels):
-        if report.get("history"):
+        if report.history:
             parts.append(f"<h2>{_escape(f'History of {label}')}</h2>")
             parts.append(history_svg(report, accuracy_range=accuracy_range))
     body = "\n".join(parts)
@@ -105,32 +106,28 @@ def _interval_html(pair, unit: str) -> str:
     return f'<br><span class="note">{_escape(interval(pair, unit))}</span>' if pair else ""
 
 
-def _report_table_html(report: dict) -> str:
-    has_baseline = report["overall"].get("baseline_accuracy") is not None
-    head = ["group", "n", "accuracy"] + (["baseline", "drop"] if has_baseline else [])
+def _report_table_html(report: Report) -> str:
+    """The groups and every image as a table, then density and each disparity metric."""
+    head = ["group", "n", "accuracy"] + (["baseline", "drop"] if report.has_baseline else [])
     lines = ["<table>", "<tr>" + "".join(f"<th>{_escape(name)}</th>" for name in head) + "</tr>"]
-    overall = dict(report["overall"], group="overall", drop_ci=report["overall"].get("accuracy_drop_ci"))
-    if has_baseline:
-        overall["drop"] = overall["baseline_accuracy"] - overall["accuracy"]
-    for row in [*report["groups"], overall]:
-        cells = [_escape(row["group"]), _escape(row["n"]),
-                 _escape(percent(row["accuracy"])) + _interval_html(row.get("accuracy_ci"), "accuracy")]  # fmt: skip
-        if has_baseline:
-            cells += [
-                _escape(percent(row.get("baseline_accuracy"))),
-                _escape(points(row.get("drop"))) + _interval_html(row.get("drop_ci"), "points"),
-            ]
-        css = ' class="section"' if row is overall else ""
+    overall = report.overall
+    rows = [(row.group, row.n, row.accuracy, row.accuracy_ci, row.baseline_accuracy, row.drop, row.drop_ci)
+            for row in report.groups]  # fmt: skip
+    every = ("overall", overall.n, overall.accuracy, overall.accuracy_ci, overall.baseline_accuracy,
+             overall.drop, overall.accuracy_drop_ci)  # fmt: skip
+    for row in [*rows, every]:
+        group, n, accuracy, accuracy_ci, baseline, drop, drop_ci = row
+        cells = [_escape(group), _escape(n), _escape(percent(accuracy)) + _interval_html(accuracy_ci, "accuracy")]
+        if report.has_baseline:
+            cells += [_escape(percent(baseline)), _escape(points(drop)) + _interval_html(drop_ci, "points")]
+        css = ' class="section"' if row is every else ""
         lines.append(f"<tr{css}>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
     lines.append("</table>")
-    disparity = report["disparity"]
-    summary = [f"density {fraction(report['density'])}"] + [
-        f"{name} {formatted(disparity.get(name))} {interval(disparity.get(f'{name}_ci'), unit)}".rstrip()
-        for name, formatted, unit in (
-            ("accuracy_gap", points, "points"), ("worst_group_accuracy", percent, "accuracy"),
-            ("drop_std", points, "points"), ("drop_gap", points, "points"),
-        )  # fmt: skip
-        if disparity.get(name) is not None
+    formatted = {"accuracy": percent, "points": points}
+    summary = [f"density {fraction(report.density)}"] + [
+        f"{name} {formatted[spec.unit](value)} {interval(report.disparity.interval(name), spec.unit)}".rstrip()
+        for name, spec in DISPARITY_METRICS.items()
+        if (value := report.disparity.values.get(name)) is not None
     ]
     lines.append(f'<p class="meta">{_escape(" · ".join(summary))}</p>')
     return "\n".join(lines)
@@ -145,7 +142,7 @@ _SMALLEST_DENSITY = 1e-6  # a fully pruned model still gets a place on the log a
 _LEGEND_CHARS = 18  # longer group names are cut in the legend (the full name is its tooltip)
 
 
-def history_svg(report: dict, *, accuracy_range: tuple[float, float, float] | None = None) -> str:
+def history_svg(report: Report, *, accuracy_range: tuple[float, float, float] | None = None) -> str:
     """Line chart of accuracy (overall dashed, one line per group) against density.
 
     Density decreases left to right on a log scale: a geometric schedule (keep r per iteration)
@@ -153,8 +150,8 @@ def history_svg(report: dict, *, accuracy_range: tuple[float, float, float] | No
     ``accuracy_range`` (low, high, tick step) fixes the y axis, to draw several runs alike;
     by default it fits this run.
     """
-    history = report.get("history") or []
-    densities = [max(clean(entry.get("density")) or _SMALLEST_DENSITY, _SMALLEST_DENSITY) for entry in history]
+    history = report.history or []
+    densities = [max(clean(entry.density) or _SMALLEST_DENSITY, _SMALLEST_DENSITY) for entry in history]
     series = history_series(report)
     x_of = _density_axis(densities)
     low, high, step = accuracy_range or _accuracy_range_of([report])
@@ -187,7 +184,7 @@ def _density_axis(densities: list[float]) -> Callable[[float], float]:
     return lambda density: plot_left + (top - math.log(density)) / (top - bottom) * (plot_right - plot_left)
 
 
-def _accuracy_range_of(reports: Sequence[dict]) -> tuple[float, float, float]:
+def _accuracy_range_of(reports: Sequence[Report]) -> tuple[float, float, float]:
     """The y range that holds every accuracy of these reports' histories."""
     values = [
         value for report in reports for _, line in history_series(report) for value in line if value is not None
@@ -259,8 +256,8 @@ def _series_svg(name, line, history, densities, x_of, y_of, colour, *, dashed: b
     parts = [f'<polyline points="{coordinates}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>']
     for x, y, entry, value in points:
         tip = (
-            f"{name}: {percent(value)} at density {density_label(entry.get('density'))} "
-            f"(iteration {entry.get('iteration', '?')}, {entry.get('stage', '?')})"
+            f"{name}: {percent(value)} at density {density_label(entry.density)} "
+            f"(iteration {_or_unknown(entry.iteration)}, {_or_unknown(entry.stage)})"
         )
         parts.append(
             f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{colour}"><title>{_escape(tip)}</title></circle>'
@@ -276,3 +273,7 @@ def _legend_item(name: str, index: int, colour: str, *, dashed: bool) -> list[st
         f'<line x1="{x}" y1="{y}" x2="{x + 22}" y2="{y}" stroke="{colour}" stroke-width="2"{dash}/>'
         f'<text x="{x + 28}" y="{y + 4}">{_escape(shown)}<title>{_escape(name)}</title></text>'
     ]
+
+
+def _or_unknown(value: object) -> object:
+    return "?" if value is None else value

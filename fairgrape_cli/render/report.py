@@ -2,121 +2,134 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from ..io.reports import DISPARITY_METRICS, ModelSize, Report, as_report
 from ._formats import density_label, history_series, interval, percent, points, split_label
 
 _SPARKS = "▁▂▃▄▅▆▇█"
 
 
 ATTRIBUTES_SHOWN = 10  # of a multi-label report, the worst; the rest with --all
+_FORMATTED = {"accuracy": percent, "points": points}  # a disparity metric's unit -> how it is written
 
 
-def render_report(report: dict, *, all_attributes: bool = False) -> RenderableType:
+def render_report(report: Report | Mapping, *, all_attributes: bool = False) -> RenderableType:
     """The per-group table (with 95% intervals when the report has them), the disparity lines,
     and for a multi-label model its attributes, worst first."""
-    has_baseline = report["overall"]["baseline_accuracy"] is not None
-    has_intervals = "accuracy_ci" in report["groups"][0]
-    title = Text(f"{report['model']}  on {report['data']} {split_label(report.get('split'))}")
+    report = as_report(report)
+    lines = _summary_lines(report)
+    if not report.attributes:
+        return Group(_groups_table(report), lines)
+    lines.append(
+        f"\naccuracy above: the mean over the {len(report.attributes)} attributes; disparity is computed on it",
+        style="dim",
+    )
+    return Group(_groups_table(report), lines, Text(), _attributes_table(report, all_attributes))
+
+
+def _groups_table(report: Report) -> Table:
+    """One row per group and one for every image, each number with its interval below it."""
+    title = Text(f"{report.model}  on {report.data} {split_label(report.split)}")
     table = Table(title=title, title_justify="left", show_footer=False)
-    table.add_column(Text(report["attribute"] or "group"))
+    table.add_column(Text(report.attribute or "group"))
     table.add_column("n", justify="right")
-    columns = [("accuracy", "accuracy")] + ([("baseline_accuracy", "accuracy"), ("drop", "points")] if has_baseline else [])
+    columns = [("accuracy", "accuracy")]
+    if report.has_baseline:
+        columns += [("baseline_accuracy", "accuracy"), ("drop", "points")]
     for key, _ in columns:
         heading = "baseline" if key == "baseline_accuracy" else key
-        table.add_column(f"{heading}\n95% CI" if has_intervals and key != "baseline_accuracy" else heading, justify="right")
-    worst = min(report["groups"], key=lambda row: row["accuracy"])["group"]
-    largest_drop = (
-        max(report["groups"], key=lambda row: row["drop"])["group"] if has_baseline else None
-    )
-    overall = dict(report["overall"], group="overall", drop_ci=report["overall"].get("accuracy_drop_ci"))
-    if has_baseline:
-        overall["drop"] = overall["baseline_accuracy"] - overall["accuracy"]
-    for row in [*report["groups"], overall]:
-        cells = [Text(str(row["group"])), str(row["n"])]
+        with_ci = report.has_intervals and key != "baseline_accuracy"
+        table.add_column(f"{heading}\n95% CI" if with_ci else heading, justify="right")
+    worst = min(report.groups, key=lambda row: row.accuracy).group
+    largest_drop = max(report.groups, key=lambda row: row.drop).group if report.has_baseline else None
+    overall = report.overall
+    rows = [(row.group, row.n, {key: (getattr(row, key), getattr(row, f"{key}_ci")) for key, _ in columns})
+            for row in report.groups]  # fmt: skip
+    every = {"accuracy": (overall.accuracy, overall.accuracy_ci), "baseline_accuracy": (overall.baseline_accuracy, None),
+             "drop": (overall.drop, overall.accuracy_drop_ci)}  # fmt: skip
+    for name, n, values in [*rows, ("overall", overall.n, every)]:
+        cells = [Text(str(name)), str(n)]
         for key, unit in columns:
-            cell = Text(percent(row[key]) if unit == "accuracy" else points(row[key]))
-            if has_intervals and key != "baseline_accuracy" and row.get(f"{key}_ci"):
-                cell.append(f"\n{interval(row[f'{key}_ci'], unit)}", style="dim")  # under its value
+            value, pair = values[key]
+            cell = Text(percent(value) if unit == "accuracy" else points(value))
+            if report.has_intervals and key != "baseline_accuracy" and pair:
+                cell.append(f"\n{interval(pair, unit)}", style="dim")  # under its value
             cells.append(cell)
-        if row is overall:
+        if values is every:
             table.add_section()
             table.add_row(*cells, style="bold")
-            continue
-        style = "bold red" if row["group"] in (worst, largest_drop) and len(report["groups"]) > 1 else None
-        table.add_row(*cells, style=style)
+        else:
+            marked = name in (worst, largest_drop) and len(report.groups) > 1
+            table.add_row(*cells, style="bold red" if marked else None)
+    return table
 
-    disparity = report["disparity"]
+
+def _summary_lines(report: Report) -> Text:
+    """Density, each disparity metric (with its interval), what the intervals are, the size."""
     lines = Text()
-    lines.append(f"density {report['density']:.4f}")
-    shown = [("accuracy_gap", points), ("worst_group_accuracy", percent)]
-    if has_baseline:
-        shown += [("drop_std", points), ("drop_gap", points)]
-    for position, (name, formatted) in enumerate(shown):
+    lines.append(f"density {report.density:.4f}")
+    shown = [spec for spec in DISPARITY_METRICS.values() if report.has_baseline or not spec.needs_baseline]
+    for position, spec in enumerate(shown):
         lines.append("\n" if position == 2 else "   ")
-        lines.append(f"{name} {formatted(disparity[name])}")
-        ci = interval(disparity.get(f"{name}_ci"), "accuracy" if formatted is percent else "points")
+        lines.append(f"{spec.name} {_FORMATTED[spec.unit](report.disparity.values.get(spec.name))}")
+        ci = interval(report.disparity.interval(spec.name), spec.unit)
         if ci:
             lines.append(f" {ci}", style="dim")
-    if has_intervals:
+    if report.has_intervals:
         lines.append(
             "\n95% CI: seeded bootstrap over each group's images; where two groups' intervals overlap, "
             "their difference may be noise",
             style="dim",
         )
-    if report.get("params") is not None:
-        lines.append("\n" + size_line(report))
-    if not report.get("attributes"):
-        return Group(table, lines)
-    lines.append(
-        f"\naccuracy above: the mean over the {len(report['attributes'])} attributes; disparity is computed on it",
-        style="dim",
-    )
-    return Group(table, lines, Text(), _attributes_table(report, all_attributes))
+    if report.size.params is not None:
+        lines.append("\n" + size_line(report.size))
+    return lines
 
 
-def _attributes_table(report: dict, show_all: bool) -> RenderableType:
+def _attributes_table(report: Report, show_all: bool) -> RenderableType:
     """Each attribute's accuracy per group; worst first (largest drop_gap with a baseline, else
     lowest worst-group accuracy), the first ``ATTRIBUTES_SHOWN`` unless ``show_all``."""
-    has_baseline = report["overall"]["baseline_accuracy"] is not None
-    key = (lambda a: -a["disparity"]["drop_gap"]) if has_baseline else (lambda a: a["disparity"]["worst_group_accuracy"])
-    ordered = sorted(report["attributes"], key=key)
+    has_baseline = report.has_baseline
+    if has_baseline:
+        ordered = sorted(report.attributes, key=lambda section: -section.disparity.drop_gap)
+    else:
+        ordered = sorted(report.attributes, key=lambda section: section.disparity.worst_group_accuracy)
     shown = ordered if show_all else ordered[:ATTRIBUTES_SHOWN]
-    groups = [row["group"] for row in report["groups"]]
     table = Table(title=Text("attributes, worst first"), title_justify="left")
     table.add_column("attribute")
     table.add_column("accuracy", justify="right")
-    for group in groups:
-        table.add_column(Text(f"{group} {'drop' if has_baseline else 'accuracy'}"), justify="right")
+    for row in report.groups:
+        table.add_column(Text(f"{row.group} {'drop' if has_baseline else 'accuracy'}"), justify="right")
     table.add_column("drop_gap" if has_baseline else "accuracy_gap", justify="right")
-    for attribute in shown:
-        cells = [Text(attribute["attribute"]), percent(attribute["overall"]["accuracy"])]
-        cells += [points(row["drop"]) if has_baseline else percent(row["accuracy"]) for row in attribute["groups"]]
-        cells.append(points(attribute["disparity"]["drop_gap" if has_baseline else "accuracy_gap"]))
+    for section in shown:
+        cells = [Text(section.attribute), percent(section.overall.accuracy)]
+        cells += [points(row.drop) if has_baseline else percent(row.accuracy) for row in section.groups]
+        cells.append(points(section.disparity.drop_gap if has_baseline else section.disparity.accuracy_gap))
         table.add_row(*cells)
     if len(shown) < len(ordered):
         return Group(table, Text(f"{len(ordered) - len(shown)} more attribute(s): --all shows them", style="dim"))
     return table
 
 
-def size_line(size: dict) -> str:
+def size_line(size: ModelSize) -> str:
     """``params 2.79 M of 11.2 M dense (25.0%)   FLOPs ...``: the model against its dense build;
     with exact zeros (weight pruning keeps the dense shapes), how many parameters are not zero."""
     parts = []
     for key, label in (("params", "params"), ("flops", "FLOPs")):
-        value, dense = size.get(key), size.get(f"dense_{key}")
+        value, dense = getattr(size, key), getattr(size, f"dense_{key}")
         if value is None:
             continue
         text = f"{label} {_count(value)}"
         if dense:
             text += f" of {_count(dense)} dense ({100 * value / dense:.1f}%)"
-        if key == "flops" and size.get("image_size"):
-            text += f" per {size['image_size']} px image"
-        nonzero = size.get("nonzero_params") if key == "params" else None
+        if key == "flops" and size.image_size:
+            text += f" per {size.image_size} px image"
+        nonzero = size.nonzero_params if key == "params" else None
         if nonzero is not None and nonzero < value:
             text += f", {_count(nonzero)} nonzero ({100 * nonzero / (dense or value):.1f}%)"
         parts.append(text)
@@ -131,6 +144,7 @@ def _count(value: float) -> str:
 
 
 def render_conditions(failed: list[str], checked: list[str]) -> Text:
+    """``FAIL  condition`` or ``ok    condition`` for each ``--fail-if`` condition checked."""
     text = Text()
     for condition in checked:
         if condition in failed:
@@ -155,29 +169,31 @@ def _sparkline(values: Sequence[float | None], low: float, high: float) -> str:
 _STAGE_NAME = {"dense": "dense", "final": "final", "iteration": "last"}  # history column headers
 
 
-def render_history(report: dict, *, label: str | None = None) -> RenderableType:
+def render_history(report: Report | Mapping, *, label: str | None = None) -> RenderableType:
     """Per-group accuracy across a run's iterations as sparklines, one character per iteration.
 
     All lines share one scale (stated below the table), so heights compare across groups; the
     densities of the iterations are listed above, in the same order as the characters.
     """
-    history = report.get("history") or []
-    heading = Text(f"history of {label or report['model']}", style="bold")
+    report = as_report(report)
+    history = report.history or []
+    heading = Text(f"history of {label or report.model}", style="bold")
     if not history:
         return Group(heading, Text("no history: only `fairgrape run` records one", style="dim"))
     series = history_series(report)
     values = [value for _, line in series for value in line if value is not None]
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
-    densities = Text("density  " + " > ".join(density_label(entry.get("density")) for entry in history))
-    counts = {str(row["group"]): row["n"] for row in report["groups"]}
-    counts["overall"] = report["overall"]["n"]
+    densities = Text("density  " + " > ".join(density_label(entry.density) for entry in history))
+    counts = {str(row.group): row.n for row in report.groups}
+    counts["overall"] = report.overall.n
 
     table = Table(box=None, pad_edge=False, padding=(0, 1))
-    table.add_column(Text(report.get("attribute") or "group"))
+    table.add_column(Text(report.attribute or "group"))
     table.add_column("n", justify="right")
-    table.add_column(f"accuracy, iteration 0..{history[-1].get('iteration', len(history) - 1)}")
-    table.add_column(_STAGE_NAME.get(str(history[0].get("stage")), "first"), justify="right")
-    table.add_column(_STAGE_NAME.get(str(history[-1].get("stage")), "last"), justify="right")
+    last_iteration = history[-1].iteration if history[-1].iteration is not None else len(history) - 1
+    table.add_column(f"accuracy, iteration 0..{last_iteration}")
+    table.add_column(_STAGE_NAME.get(str(history[0].stage), "first"), justify="right")
+    table.add_column(_STAGE_NAME.get(str(history[-1].stage), "last"), justify="right")
     table.add_column("drop", justify="right")
     for name, line in series:
         first, last = line[0], line[-1]

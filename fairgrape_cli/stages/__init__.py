@@ -1,45 +1,43 @@
-"""Stages: each reads its input files, calls the method, writes its artifact and returns data.
+"""Stages: each resolves its inputs, calls the method, writes its artifact and returns data.
 
-One module per stage (score, prune, finetune, report, compare, export) and their shared plumbing
-(``_inputs``). Imports method, render, io and the package's foundations; never flows or commands.
-Nothing here prints: progress goes to the ``ProgressSink`` a caller passes.
+One module per stage (score, prune, finetune, report, compare, data_prune, export) and their
+shared plumbing (``_inputs``). Each reads as three steps: ``resolve_<stage>`` checks the flags
+and fills what they leave out from the artifacts' records into a small frozen dataclass (no
+model loaded, nothing taken from the current folder: the command line resolves its own
+defaults), then the method computes, then io writes. Imports method, render, io and the
+package's foundations; never flows or commands. Nothing here prints: progress goes to the
+``ProgressSink`` a caller passes.
 """
 
-from ._inputs import (
-    DEFAULT_FINETUNED,
-    DEFAULT_IMPORTANCE,
-    DEFAULT_MASKS,
-    DEFAULT_PRUNED,
-    STORED_DTYPES,
-    Loading,
-    ModelSource,
-    PreparedData,
-)
+from ._inputs import DEFAULT_PRUNED, STORED_DTYPES, Loading, ModelSource, PreparedData
 from .compare import ComparisonResult, compare_files
-from .data_prune import DataPruneSummary, data_prune
+from .data_prune import DataPruneInputs, DataPruneSummary, data_prune, resolve_data_prune
 from .export import FORMATS as EXPORT_FORMATS
-from .export import ExportSummary, export
-from .finetune import FinetuneSummary, finetune
-from .prune import PruneSummary, prune
-from .report import ReportResult, report, save_report
-from .score import ScoreSummary, score
+from .export import ExportInputs, ExportSummary, export, resolve_export
+from .finetune import FinetuneInputs, FinetuneSummary, finetune, resolve_finetune
+from .prune import PruneInputs, PruneSummary, prune, resolve_prune
+from .report import ReportInputs, ReportResult, report, resolve_report, save_report
+from .score import ScoreInputs, ScoreSummary, resolve_score, score
 
 __all__ = [
-    "DEFAULT_FINETUNED",
-    "DEFAULT_IMPORTANCE",
-    "DEFAULT_MASKS",
     "DEFAULT_PRUNED",
     "STORED_DTYPES",
     "EXPORT_FORMATS",
     "ComparisonResult",
+    "DataPruneInputs",
     "DataPruneSummary",
+    "ExportInputs",
     "ExportSummary",
+    "FinetuneInputs",
     "FinetuneSummary",
     "Loading",
     "ModelSource",
     "PreparedData",
+    "PruneInputs",
     "PruneSummary",
+    "ReportInputs",
     "ReportResult",
+    "ScoreInputs",
     "ScoreSummary",
     "compare_files",
     "data_prune",
@@ -47,6 +45,12 @@ __all__ = [
     "finetune",
     "prune",
     "report",
+    "resolve_data_prune",
+    "resolve_export",
+    "resolve_finetune",
+    "resolve_prune",
+    "resolve_report",
+    "resolve_score",
     "save_report",
     "score",
 ]

@@ -20,10 +20,7 @@ from ..io.images import ImageLoader, default_workers
 
 log = logging.getLogger("fairgrape")
 
-DEFAULT_IMPORTANCE = Path("importance.safetensors")
-DEFAULT_MASKS = Path("masks.safetensors")
-DEFAULT_PRUNED = "pruned.pt"
-DEFAULT_FINETUNED = Path("finetuned.pt")
+DEFAULT_PRUNED = "pruned.pt"  # the pruned checkpoint's name, beside its masks
 STORED_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -40,6 +37,7 @@ class ModelSource:
     default_arch_args: dict[str, Any] | None = None  # recorded by an artifact, with default_arch
 
     def load(self) -> ckpt.Checkpoint:
+        """Load the checkpoint."""
         return ckpt.load_checkpoint(
             self.path,
             arch=self.arch,
@@ -76,6 +74,8 @@ class Loading:
 
 @dataclass
 class PreparedData:
+    """A split's rows with their targets, in the model's class order, and the image size."""
+
     table: GroupedTable
     classes: list[str]  # the model's class names, or its attributes (several binary targets)
     targets: torch.Tensor  # class index per row [N], or 0/1 per attribute [N, A]
@@ -83,6 +83,7 @@ class PreparedData:
 
     @property
     def attributes(self) -> list[str] | None:
+        """The attributes of a multi-label model, else None."""
         return self.classes if self.table.multi_label else None
 
     def names(self) -> dict[str, list[str]]:
@@ -180,6 +181,7 @@ def prepare_data(
 def image_loader(
     prepared: PreparedData, batches: list[list[int]], loading: Loading, spec: DataSpec, device
 ) -> ImageLoader:
+    """Batches of decoded images of ``prepared``'s rows, on worker processes."""
     workers = loading.workers if loading.workers is not None else default_workers(len(batches))
     return ImageLoader(
         table=prepared.table,
@@ -192,6 +194,7 @@ def image_loader(
 
 
 def recorded_value(artifact: Artifact | None, key: str) -> Any:
+    """What an artifact's metadata records under ``key`` (None without an artifact)."""
     return artifact.metadata.get(key) if artifact is not None else None
 
 
@@ -212,6 +215,7 @@ def data_spec_from(artifact: Artifact, given: DataSpec | None) -> DataSpec:
 
 
 def warn_if_other_model(artifact: Artifact, checkpoint: ckpt.Checkpoint, what: str) -> None:
+    """Warn when ``artifact`` was made from another model than ``checkpoint``."""
     made_from = artifact.metadata.get("model_sha256")
     if not made_from or made_from == checkpoint.sha256:
         return  # (before hashing the artifact: that can take a while for a large file)
@@ -341,4 +345,5 @@ def _refuse_other_arch(artifact: Artifact, checkpoint: ckpt.Checkpoint, what: st
 
 
 def int_or_none(value: Any) -> int | None:
+    """An int from metadata text, or None."""
     return int(value) if value not in (None, "") else None

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..io import checkpoints as ckpt
+from ..io.reports import ModelSize
 
 
-def model_size(checkpoint: ckpt.Checkpoint, image_size: int) -> dict[str, Any]:
+def model_size(checkpoint: ckpt.Checkpoint, image_size: int) -> ModelSize:
     """``params``, ``flops`` of the model and ``dense_params``, ``dense_flops`` of a fresh build
     of its architecture (None when the checkpoint names none: TorchScript, a pickled module), and
     ``nonzero_params``: a weight-pruned model keeps its dense shapes with exact zeros."""
@@ -18,14 +17,14 @@ def model_size(checkpoint: ckpt.Checkpoint, image_size: int) -> dict[str, Any]:
     if checkpoint.arch:
         reference = ckpt.dense_reference(checkpoint.arch, checkpoint.num_classes, arch_args=checkpoint.arch_args)
         dense = model_cost(reference, image_size)
-    return {
-        "params": own.params,
-        "flops": own.flops,
-        "dense_params": dense.params if dense else None,
-        "dense_flops": dense.flops if dense else None,
-        "nonzero_params": own.nonzero_params,
-        "image_size": image_size,  # what the FLOPs are of
-    }
+    return ModelSize(
+        params=own.params,
+        flops=own.flops,
+        dense_params=dense.params if dense else None,
+        dense_flops=dense.flops if dense else None,
+        nonzero_params=own.nonzero_params,
+        image_size=image_size,  # what the FLOPs are of
+    )
 
 
 def density_against_dense(checkpoint: ckpt.Checkpoint) -> float:

@@ -8,15 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..io.files import refuse_overwriting_inputs, write_text_atomically
-from ..io.reports import load_report
+from ..io.reports import Report, load_report
 from ..method.comparison import compare_reports
 from ..render.html import history_html
 
 
 @dataclass
 class ComparisonResult:
+    """The comparison and the reports it compared."""
+
     comparison: dict
-    reports: list[dict]  # as read, in the order given (the history charts need them whole)
+    reports: list[Report]  # as read, in the order given (the history charts need them whole)
 
 
 def compare_files(

@@ -23,14 +23,15 @@ from typing import Any
 
 import torch
 
-from ..errors import FairgrapeError, InputError
+from ..errors import FairgrapeError, InputError, first_line
 from ..io import checkpoints as ckpt
 from ..io import sparse
 from ..io.data import DEFAULT_IMAGE_SIZE
-from ..io.files import atomic_output, record_path, refuse_overwriting_inputs, resolve_recorded
+from ..io.files import atomic_output, record_path, refuse_overwriting_inputs
 from ..io.images import Normalizer, read_image
 from ..io.layouts import read_layout
 from ..method.masks import nonzero_density
+from ..registry import Registry
 from ._inputs import ModelSource
 
 log = logging.getLogger("fairgrape")
@@ -47,6 +48,8 @@ class ExportFailed(FairgrapeError):
 
 @dataclass
 class Check:
+    """An export's check: passed (None: skipped), what it found, the largest logit difference."""
+
     passed: bool | None  # None: skipped
     text: str
     max_difference: float | None = None
@@ -67,6 +70,8 @@ class ExportJob:
 
 @dataclass(frozen=True)
 class ExportFormat:
+    """One export format: the suffixes it writes, its writer and its check."""
+
     suffixes: tuple[str, ...]  # what OUT may end with (fairgrape tells checkpoints by their suffix)
     inferred_from: tuple[str, ...]  # the suffixes that choose this format without --format
     default_name: str  # OUT without -o, from MODEL's stem, in the current folder
@@ -77,6 +82,8 @@ class ExportFormat:
 
 @dataclass
 class ExportSummary:
+    """What :func:`export` wrote, its size against the reference, and its check."""
+
     output: Path
     format: str
     bytes: int
@@ -88,6 +95,7 @@ class ExportSummary:
 
     @property
     def ratio(self) -> float:
+        """The export's bytes over the reference's."""
         return self.bytes / self.reference_bytes if self.reference_bytes else float("nan")
 
 
@@ -144,7 +152,7 @@ def _write_torchscript(job: ExportJob, path: Path) -> dict[str, Any]:
         try:
             traced = torch.jit.trace(job.checkpoint.model, job.batch, check_trace=False)
         except Exception as error:  # the tracer raises many types (data-dependent control flow, ...)
-            raise ExportFailed(f"torch.jit.trace failed ({_first_line(error)})") from error
+            raise ExportFailed(f"torch.jit.trace failed ({first_line(error)})") from error
     like = replace(job.checkpoint, kind="torchscript", image_size=job.image_size)
     ckpt.save_checkpoint(path, traced, like=like, classes=job.checkpoint.classes, provenance=job.provenance)
     return {"method": "torch.jit.trace"}
@@ -180,7 +188,7 @@ def _write_onnx(job: ExportJob, path: Path) -> dict[str, Any]:
                 warnings.simplefilter("ignore")
                 exporter(model, job.batch, path)
         except Exception as error:  # the exporters raise many types; the next one may succeed
-            failures.append(f"{name}: {_first_line(error)}")
+            failures.append(f"{name}: {first_line(error)}")
             continue
         _add_onnx_metadata(path, job)
         return {"exporter": name}
@@ -229,25 +237,24 @@ def _check_onnx(job: ExportJob, path: Path) -> Check:
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         (logits,) = session.run(["logits"], {"images": job.batch.numpy()})
     except Exception as error:  # onnxruntime's own exception types: a graph it rejects or cannot run
-        return Check(False, f"onnxruntime cannot run the exported graph ({_first_line(error)})")
+        return Check(False, f"onnxruntime cannot run the exported graph ({first_line(error)})")
     return _compare_logits(torch.from_numpy(logits), job, "onnxruntime")
 
 
-FORMATS: dict[str, ExportFormat] = {
-    "sparse": ExportFormat(
-        suffixes=(".safetensors",), inferred_from=(".safetensors",),
-        default_name="{stem}.sparse.safetensors",  # not {stem}.safetensors: that may be MODEL itself
-        write=_write_sparse, check=_check_sparse,
-    ),
-    "onnx": ExportFormat(
-        suffixes=(".onnx",), inferred_from=(".onnx",), default_name="{stem}.onnx",
-        write=_write_onnx, check=_check_onnx, needs=_needs_onnx,
-    ),
-    "torchscript": ExportFormat(
-        suffixes=(".torchscript", ".pt", ".pth"), inferred_from=(".torchscript",),  # .pt: native too
-        default_name="{stem}.torchscript", write=_write_torchscript, check=_check_torchscript,
-    ),
-}  # fmt: skip
+FORMATS: Registry[ExportFormat] = Registry("--format")
+FORMATS.add("sparse", ExportFormat(
+    suffixes=(".safetensors",), inferred_from=(".safetensors",),
+    default_name="{stem}.sparse.safetensors",  # not {stem}.safetensors: that may be MODEL itself
+    write=_write_sparse, check=_check_sparse,
+))  # fmt: skip
+FORMATS.add("onnx", ExportFormat(
+    suffixes=(".onnx",), inferred_from=(".onnx",), default_name="{stem}.onnx",
+    write=_write_onnx, check=_check_onnx, needs=_needs_onnx,
+))  # fmt: skip
+FORMATS.add("torchscript", ExportFormat(
+    suffixes=(".torchscript", ".pt", ".pth"), inferred_from=(".torchscript",),  # .pt: native too
+    default_name="{stem}.torchscript", write=_write_torchscript, check=_check_torchscript,
+))  # fmt: skip
 DEFAULT_FORMAT = "sparse"  # without -o or --format
 _KIND_NAMES = {"torchscript": "a TorchScript archive", "module": "a pickled module"}
 
@@ -255,11 +262,62 @@ _KIND_NAMES = {"torchscript": "a TorchScript archive", "module": "a pickled modu
 # ---------------------------------------------------------------------------------------- the stage
 
 
+@dataclass(frozen=True)
+class ExportInputs:
+    """Everything export works on, checked (no model loaded)."""
+
+    model: ModelSource
+    output: Path
+    format: str
+    values: str
+    data: Path | None
+    labels: Path | None
+    image_size: int | None
+    batch_size: int
+    seed: int
+
+
+def default_output(model: Path, format: str | None, output: Path | None = None) -> Path:
+    """The file an export of ``model`` is written to without ``-o``: its stem with the format's
+    suffix (``pruned.sparse.safetensors``), relative to the current folder."""
+    return Path(FORMATS[choose_format(format, output)].default_name.format(stem=Path(model).stem))
+
+
+def resolve_export(
+    *,
+    model: ModelSource,
+    output: Path,
+    format: str | None = None,
+    values: str = "float32",
+    data: Path | None = None,
+    labels: Path | None = None,
+    image_size: int | None = None,
+    batch_size: int = 8,
+    seed: int = 0,
+) -> ExportInputs:
+    """Choose the format (``format``, else ``output``'s suffix), check the flags and that the
+    output can be written, before loading anything."""
+    name = choose_format(format, output)
+    if values not in sparse.VALUE_DTYPES:
+        raise InputError(f"--values {values}: choose {' or '.join(sparse.VALUE_DTYPES)}")
+    if values != "float32" and name != "sparse":
+        raise InputError(f"--values {values} applies to --format sparse only")
+    if batch_size < 1:
+        raise InputError(f"--batch-size {batch_size}: must be at least 1")
+    if labels is not None and data is None:
+        raise InputError(f"--labels {labels} names the labels of --data's images; pass --data FOLDER too")
+    FORMATS[name].needs()
+    output = Path(output)
+    refuse_overwriting_inputs([output], [model.path, labels])
+    _require_writable(output)
+    return ExportInputs(model, output, name, values, data, labels, image_size, batch_size, seed)
+
+
 @torch.no_grad()
 def export(
     *,
     model: ModelSource,
-    output: Path | None = None,
+    output: Path,
     format: str | None = None,
     values: str = "float32",
     data: Path | None = None,
@@ -270,55 +328,50 @@ def export(
 ) -> ExportSummary:
     """Write ``model`` as ``format`` (or the format ``output``'s suffix names), checked."""
     started = time.perf_counter()
-    name = choose_format(format, output)
-    chosen = FORMATS[name]
-    if values not in sparse.VALUE_DTYPES:
-        raise InputError(f"--values {values}: choose {' or '.join(sparse.VALUE_DTYPES)}")
-    if values != "float32" and name != "sparse":
-        raise InputError(f"--values {values} applies to --format sparse only")
-    if batch_size < 1:
-        raise InputError(f"--batch-size {batch_size}: must be at least 1")
-    if labels is not None and data is None:
-        raise InputError(f"--labels {labels} names the labels of --data's images; pass --data FOLDER too")
-    chosen.needs()
-    output = output or Path(chosen.default_name.format(stem=model.path.stem))
-    refuse_overwriting_inputs([output], [model.path, labels])
-    _require_writable(output)
+    inputs = resolve_export(
+        model=model, output=output, format=format, values=values, data=data, labels=labels,
+        image_size=image_size, batch_size=batch_size, seed=seed,
+    )  # fmt: skip
+    job = _job(inputs)
+    chosen = FORMATS[inputs.format]
+    with atomic_output(inputs.output) as tmp:
+        details = chosen.write(job, tmp)
+        check = chosen.check(job, tmp)
+        if check.passed is False:
+            raise ExportFailed(f"{inputs.output} not written: {check.text}")
+    reference, reference_bytes = _reference_size(job.checkpoint)
+    return ExportSummary(
+        output=inputs.output, format=inputs.format, bytes=inputs.output.stat().st_size, reference=reference,
+        reference_bytes=reference_bytes, check=check, details=details,
+        seconds=time.perf_counter() - started,
+    )  # fmt: skip
 
+
+def _job(inputs: ExportInputs) -> ExportJob:
+    """The loaded model, its check batch and the logits the export must reproduce."""
+    model = inputs.model
     checkpoint = model.load()
-    if name == "sparse" and checkpoint.arch is None:
+    if inputs.format == "sparse" and checkpoint.arch is None:
         checkpoint = replace(checkpoint, arch=model.arch)
         if checkpoint.arch is None:
             raise InputError(
                 f"--format sparse stores weights by name, and {model.path} ({_KIND_NAMES[checkpoint.kind]}) "
                 "does not say which architecture rebuilds them; pass --arch NAME"
             )
-    size = int(image_size or checkpoint.image_size or DEFAULT_IMAGE_SIZE)
-    batch, batch_source = _check_batch(checkpoint, data, labels, size, batch_size, seed)
+    size = int(inputs.image_size or checkpoint.image_size or DEFAULT_IMAGE_SIZE)
+    batch, batch_source = _check_batch(checkpoint, inputs.data, inputs.labels, size, inputs.batch_size, inputs.seed)
     checkpoint.model.eval()
-    job = ExportJob(
+    return ExportJob(
         checkpoint=checkpoint, image_size=size, batch=batch, expected=checkpoint.model(batch),
-        batch_source=batch_source, values=values, provenance=_provenance(checkpoint, output, name, values),
-    )  # fmt: skip
-    with atomic_output(output) as tmp:
-        details = chosen.write(job, tmp)
-        check = chosen.check(job, tmp)
-        if check.passed is False:
-            raise ExportFailed(f"{output} not written: {check.text}")
-    reference, reference_bytes = _reference_size(checkpoint)
-    return ExportSummary(
-        output=output, format=name, bytes=output.stat().st_size, reference=reference,
-        reference_bytes=reference_bytes, check=check, details=details,
-        seconds=time.perf_counter() - started,
+        batch_source=batch_source, values=inputs.values,
+        provenance=_provenance(checkpoint, inputs.output, inputs.format, inputs.values),
     )  # fmt: skip
 
 
 def choose_format(format: str | None, output: Path | None) -> str:
     """``--format``, or the one format ``output``'s suffix names; refuses what cannot be told."""
     if format is not None:
-        if format not in FORMATS:
-            raise InputError(f"--format {format}: choose {', '.join(FORMATS)}")
-        accepted = FORMATS[format].suffixes
+        accepted = FORMATS.choose(format).suffixes
         if output is not None and output.suffix.lower() not in accepted:
             raise InputError(
                 f"--format {format} writes {' or '.join(accepted)} files (fairgrape tells formats by their "
@@ -376,7 +429,7 @@ def _check_batch(
             images.append(read_image(file, size))
         except Exception as error:  # PIL raises many types for broken files
             raise InputError(
-                f"{table.where(row)}: cannot read image {file} ({_first_line(error)})"
+                f"{table.where(row)}: cannot read image {file} ({first_line(error)})"
             ) from error
     batch = Normalizer(*checkpoint.normalization, torch.device("cpu"))(torch.stack(images))
     return batch, f"{len(rows)} images of {data}"
@@ -394,9 +447,9 @@ def _provenance(checkpoint: ckpt.Checkpoint, output: Path, name: str, values: st
     }
     if name == "sparse":
         provenance["values"] = values
-    recorded_masks = checkpoint.provenance.get("masks")
-    if recorded_masks:
-        provenance["masks"] = record_path(resolve_recorded(recorded_masks, checkpoint.path), output)
+    masks = ckpt.named_masks(checkpoint)
+    if masks is not None:
+        provenance["masks"] = record_path(masks, output)
         provenance["masks_sha256"] = checkpoint.provenance.get("masks_sha256")
     return {key: value for key, value in provenance.items() if value is not None}
 
@@ -439,7 +492,3 @@ def _same(found: torch.Tensor, expected: torch.Tensor) -> bool:
 def _max_difference(logits: torch.Tensor, expected: torch.Tensor) -> float:
     return float((logits.float() - expected.float()).abs().max()) if logits.numel() else 0.0
 
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0][:200]
