@@ -209,7 +209,7 @@ def finetune(
     augment, precision : bool, str
         Random horizontal flips; ``fp32`` or ``bf16`` (CUDA).
     groups, target, split, labels, batch_size, image_size, skip_bad_images, device, workers, arch,
-    trust_checkpoint, seed, progress
+    arch_args, trust_checkpoint, seed, progress
         See "Common parameters" (the split defaults to ``train``).
 
     Returns

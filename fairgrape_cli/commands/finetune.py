@@ -179,10 +179,9 @@ def finetune_command(
 
     setup_logging(quiet)
     source = (lambda path: opt.model_source(path, arch, arch_args, trust_checkpoint) if path is not None else None)
-    spec = DataSpec(data, target, groups, split, labels, skip_bad_images)  # without DATA: filled from the masks
     with progress_display(quiet) as progress:
         summary = stages.finetune(
-            model=source(model), data=spec, masks=masks, fallback_masks=_fallback_masks(model, masks, dense),
+            model=source(model), data=DataSpec(data, target, groups, split, labels, skip_bad_images), masks=masks, fallback_masks=_fallback_masks(model, masks, dense),
             output=output, loading=stages.Loading(image_size, batch_size, device, workers), epochs=epochs, lr=lr,
             lr_milestones=_milestones(lr_milestones), lr_gamma=lr_gamma, val_split=val_split, augment=augment,
             dense=dense, objective=objective, teacher=source(teacher), seed=seed, precision=precision,

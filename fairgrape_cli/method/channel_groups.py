@@ -330,7 +330,7 @@ class ChannelGraph:
         except Exception as error:  # noqa: BLE001 - any failure means the architecture is not supported
             raise InputError(
                 "the model no longer runs after removing channels "
-                f"({type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else ''}): "
+                f"({error_summary(error)}): "
                 "this architecture cannot be pruned at --granularity channel; use --granularity weight"
             ) from error
         finally:

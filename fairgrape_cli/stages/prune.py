@@ -68,10 +68,11 @@ class PruneInputs:
     importance: Artifact | None
     previous_masks: Path | None
     output: Path
-    model_output: Path | None  # None: pruned.pt beside the masks (a Hugging Face model: the folder pruned)
+    model_output: Path  # given, else pruned.pt beside the masks
     include: tuple[str, ...]
     exclude: tuple[str, ...]
     seed: int
+    model_output_given: bool = True  # False: a Hugging Face model goes to the folder pruned/ instead
 
 
 def resolve_prune(
@@ -121,8 +122,8 @@ def resolve_prune(
     output = Path(output)
     return PruneInputs(
         rate, method, scope, min_layer_density, granularity, model, scores, _previous_masks_path(masks, scores),
-        output, Path(model_output) if model_output else None,
-        tuple(include), tuple(exclude), seed,
+        output, Path(model_output) if model_output else output.with_name(DEFAULT_PRUNED),
+        tuple(include), tuple(exclude), seed, model_output_given=model_output is not None,
     )  # fmt: skip
 
 
@@ -231,7 +232,9 @@ def _load(inputs: PruneInputs) -> _Loaded:
     if previous is not None:
         covered_layers(previous, checkpoint, "masks", remedy="Prune the model again to make its masks.")
     # a Hugging Face model is written as a folder: pruned/, not pruned.pt
-    model_output = inputs.model_output or ckpt.default_model_output(inputs.output.with_name(DEFAULT_PRUNED), checkpoint)
+    model_output = inputs.model_output
+    if not inputs.model_output_given:
+        model_output = ckpt.default_model_output(model_output, checkpoint)
     refuse_overwriting_inputs(
         [inputs.output, model_output],
         [checkpoint.path, scores.path if scores else None, previous.path if previous else None],
