@@ -231,8 +231,8 @@ def finetune(
 
 def report(
     *, model: PathLike, data: PathLike, groups: str, baseline: PathLike | None = None, fail_if: Sequence[str] = (),
-    json_output: PathLike | None = None, html_output: PathLike | None = None, bootstrap: int = 1000,
-    target: str | None = None, split: str | None = None, labels: PathLike | None = None, min_group_size: int = 1,
+    json_output: PathLike | None = None, html_output: PathLike | None = None, exemplars: PathLike | None = None,
+    model_card: PathLike | None = None, intervals: str = "score", bootstrap: int = 1000, target: str | None = None, split: str | None = None, labels: PathLike | None = None, min_group_size: int = 1,
     batch_size: int = 64, image_size: int | None = None, skip_bad_images: bool = False, device: str = "auto",
     workers: int | None = None, precision: str = "fp32", arch: str | None = None,
     arch_args: Mapping[str, Any] | None = None, trust_checkpoint: bool = False,
@@ -247,11 +247,19 @@ def report(
     baseline : str or Path, optional
         The dense model each group's accuracy drop is measured against.
     fail_if : sequence of str
-        Conditions such as ``"drop_gap>0.05"``; the result lists those that hold.
+        Conditions such as ``"drop_gap>0.05"`` or ``"drop_gap.hi>0.05"`` (an end of its 95%
+        interval); the result lists those that hold, and ``checks`` what each measured.
     json_output, html_output : str or Path, optional
         Also write the report as JSON (report.json) or as a self-contained HTML page.
+    exemplars : str or Path, optional
+        With a baseline: every flipped prediction as CSV, the baseline's most confident first.
+    model_card : str or Path, optional
+        The fairness section of a Hugging Face model card (Markdown with its YAML header).
+    intervals : str
+        ``score`` (Wilson, MOVER, Sidak; coverage measured by benchmarks/intervals.py) or
+        ``bootstrap`` (percentile, ``bootstrap`` resamples seeded by ``seed``).
     bootstrap : int
-        Resamples for the 95% intervals (seeded by ``seed``); 0: none.
+        Resamples for ``intervals="bootstrap"``; 0: no intervals.
     precision : str
         ``fp32`` or ``bf16`` (CUDA).
     data, groups, target, split, labels, min_group_size, batch_size, image_size, skip_bad_images,
@@ -270,14 +278,15 @@ def report(
         data=_data(data, target=target, groups=groups, split=split, labels=labels,
                    skip_bad_images=skip_bad_images, min_group_size=min_group_size),
         loading=stages.Loading(image_size, batch_size, device, workers), fail_if=tuple(fail_if),
-        bootstrap=Bootstrap(resamples=bootstrap, seed=seed), json_output=_path(json_output),
-        html_output=_path(html_output), precision=precision, progress=progress,
+        bootstrap=Bootstrap(resamples=bootstrap, seed=seed, method=intervals), json_output=_path(json_output),
+        html_output=_path(html_output), exemplars_output=_path(exemplars), model_card_output=_path(model_card),
+        precision=precision, progress=progress,
     )  # fmt: skip
 
 
 def run(
     *, config: PathLike, overrides: Sequence[str] = (), keep_artifacts: str | None = None,
-    progress: ProgressSink | None = None,
+    track: str | None = None, progress: ProgressSink | None = None,
 ) -> RunResult:  # fmt: skip
     """Run or resume an iterative pruning schedule from a YAML config (``fairgrape run``).
 
@@ -289,6 +298,8 @@ def run(
         ``KEY=VALUE`` settings applied on top, e.g. ``"method=magnitude"``, ``"finetune.epochs=5"``.
     keep_artifacts : str, optional
         ``last`` or ``all`` (default: the config's).
+    track : str, optional
+        An experiment tracker to log to (``"mlflow"``; the ``mlflow`` extra).
     progress : ProgressSink, optional
         Where progress goes.
 
@@ -303,7 +314,7 @@ def run(
     settings = load_config(config, overrides=overrides)
     if keep_artifacts is not None:
         settings.settings["keep_artifacts"] = keep_artifacts
-    return run_schedule(settings, progress=progress)
+    return run_schedule(settings, progress=progress, track=track)
 
 
 def data_prune(

@@ -33,6 +33,15 @@ def run_command(
             "all: keep every iteration's files.",
         ),
     ] = None,
+    track: Annotated[
+        Optional[str],
+        typer.Option(
+            "--track",
+            help="Log the settings, each iteration's density and per-group accuracy, and the final report "
+            "to an experiment tracker: mlflow (pip install 'fairgrape[mlflow]'; where MLFLOW_TRACKING_URI "
+            "says, else MLflow's default store in the current folder).",
+        ),
+    ] = None,
     quiet: opt.Quiet = False,
     debug: opt.Debug = False,
 ) -> None:
@@ -53,6 +62,8 @@ def run_command(
 
         fairgrape run schedule.yaml --set method=magnitude --set output=runs/magnitude
 
+        fairgrape run schedule.yaml --track mlflow
+
         torchrun --nproc-per-node 4 -m fairgrape_cli run schedule.yaml
     """
     from ..flows.config import load_config
@@ -67,7 +78,7 @@ def run_command(
 
     with progress_display(quiet) as progress:
         announce = stage_announcer(progress, show_up_to_date=True)
-        result = run_schedule(settings, progress=progress, on_stage=announce)
+        result = run_schedule(settings, progress=progress, on_stage=announce, track=track)
     stdout.print(render_report(result.report))
     stdout.print(render_history(result.report))
     info(

@@ -111,7 +111,10 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "split": Option(str),
         "batch_size": Option(int, 64, minimum=1),
         "min_group_size": Option(int, 1, minimum=1),
-        "bootstrap": Option(int, 1000, minimum=0),  # resamples for the 95% intervals (seeded by seed); 0: none
+        "bootstrap": Option(int, 1000, minimum=0),  # resamples for intervals: bootstrap (seeded by seed); 0: none
+        # how the 95% intervals are computed; score replaced the bootstrap as the default (a run
+        # recorded before keeps its report until something else makes the report again)
+        "intervals": Option(str, "score", choices=("score", "bootstrap"), fingerprint_default=False),
         "html": Option(bool, False),
     },
 }

@@ -35,6 +35,7 @@ from ..io.reports import Report, load_report
 from .config import RunConfig, schedule
 from .run_state import RunState, StageRecord, fingerprint
 from .steps import ITERATION_STEPS, Planned, StepCall, fingerprint_parts, plan
+from .tracking import RunTracking
 
 log = logging.getLogger("fairgrape")
 
@@ -180,12 +181,15 @@ def run_schedule(
     *,
     progress: ProgressSink | None = None,
     on_stage: Callable[[str, bool], None] | None = None,
+    track: str | None = None,
 ) -> RunResult:
     """Run (or resume) the schedule of ``config``; returns the final report with its history.
 
     ``on_stage(name, runs)`` is told about each stage before it runs or is skipped. The run is
     the output folder's only writer while it holds ``OUTPUT/run.lock`` (a second run there is
-    refused), so it may remove the temporary files a killed run left behind.
+    refused), so it may remove the temporary files a killed run left behind. ``track``: an
+    experiment tracker (``io.tracking.TRACKERS``, e.g. ``mlflow``) told the settings, each
+    evaluation and the final report (``flows.tracking``).
     """
     with contextlib.ExitStack() as held:  # the lock, released however the run ends
         device = resolve_device(config.settings["device"])
@@ -195,15 +199,30 @@ def run_schedule(
                 _hold_folder(config.output, held)
             check_precision(config.settings["precision"], device, flag=f"{config.path}: precision")
             runner = _Runner(config, progress or NoProgress(), on_stage, runtime)
-        while True:
-            runner.skipped = []
-            try:
-                return _run_pass(runner)
-            except _Remake:  # a stage was forgotten to remake a deleted file: go through again
-                continue
+            tracking = RunTracking.open(track, config) if track and runtime.is_main else None
+        try:
+            result = _run_passes(runner, tracking)
+        except BaseException as error:
+            if tracking is not None:
+                tracking.failed(error)
+            raise
+        if tracking is not None:
+            tracking.finished(result.report, [path for path in (result.output / "report.json",
+                                                                result.output / "report.html") if path.is_file()])  # fmt: skip
+        return result
 
 
-def _run_pass(runner: _Runner) -> RunResult:
+def _run_passes(runner: _Runner, tracking: RunTracking | None) -> RunResult:
+    """Passes over the schedule until one finishes without a stage forgotten to remake a file."""
+    while True:
+        runner.skipped = []
+        try:
+            return _run_pass(runner, tracking)
+        except _Remake:  # a stage was forgotten to remake a deleted file: go through again
+            continue
+
+
+def _run_pass(runner: _Runner, tracking: RunTracking | None = None) -> RunResult:
     """Every stage of the schedule in order, each run or found up to date."""
     config = runner.config
     settings = config.settings
@@ -220,6 +239,8 @@ def _run_pass(runner: _Runner) -> RunResult:
             current.files[role] = (path, runner.sha(record, path))
         if planned.history is not None:
             current.history.append({**record.result, **planned.history})
+            if tracking is not None:
+                tracking.evaluated(len(current.history) - 1, current.history[-1], ran=planned.name in runner.ran)
         if planned.supersedes:
             runner.superseded(planned.supersedes)  # the next iteration finished and is recorded
     report = load_report(runner.directory / "report.json")

@@ -271,7 +271,7 @@ def _report(call: StepCall) -> None:
         data=call.data(view["report.split"], min_group_size=view["report.min_group_size"]),
         baseline=call.model(call.files["start"]),
         loading=call.loading(view["report.batch_size"]),
-        bootstrap=Bootstrap(resamples=view["report.bootstrap"], seed=view["seed"]),
+        bootstrap=Bootstrap(resamples=view["report.bootstrap"], seed=view["seed"], method=view["report.intervals"]),
         precision=view["precision"],
         progress=call.progress,
     ).report

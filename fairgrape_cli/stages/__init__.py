@@ -10,13 +10,14 @@ package's foundations; never flows or commands. Nothing here prints: progress go
 """
 
 from ._inputs import DEFAULT_PRUNED, STORED_DTYPES, Loading, ModelSource, PreparedData
+from ._report_files import ReportFiles, save_report
 from .compare import ComparisonResult, compare_files
 from .data_prune import DataPruneInputs, DataPruneSummary, data_prune, resolve_data_prune
 from .export import FORMATS as EXPORT_FORMATS
 from .export import ExportInputs, ExportSummary, export, resolve_export
 from .finetune import FinetuneInputs, FinetuneSummary, finetune, resolve_finetune
 from .prune import PruneInputs, PruneSummary, prune, resolve_prune
-from .report import ReportInputs, ReportResult, report, resolve_report, save_report
+from .report import ReportInputs, ReportResult, report, resolve_report
 from .score import ScoreInputs, ScoreSummary, resolve_score, score
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "resolve_prune",
     "resolve_report",
     "resolve_score",
+    "ReportFiles",
     "save_report",
     "score",
 ]
