@@ -24,8 +24,10 @@ min_group_size : int
 batch_size, image_size, device, workers
     Images per batch; the square side images are resized to (default: the checkpoint's, else
     224); ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``; image-decoding processes.
-arch, trust_checkpoint
-    The architecture of a plain state dict; allow a whole pickled module (this runs its code).
+arch, arch_args, trust_checkpoint
+    The architecture of a plain state dict (a torchvision name, ``timm:NAME``, ``hf:CLASS`` or
+    ``module.path:callable``) and its constructor arguments (``{"img_size": 32}``); allow a whole
+    pickled module (this runs its code).
 seed : int
     The random seed.
 progress : ProgressSink, optional
@@ -37,8 +39,9 @@ row or flag); a written file is whole or absent.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from . import stages
 from ._progress import ProgressSink
@@ -72,8 +75,15 @@ def _path(value: PathLike | None) -> Path | None:
     return Path(value) if value is not None else None
 
 
-def _model(path: PathLike | None, arch: str | None, trust_checkpoint: bool) -> stages.ModelSource | None:
-    return stages.ModelSource(Path(path), arch, trust_checkpoint) if path is not None else None
+def _model(
+    path: PathLike | None, arch: str | None, trust_checkpoint: bool, arch_args: Mapping[str, Any] | None = None
+) -> stages.ModelSource | None:
+    if path is None:
+        return None
+    from .io.architectures import check_arch_args
+
+    checked = check_arch_args(dict(arch_args), source="arch_args") if arch_args is not None else None
+    return stages.ModelSource(Path(path), arch, trust_checkpoint, arch_args=checked)
 
 
 def _data(root: PathLike | None, **columns) -> DataSpec:
@@ -86,7 +96,9 @@ def score(
     max_batches: int | None = None, samples_per_group: int | None = None, min_group_size: int = 1,
     include: Sequence[str] = (), exclude: Sequence[str] = (), dtype: str = "float32", batch_size: int = 64,
     image_size: int | None = None, skip_bad_images: bool = False, device: str = "auto", workers: int | None = None,
-    arch: str | None = None, trust_checkpoint: bool = False, seed: int = 0, progress: ProgressSink | None = None,
+    arch: str | None = None,
+    arch_args: Mapping[str, Any] | None = None, trust_checkpoint: bool = False,
+    seed: int = 0, progress: ProgressSink | None = None,
 ) -> ScoreSummary:  # fmt: skip
     """Score every prunable weight's importance for each group (``fairgrape score``).
 
@@ -105,7 +117,7 @@ def score(
     dtype : str
         ``float32``, ``float16`` (scaled per layer) or ``bfloat16``.
     data, groups, target, split, labels, min_group_size, batch_size, image_size, skip_bad_images,
-    device, workers, arch, trust_checkpoint, seed, progress
+    device, workers, arch, arch_args, trust_checkpoint, seed, progress
         See "Common parameters" (the split defaults to ``train``).
 
     Returns
@@ -114,7 +126,7 @@ def score(
         The file written, the groups and the images and batches scored per group.
     """
     return stages.score(
-        model=_model(model, arch, trust_checkpoint), output=Path(output), masks=_path(masks),
+        model=_model(model, arch, trust_checkpoint, arch_args), output=Path(output), masks=_path(masks),
         data=_data(data, target=target, groups=groups, split=split, labels=labels,
                    skip_bad_images=skip_bad_images, min_group_size=min_group_size),
         loading=stages.Loading(image_size, batch_size, device, workers), max_batches=max_batches,
@@ -127,7 +139,8 @@ def prune(
     *, rate: float, output: PathLike, model: PathLike | None = None, importance: PathLike | None = None,
     method: str = "fairgrape", scope: str = "layer", min_layer_density: float = 0.01, granularity: str = "weight",
     masks: PathLike | None = None, model_output: PathLike | None = None, include: Sequence[str] = (),
-    exclude: Sequence[str] = (), arch: str | None = None, trust_checkpoint: bool = False, seed: int = 0,
+    exclude: Sequence[str] = (), arch: str | None = None,
+    arch_args: Mapping[str, Any] | None = None, trust_checkpoint: bool = False, seed: int = 0,
     progress: ProgressSink | None = None,
 ) -> PruneSummary:  # fmt: skip
     """Choose the weights (or channels) to keep, with FairGRAPE or a baseline (``fairgrape prune``).
@@ -152,7 +165,7 @@ def prune(
         ``weight`` (masks) or ``channel`` (whole coupled channel groups removed: a smaller model).
     masks : str or Path, optional
         Masks already applied; their pruned weights stay pruned.
-    include, exclude, arch, trust_checkpoint, seed, progress
+    include, exclude, arch, arch_args, trust_checkpoint, seed, progress
         Layer patterns; see "Common parameters".
 
     Returns
@@ -161,7 +174,8 @@ def prune(
         The files written, the density kept, each layer's kept and total counts, the model's size.
     """
     return stages.prune(
-        rate=rate, output=Path(output), model=_model(model, arch, trust_checkpoint), importance=_path(importance),
+        rate=rate, output=Path(output), model=_model(model, arch, trust_checkpoint, arch_args),
+        importance=_path(importance),
         method=method, scope=scope, min_layer_density=min_layer_density, granularity=granularity,
         masks=_path(masks), model_output=_path(model_output), include=include, exclude=exclude, seed=seed,
         progress=progress,
@@ -174,9 +188,11 @@ def finetune(
     epochs: int = 3, lr: float = 1e-4, lr_milestones: Sequence[int] = (), lr_gamma: float = 0.1,
     val_split: str | None = None, augment: bool = True, objective: str = "erm",
     objective_options: ObjectiveOptions = ObjectiveOptions(), dense: bool = False, teacher: PathLike | None = None,
-    distill_weight: float = 0.0, distill_temperature: float = 4.0, keep_epoch: str = "auto", keep_within: float = 0.01,
+    distill_weight: float = 0.0, distill_temperature: float = 4.0, keep_epoch: str = "auto",
+    keep_within: float = 0.01,
     batch_size: int = 64, image_size: int | None = None, skip_bad_images: bool = False, device: str = "auto",
-    workers: int | None = None, precision: str = "fp32", arch: str | None = None, trust_checkpoint: bool = False,
+    workers: int | None = None, precision: str = "fp32", arch: str | None = None,
+    arch_args: Mapping[str, Any] | None = None, trust_checkpoint: bool = False,
     seed: int = 0, progress: ProgressSink | None = None,
 ) -> FinetuneSummary:  # fmt: skip
     """Fine-tune a pruned model with its masked weights held at exactly zero (``fairgrape finetune``).
@@ -201,7 +217,7 @@ def finetune(
     augment, precision : bool, str
         Random horizontal flips; ``fp32`` or ``bf16`` (CUDA).
     groups, target, split, labels, batch_size, image_size, skip_bad_images, device, workers, arch,
-    trust_checkpoint, seed, progress
+    arch_args, trust_checkpoint, seed, progress
         See "Common parameters" (the split defaults to ``train``).
 
     Returns
@@ -210,11 +226,12 @@ def finetune(
         The file written, each epoch's numbers, the kept epoch, the density.
     """
     return stages.finetune(
-        output=Path(output), model=_model(model, arch, trust_checkpoint), masks=_path(masks), dense=dense,
+        output=Path(output), model=_model(model, arch, trust_checkpoint, arch_args), masks=_path(masks), dense=dense,
         data=_data(data, target=target, groups=groups, split=split, labels=labels, skip_bad_images=skip_bad_images),
         loading=stages.Loading(image_size, batch_size, device, workers), epochs=epochs, lr=lr,
         lr_milestones=tuple(lr_milestones), lr_gamma=lr_gamma, val_split=val_split, augment=augment,
-        objective=objective, objective_options=objective_options, teacher=_model(teacher, arch, trust_checkpoint),
+        objective=objective, objective_options=objective_options, teacher=_model(teacher, arch, trust_checkpoint,
+        arch_args),
         distillation=Distillation(distill_weight, distill_temperature), kept_epoch=KeptEpoch(keep_epoch, keep_within),
         seed=seed, precision=precision, progress=progress,
     )  # fmt: skip
@@ -225,7 +242,8 @@ def report(
     json_output: PathLike | None = None, html_output: PathLike | None = None, exemplars: PathLike | None = None,
     model_card: PathLike | None = None, intervals: str = "score", bootstrap: int = 1000, target: str | None = None, split: str | None = None, labels: PathLike | None = None, min_group_size: int = 1,
     batch_size: int = 64, image_size: int | None = None, skip_bad_images: bool = False, device: str = "auto",
-    workers: int | None = None, precision: str = "fp32", arch: str | None = None, trust_checkpoint: bool = False,
+    workers: int | None = None, precision: str = "fp32", arch: str | None = None,
+    arch_args: Mapping[str, Any] | None = None, trust_checkpoint: bool = False,
     seed: int = 0, progress: ProgressSink | None = None,
 ) -> ReportResult:  # fmt: skip
     """Per-group accuracy, drops against a baseline, disparity and CI conditions (``fairgrape report``).
@@ -253,7 +271,7 @@ def report(
     precision : str
         ``fp32`` or ``bf16`` (CUDA).
     data, groups, target, split, labels, min_group_size, batch_size, image_size, skip_bad_images,
-    device, workers, arch, trust_checkpoint, seed, progress
+    device, workers, arch, arch_args, trust_checkpoint, seed, progress
         See "Common parameters" (the split defaults to ``test``, else ``val``).
 
     Returns
@@ -263,7 +281,8 @@ def report(
         ``report.groups[0].accuracy``...), the conditions that hold, the images skipped.
     """
     return stages.report(
-        model=_model(model, arch, trust_checkpoint), baseline=_model(baseline, arch, trust_checkpoint),
+        model=_model(model, arch, trust_checkpoint, arch_args), baseline=_model(baseline, arch, trust_checkpoint,
+        arch_args),
         data=_data(data, target=target, groups=groups, split=split, labels=labels,
                    skip_bad_images=skip_bad_images, min_group_size=min_group_size),
         loading=stages.Loading(image_size, batch_size, device, workers), fail_if=tuple(fail_if),
@@ -312,7 +331,8 @@ def data_prune(
     val_split: str | None = None, json_output: PathLike | None = None, target: str | None = None,
     split: str | None = None, labels: PathLike | None = None, batch_size: int = 64, image_size: int | None = None,
     skip_bad_images: bool = False, device: str = "auto", workers: int | None = None, arch: str | None = None,
-    trust_checkpoint: bool = False, seed: int = 0, progress: ProgressSink | None = None,
+    arch_args: Mapping[str, Any] | None = None, trust_checkpoint: bool = False, seed: int = 0,
+    progress: ProgressSink | None = None,
 ) -> DataPruneSummary:  # fmt: skip
     """A smaller training manifest with fair per-unit quotas, DRoP (``fairgrape data-prune``).
 
@@ -331,7 +351,7 @@ def data_prune(
     val_split, json_output : str, str or Path, optional
         The split recall is measured on (default ``val``); also write the plan there.
     data, groups, target, split, labels, batch_size, image_size, skip_bad_images, device, workers,
-    arch, trust_checkpoint, seed, progress
+    arch, arch_args, trust_checkpoint, seed, progress
         See "Common parameters" (the split pruned defaults to ``train``).
 
     Returns
@@ -340,7 +360,7 @@ def data_prune(
         The manifest and plan written, and the plan.
     """
     return stages.data_prune(
-        model=_model(model, arch, trust_checkpoint), keep=keep, by=by, quota=quota, within=within,
+        model=_model(model, arch, trust_checkpoint, arch_args), keep=keep, by=by, quota=quota, within=within,
         data=_data(data, target=target, groups=groups, split=split, labels=labels, skip_bad_images=skip_bad_images),
         min_quota=min_quota, val_split=val_split, output=_path(output), json_output=_path(json_output),
         loading=stages.Loading(image_size, batch_size, device, workers), seed=seed, progress=progress,
@@ -350,7 +370,8 @@ def data_prune(
 def export(
     *, model: PathLike, output: PathLike, format: str | None = None, values: str = "float32",
     data: PathLike | None = None, labels: PathLike | None = None, image_size: int | None = None,
-    batch_size: int = 8, arch: str | None = None, trust_checkpoint: bool = False, seed: int = 0,
+    batch_size: int = 8, arch: str | None = None,
+    arch_args: Mapping[str, Any] | None = None, trust_checkpoint: bool = False, seed: int = 0,
 ) -> ExportSummary:  # fmt: skip
     """Write a checkpoint as a sparse safetensors file, ONNX or TorchScript, checked (``fairgrape export``).
 
@@ -366,7 +387,7 @@ def export(
         ``sparse``: kept values as ``float32`` (exact) or ``float16``.
     data, labels : str or Path, optional
         Check the export on the first ``batch_size`` images of this folder (default: random input).
-    image_size, batch_size, arch, trust_checkpoint, seed
+    image_size, batch_size, arch, arch_args, trust_checkpoint, seed
         See "Common parameters".
 
     Returns
@@ -375,7 +396,7 @@ def export(
         The file written, its size against the input's, and the check's verdict.
     """
     return stages.export(
-        model=_model(model, arch, trust_checkpoint), output=Path(output), format=format, values=values,
+        model=_model(model, arch, trust_checkpoint, arch_args), output=Path(output), format=format, values=values,
         data=_path(data), labels=_path(labels), image_size=image_size, batch_size=batch_size, seed=seed,
     )  # fmt: skip
 

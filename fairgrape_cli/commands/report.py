@@ -67,6 +67,7 @@ def report_command(
     min_group_size: opt.MinGroupSize = 1,
     batch_size: opt.BatchSize = 64,
     arch: opt.Arch = None,
+    arch_args: opt.ArchArgs = None,
     trust_checkpoint: opt.TrustCheckpoint = False,
     skip_bad_images: opt.SkipBadImages = False,
     device: opt.Device = "auto",
@@ -108,9 +109,9 @@ def report_command(
     )  # fmt: skip
     with progress_display(quiet) as progress:
         result = stages.report(
-            model=stages.ModelSource(model, arch, trust_checkpoint),
+            model=opt.model_source(model, arch, arch_args, trust_checkpoint),
             data=spec,
-            baseline=stages.ModelSource(baseline, arch, trust_checkpoint) if baseline else None,
+            baseline=opt.model_source(baseline, arch, arch_args, trust_checkpoint) if baseline else None,
             loading=stages.Loading(image_size, batch_size, device, workers),
             fail_if=fail_if or (),
             bootstrap=Bootstrap(resamples=bootstrap, seed=seed, method=intervals),

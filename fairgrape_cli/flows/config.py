@@ -68,6 +68,7 @@ SCHEMA: dict[str, dict[str, Option]] = {
     "": {
         "model": Option(str, required=True),
         "arch": Option(str),
+        "arch_args": Option(dict, fingerprint_default=False),  # constructor arguments of arch (--arch-args)
         "trust_checkpoint": Option(bool, False),
         "data": Option(str, required=True),
         "labels": Option(str),

@@ -27,6 +27,7 @@ from .. import distributed
 from .._progress import NoProgress, ProgressSink
 from ..devices import check_precision, resolve_device
 from ..errors import InputError
+from ..io.checkpoints import model_digest
 from ..io.files import remove_leftover_temporaries, sha256_file
 from ..io.layouts import read_layout
 from ..io.locks import FolderLock
@@ -99,7 +100,7 @@ class _Runner:
         call = self._call(planned, current)
         shas = {role: current.files[role][1] if role in current.files else None for role in current.files}
         if call.files.get("teacher") is not None:
-            shas["teacher"] = sha256_file(call.files["teacher"])
+            shas["teacher"] = model_digest(call.files["teacher"])
         key = fingerprint(fingerprint_parts(step, self.config, shas, call.values, current.data_identity))
         record = runtime.broadcast(self.state.up_to_date(planned.name, key) if runtime.is_main else None)
         if record is not None:
@@ -230,9 +231,9 @@ def _run_pass(runner: _Runner, tracking: RunTracking | None = None) -> RunResult
     settings = config.settings
     with runner.runtime.together():
         start = Path(settings["model"])
-        if not start.is_file():
+        if not start.exists():  # a checkpoint file, or a Hugging Face model folder
             raise InputError(f"{config.origin('model')}: model {start} does not exist")
-        start_sha = sha256_file(start)
+        start_sha = model_digest(start)
         current = _Pass({"start": (start, start_sha), "model": (start, start_sha)}, _data_identity(config))
     rates = schedule(settings["rate"], keep_per_iter=settings["keep_per_iter"], iterations=settings["iterations"])
     quantized = None

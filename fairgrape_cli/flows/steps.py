@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 EXECUTION = ("device", "workers", "trust_checkpoint")
 # what every data-reading stage's data is (its identity, not its settings, is fingerprinted)
 DATA = ("data", "labels", "skip_bad_images")
-COMMON = ("target", "groups", "image_size", "seed", "include", "exclude", "arch")
+COMMON = ("target", "groups", "image_size", "seed", "include", "exclude", "arch", "arch_args")
 
 
 class UndeclaredSetting(KeyError):
@@ -100,8 +100,13 @@ class StepCall:
     runtime: Runtime
 
     def model(self, path: Path | None) -> stages.ModelSource:
-        """A model of the run, read with the config's ``arch`` and ``trust_checkpoint``."""
-        return stages.ModelSource(path, self.settings["arch"], self.settings["trust_checkpoint"])
+        """A model of the run, read with the config's ``arch``, ``arch_args`` and ``trust_checkpoint``."""
+        from ..io.architectures import check_arch_args
+
+        arch_args = self.settings["arch_args"]
+        if arch_args is not None:
+            arch_args = check_arch_args(arch_args, source=self.config.origin("arch_args"))
+        return stages.ModelSource(path, self.settings["arch"], self.settings["trust_checkpoint"], arch_args=arch_args)
 
     def data(self, split: str | None, **overrides: Any) -> DataSpec:
         """The config's data, at ``split``."""
@@ -244,7 +249,7 @@ def _teacher_of(section: str) -> Callable[[SettingsView, RunConfig], Path | None
         if not uses:
             return None
         path = Path(view[f"{section}.teacher"] or config.settings["model"])
-        if not path.is_file():
+        if not path.exists():  # a checkpoint file, or a Hugging Face model folder
             raise InputError(f"{config.path}: teacher {path} does not exist")
         return path
 
@@ -302,7 +307,7 @@ def _report(call: StepCall) -> None:
 
 # ------------------------------------------------------------------------- the declarations
 
-_MEASURES = ("data", "target", "groups", "image_size", "arch", "precision")  # what images are read, and how
+_MEASURES = ("data", "target", "groups", "image_size", "arch", "arch_args", "precision")  # what images are read, and how
 
 EVALUATE = Step(
     "evaluate", _evaluate, files=("model",), result=True,
@@ -319,7 +324,7 @@ SCORE = Step(
 )  # fmt: skip
 PRUNE = Step(
     "prune", _prune, files=("model", "importance", "masks"), values=("rate",),
-    settings=("method", "prune.*", "include", "exclude", "seed", "arch"), legacy=("target", "groups", "image_size"),
+    settings=("method", "prune.*", "include", "exclude", "seed", "arch", "arch_args"), legacy=("target", "groups", "image_size"),
     writes=lambda view: {"masks": "masks.safetensors", "model": "pruned.pt"},
     every_rank=False,  # selection reads no images: rank 0 prunes, the others wait
 )  # fmt: skip

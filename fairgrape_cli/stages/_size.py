@@ -22,7 +22,8 @@ def model_size(checkpoint: ckpt.Checkpoint, image_size: int) -> ModelSize:
     own = model_cost(checkpoint.model, image_size)
     dense = None
     if checkpoint.arch:
-        dense = model_cost(ckpt.dense_reference(checkpoint.arch, checkpoint.num_classes), image_size)
+        reference = ckpt.dense_reference(checkpoint.arch, checkpoint.num_classes, arch_args=checkpoint.arch_args)
+        dense = model_cost(reference, image_size)
     return ModelSize(
         params=own.params,
         flops=own.flops,
@@ -41,7 +42,9 @@ def density_against_dense(checkpoint: ckpt.Checkpoint) -> float:
     weights = ckpt.prunable_parameters(checkpoint.model)
     density = nonzero_density(weights)
     if checkpoint.arch:
-        dense = ckpt.prunable_parameters(ckpt.dense_reference(checkpoint.arch, checkpoint.num_classes))
+        dense = ckpt.prunable_parameters(
+            ckpt.dense_reference(checkpoint.arch, checkpoint.num_classes, arch_args=checkpoint.arch_args)
+        )
         dense_total = sum(weight.numel() for weight in dense.values())
         total = sum(weight.numel() for weight in weights.values())
         if dense_total > total:

@@ -249,6 +249,7 @@ def _metadata(inputs: ScoreInputs, loaded: _Loaded, result, scales: dict[str, fl
         "model": record_path(checkpoint.path, output),
         "model_sha256": checkpoint.sha256,
         "arch": checkpoint.arch,
+        "arch_args": checkpoint.arch_args or None,
         "data": record_path(data.root, output),
         "labels": record_path(data.labels, output) if data.labels else None,
         "split": table.split or "",
