@@ -406,8 +406,8 @@ def quantize(
     calibration: str = "minmax", calibration_split: str | None = None, calibration_size: int = 256,
     split: str | None = None, target: str | None = None, labels: PathLike | None = None,
     min_group_size: int = 1, skip_bad_images: bool = False, batch_size: int = 64, image_size: int | None = None,
-    workers: int | None = None, arch: str | None = None, trust_checkpoint: bool = False, seed: int = 0,
-    progress: ProgressSink | None = None,
+    workers: int | None = None, arch: str | None = None, arch_args: Mapping[str, Any] | None = None,
+    trust_checkpoint: bool = False, seed: int = 0, progress: ProgressSink | None = None,
 ) -> QuantizeSummary:  # fmt: skip
     """Quantize a checkpoint or fp32 ONNX file to int8 ONNX, gated per group (``fairgrape quantize``).
 
@@ -432,7 +432,7 @@ def quantize(
     split : str, optional
         The split each group's accuracy is checked on (default ``val``, else ``test``).
     data, groups, target, labels, min_group_size, skip_bad_images, batch_size, image_size, workers,
-    arch, trust_checkpoint, seed, progress
+    arch, arch_args, trust_checkpoint, seed, progress
         See "Common parameters".
 
     Returns
@@ -442,7 +442,7 @@ def quantize(
         and in int8 and its drop, and the layers left in float.
     """
     return stages.quantize(
-        model=_model(model, arch, trust_checkpoint), output=Path(output), max_group_drop=max_group_drop,
+        model=_model(model, arch, trust_checkpoint, arch_args), output=Path(output), max_group_drop=max_group_drop,
         data=_data(data, target=target, groups=groups, split=split, labels=labels, skip_bad_images=skip_bad_images,
                    min_group_size=min_group_size),
         calibration=calibration, calibration_split=calibration_split, calibration_size=calibration_size,

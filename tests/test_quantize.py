@@ -385,3 +385,44 @@ def test_the_python_api_quantizes_and_gates(lopsided, tmp_path):
         fairgrape.quantize(model=lopsided / "stuck.pt", trust_checkpoint=True, data=lopsided / "data", groups="group",
                            output=tmp_path / "stuck.int8.onnx", max_group_drop=0.05)  # fmt: skip
     assert not (tmp_path / "stuck.int8.onnx").exists()
+
+
+# ------------------------------------------------------------------ timm and Hugging Face models
+
+
+@pytest.mark.parametrize("name", ["timm-vit", "hf-vit", pytest.param("timm-convnet", marks=pytest.mark.slow)])
+def test_library_models_quantize_and_their_int8_file_reports_without_flags(name, biased_data, cli, tmp_path):
+    pytest.importorskip("timm")
+    pytest.importorskip("transformers")
+    import zoo_models as zoo
+
+    made = {
+        "timm-vit": lambda: (zoo.timm_state_dict_file(tmp_path / "vit_state.pt"),
+                             ["--arch", f"timm:{zoo.TIMM_VIT}", "--arch-args", "img_size=32"]),
+        "hf-vit": lambda: (zoo.hf_vit_folder(tmp_path / "hf-vit"), []),
+        "timm-convnet": lambda: (zoo.timm_training_checkpoint(tmp_path / "checkpoint-3.pth.tar"), []),
+    }  # fmt: skip
+    model, flags = made[name]()
+    int8, report_json = tmp_path / "model.int8.onnx", tmp_path / "r.json"
+    result = cli("quantize", model, *flags, "--data", biased_data, "--groups", "group", "-o", int8,
+                 "--calibration-size", "16", "-q")  # fmt: skip
+    assert result.code == 0, result
+    meta = _metadata(int8)
+    assert meta["classes"] == ["no", "yes"] and meta["image_size"] == 32
+    assert meta["arch"] == {"timm-vit": "timm:test_vit", "hf-vit": "hf:ViTForImageClassification",
+                            "timm-convnet": "timm:test_resnet"}[name]  # fmt: skip
+    if name == "timm-vit":  # the constructor arguments travel with the file
+        assert meta["arch_args"] == {"img_size": 32}
+    assert meta["fairgrape"]["checkpoint"] == model.name and meta["fairgrape"]["source_sha256"]
+    # the int8 file needs no flags; its baseline, the library model, the flags it always needed
+    result = cli("report", int8, biased_data, "--groups", "group", "--split", "val", "--baseline", model, *flags,
+                 "--json", report_json, "-q")  # fmt: skip
+    assert result.code == 0, result
+    report = json.loads(report_json.read_text())
+    assert report["file"]["format"] == "onnx" and report["file"]["quantization"]["weights"] == "int8"
+    recorded = meta["fairgrape"]["quantization"]
+    for row in report["groups"]:  # the file's own record: the same images, the same runtime
+        assert row["accuracy"] == pytest.approx(recorded["accuracy"][row["group"]])
+        assert row["flips_lost"] is not None
+    if name != "timm-convnet":  # timm zero-initialises each block's last BatchNorm: folded, its conv is zeros
+        assert 0.9 < report["density"] <= 1.0  # dense: only int8 rounding zeroes weights

@@ -65,6 +65,7 @@ def quantize_command(
     batch_size: opt.BatchSize = 64,
     workers: opt.Workers = None,
     arch: opt.Arch = None,
+    arch_args: opt.ArchArgs = None,
     trust_checkpoint: opt.TrustCheckpoint = False,
     seed: opt.Seed = 0,
     quiet: opt.Quiet = False,
@@ -85,6 +86,8 @@ def quantize_command(
         fairgrape quantize finetuned.pt --data data/ --groups race -o model.int8.onnx --max-group-drop 0.01
 
         fairgrape quantize finetuned.onnx --data data/ --groups race --calibration entropy
+
+        fairgrape quantize vit.pt --arch timm:vit_tiny_patch16_224 --arch-args img_size=32 --data data/ --groups race
     """
     from .. import stages
     from ..errors import InputError
@@ -101,7 +104,7 @@ def quantize_command(
     )  # fmt: skip
     with progress_display(quiet) as progress:
         summary = stages.quantize(
-            model=stages.ModelSource(model, arch, trust_checkpoint),
+            model=opt.model_source(model, arch, arch_args, trust_checkpoint),
             data=spec,
             output=output or default_output(model),  # here, named after MODEL
             max_group_drop=max_group_drop,

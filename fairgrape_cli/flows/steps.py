@@ -357,7 +357,7 @@ ITERATION_STEPS = (SCORE, PRUNE, FINETUNE)  # each iteration, in iter-NN/, then 
 FINAL_STEPS = (FINAL_FINETUNE, FINAL_COPY)  # after the last iteration, then evaluate-final and REPORT
 QUANTIZE = Step(
     "quantize", _quantize, files=("model",), result=True,  # the per-group accuracies it reached
-    settings=("data", "target", "groups", "image_size", "arch", "seed", "quantize.*"),
+    settings=("data", "target", "groups", "image_size", "arch", "arch_args", "seed", "quantize.*"),
     writes=lambda view: {"quantized": view["quantize.output"]},
     every_rank=False,  # onnxruntime on the CPU, not sharded: rank 0 quantizes, the others wait
     when=lambda config: "quantize" in config.asked,

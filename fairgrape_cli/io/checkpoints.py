@@ -328,6 +328,7 @@ def _load_onnx(path: Path, digest: str) -> Checkpoint:
         image_size=found.image_size or _int_or_none(meta.get("image_size")), mean=_triple(meta.get("mean")),
         std=_triple(meta.get("std")), provenance=dict(meta.get("fairgrape") or {}),
         attributes=_class_names(meta.get("attributes"), num_classes, path, what="attributes"),
+        arch_args=meta["arch_args"] if isinstance(meta.get("arch_args"), dict) and meta["arch_args"] else None,
     )  # fmt: skip
 
 

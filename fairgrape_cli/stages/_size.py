@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..io import checkpoints as ckpt
+from ..io.architectures import family
 from ..io.reports import ModelSize
 
 
@@ -21,7 +22,7 @@ def model_size(checkpoint: ckpt.Checkpoint, image_size: int) -> ModelSize:
         return ModelSize(params=params, nonzero_params=nonzero, image_size=image_size)
     own = model_cost(checkpoint.model, image_size)
     dense = None
-    if checkpoint.arch:
+    if _buildable_arch(checkpoint):
         reference = ckpt.dense_reference(checkpoint.arch, checkpoint.num_classes, arch_args=checkpoint.arch_args)
         dense = model_cost(reference, image_size)
     return ModelSize(
@@ -41,7 +42,7 @@ def density_against_dense(checkpoint: ckpt.Checkpoint) -> float:
 
     weights = ckpt.prunable_parameters(checkpoint.model)
     density = nonzero_density(weights)
-    if checkpoint.arch:
+    if _buildable_arch(checkpoint):
         dense = ckpt.prunable_parameters(
             ckpt.dense_reference(checkpoint.arch, checkpoint.num_classes, arch_args=checkpoint.arch_args)
         )
@@ -50,3 +51,11 @@ def density_against_dense(checkpoint: ckpt.Checkpoint) -> float:
         if dense_total > total:
             density *= total / dense_total
     return density
+
+
+def _buildable_arch(checkpoint: ckpt.Checkpoint) -> bool:
+    """Whether the dense architecture can be built for comparison: not without a name, nor for an
+    ONNX file made from a Hugging Face folder (built from its config.json, which the file lacks)."""
+    if not checkpoint.arch:
+        return False
+    return not (checkpoint.kind == "onnx" and family(checkpoint.arch) == "hf")
