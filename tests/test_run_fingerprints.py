@@ -44,6 +44,7 @@ SPECIAL = {
     "target": {"target": "group"},
     "groups": {"groups": "label"},
     "arch": {"arch": "tinycnn"},
+    "arch_args": {"arch_args": {"width": 16}},  # TinyCNN's own default: the same model, named
     "include": {"include": ["conv*"]},
     "exclude": {"exclude": ["fc*"]},
     "keep_per_iter": {"keep_per_iter": 0.8},
