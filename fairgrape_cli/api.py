@@ -52,12 +52,20 @@ from .method.distillation import Distillation
 from .method.kept_epoch import KeptEpoch
 from .method.metrics import Bootstrap
 from .method.objectives import ObjectiveOptions
-from .stages import DataPruneSummary, ExportSummary, FinetuneSummary, PruneSummary, ReportResult, ScoreSummary
+from .stages import (
+    DataPruneSummary,
+    ExportSummary,
+    FinetuneSummary,
+    PruneSummary,
+    QuantizeSummary,
+    ReportResult,
+    ScoreSummary,
+)
 
 __all__ = [
-    "score", "prune", "finetune", "report", "run", "data_prune", "export",
+    "score", "prune", "finetune", "report", "run", "data_prune", "export", "quantize",
     "ScoreSummary", "PruneSummary", "FinetuneSummary", "ReportResult", "Report", "RunResult",
-    "DataPruneSummary", "ExportSummary", "ObjectiveOptions",
+    "DataPruneSummary", "ExportSummary", "QuantizeSummary", "ObjectiveOptions",
 ]  # fmt: skip
 
 PathLike = str | Path
@@ -390,4 +398,53 @@ def export(
     return stages.export(
         model=_model(model, arch, trust_checkpoint, arch_args), output=Path(output), format=format, values=values,
         data=_path(data), labels=_path(labels), image_size=image_size, batch_size=batch_size, seed=seed,
+    )  # fmt: skip
+
+
+def quantize(
+    *, model: PathLike, data: PathLike, groups: str, output: PathLike, max_group_drop: float | None = None,
+    calibration: str = "minmax", calibration_split: str | None = None, calibration_size: int = 256,
+    split: str | None = None, target: str | None = None, labels: PathLike | None = None,
+    min_group_size: int = 1, skip_bad_images: bool = False, batch_size: int = 64, image_size: int | None = None,
+    workers: int | None = None, arch: str | None = None, arch_args: Mapping[str, Any] | None = None,
+    trust_checkpoint: bool = False, seed: int = 0, progress: ProgressSink | None = None,
+) -> QuantizeSummary:  # fmt: skip
+    """Quantize a checkpoint or fp32 ONNX file to int8 ONNX, gated per group (``fairgrape quantize``).
+
+    Needs ``pip install 'fairgrape[onnx]'``. Runs on the CPU (onnxruntime).
+
+    Parameters
+    ----------
+    model : str or Path
+        A checkpoint (any format fairgrape reads) or an fp32 ``.onnx`` from ``export``.
+    output : str or Path
+        The ``.onnx`` file to write.
+    max_group_drop : float, optional
+        The largest accuracy drop any group may take against the float model (a fraction): weight
+        layers go back to float, the most harmful first, until every group is within it; when
+        nothing is left to return, ``QuantizationFailed`` is raised and nothing is written.
+        Default: no bound, every layer int8.
+    calibration : str
+        How activation ranges are set: ``minmax``, ``entropy`` or ``percentile``.
+    calibration_split, calibration_size : str, int
+        The split the calibration images come from (default ``train``, else every row) and how
+        many, the same number from every group.
+    split : str, optional
+        The split each group's accuracy is checked on (default ``val``, else ``test``).
+    data, groups, target, labels, min_group_size, skip_bad_images, batch_size, image_size, workers,
+    arch, arch_args, trust_checkpoint, seed, progress
+        See "Common parameters".
+
+    Returns
+    -------
+    QuantizeSummary
+        The file written, its size against the fp32 ONNX model's, each group's accuracy in float
+        and in int8 and its drop, and the layers left in float.
+    """
+    return stages.quantize(
+        model=_model(model, arch, trust_checkpoint, arch_args), output=Path(output), max_group_drop=max_group_drop,
+        data=_data(data, target=target, groups=groups, split=split, labels=labels, skip_bad_images=skip_bad_images,
+                   min_group_size=min_group_size),
+        calibration=calibration, calibration_split=calibration_split, calibration_size=calibration_size,
+        loading=stages.Loading(image_size, batch_size, "cpu", workers), seed=seed, progress=progress,
     )  # fmt: skip

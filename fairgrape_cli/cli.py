@@ -20,6 +20,7 @@ from .commands.demo import demo_command
 from .commands.export import export_command
 from .commands.finetune import finetune_command
 from .commands.prune import prune_command
+from .commands.quantize import quantize_command
 from .commands.report import report_command
 from .commands.run import run_command
 from .commands.score import score_command
@@ -65,7 +66,8 @@ app = typer.Typer(
 )
 for name, command in (("score", score_command), ("prune", prune_command), ("finetune", finetune_command),
                       ("report", report_command), ("run", run_command), ("compare", compare_command),
-                      ("data-prune", data_prune_command), ("export", export_command), ("demo", demo_command)):
+                      ("data-prune", data_prune_command), ("export", export_command), ("quantize", quantize_command),
+                      ("demo", demo_command)):
     app.command(name=name, cls=_Command)(command)
 
 

@@ -53,6 +53,9 @@ def run_command(
     final.pt and report.json (with the per-iteration history). A stage reruns only when its
     settings or inputs changed.
 
+    A `quantize` section in the config ends the schedule with final.int8.onnx, quantized to
+    int8 and checked per group (see `fairgrape quantize`); changing it reruns only that stage.
+
     An iteration's files are deleted once the next iteration has finished (the last
     iteration's stay, with final.pt); --keep-artifacts all keeps them all.
 
@@ -81,6 +84,14 @@ def run_command(
         result = run_schedule(settings, progress=progress, on_stage=announce, track=track)
     stdout.print(render_report(result.report))
     stdout.print(render_history(result.report))
+    if result.quantized is not None:
+        from ..render._formats import file_size
+        from ..render.quantization import render_quantization
+
+        quantized = result.quantized
+        stdout.print(render_quantization(quantized))
+        info(f"int8 model: {quantized.output} ({file_size(quantized.bytes)}, {quantized.ratio:.1%} of the fp32 "
+             f"ONNX model)", quiet)  # fmt: skip
     info(
         f"{len(result.ran)} stage(s) ran, {len(result.skipped)} up to date; "
         f"outputs in {result.output}",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +32,10 @@ from ..io.files import remove_leftover_temporaries, sha256_file
 from ..io.layouts import read_layout
 from ..io.locks import FolderLock
 from ..io.reports import Report, load_report
+from ..stages.quantize import QuantizeSummary
 from .config import RunConfig, schedule
 from .run_state import RunState, StageRecord, fingerprint
-from .steps import ITERATION_STEPS, Planned, StepCall, fingerprint_parts, plan
+from .steps import ITERATION_STEPS, QUANTIZE, Planned, StepCall, fingerprint_parts, plan
 from .tracking import RunTracking
 
 log = logging.getLogger("fairgrape")
@@ -47,12 +48,14 @@ class _Remake(Exception):
 
 @dataclass
 class RunResult:
-    """A run's outcome: its folder, its report, the stages that ran and those up to date."""
+    """A run's outcome: its folder, its report, the stages that ran and those up to date, and
+    the int8 file of a ``quantize`` section (where it is, each group's accuracy)."""
 
     output: Path
     report: Report
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    quantized: QuantizeSummary | None = None
 
 
 @dataclass
@@ -233,8 +236,11 @@ def _run_pass(runner: _Runner, tracking: RunTracking | None = None) -> RunResult
         start_sha = model_digest(start)
         current = _Pass({"start": (start, start_sha), "model": (start, start_sha)}, _data_identity(config))
     rates = schedule(settings["rate"], keep_per_iter=settings["keep_per_iter"], iterations=settings["iterations"])
+    quantized = None
     for planned in plan(config, rates, runner.directory):
         record = runner.run(planned, current)
+        if planned.step is QUANTIZE:  # the file where it is now (the folder may have moved)
+            quantized = replace(QuantizeSummary.from_dict(record.result), output=planned.outputs["quantized"])
         for role, path in planned.outputs.items():
             current.files[role] = (path, runner.sha(record, path))
         if planned.history is not None:
@@ -245,7 +251,7 @@ def _run_pass(runner: _Runner, tracking: RunTracking | None = None) -> RunResult
             runner.superseded(planned.supersedes)  # the next iteration finished and is recorded
     report = load_report(runner.directory / "report.json")
     skipped = [name for name in runner.skipped if name not in runner.ran]
-    return RunResult(runner.directory, report, runner.ran, skipped)
+    return RunResult(runner.directory, report, runner.ran, skipped, quantized)
 
 
 def _hold_folder(directory: Path, held: contextlib.ExitStack) -> None:

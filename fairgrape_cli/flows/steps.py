@@ -256,6 +256,25 @@ def _teacher_of(section: str) -> Callable[[SettingsView, RunConfig], Path | None
     return teacher
 
 
+def _quantize(call: StepCall) -> dict:
+    """The final model as a static int8 ONNX file, gated per group (the ``quantize`` section)."""
+    view = call.settings
+    option = lambda name: view[f"quantize.{name}"]  # noqa: E731 - read as the section's
+    summary = stages.quantize(
+        model=call.model(call.files["model"]),
+        data=call.data(option("split"), min_group_size=option("min_group_size")),
+        output=call.outputs["quantized"],
+        max_group_drop=option("max_group_drop"),
+        calibration=option("calibration"),
+        calibration_split=option("calibration_split"),
+        calibration_size=option("calibration_size"),
+        loading=stages.Loading(view["image_size"], option("batch_size"), "cpu", view["workers"]),
+        seed=view["seed"],
+        progress=call.progress,
+    )
+    return summary.to_dict()
+
+
 def _copy(call: StepCall) -> None:
     """No final fine-tune: the last model is the final one."""
     from ..io.checkpoints import copy_checkpoint
@@ -336,8 +355,16 @@ REPORT = Step(
 
 ITERATION_STEPS = (SCORE, PRUNE, FINETUNE)  # each iteration, in iter-NN/, then its evaluation
 FINAL_STEPS = (FINAL_FINETUNE, FINAL_COPY)  # after the last iteration, then evaluate-final and REPORT
-# optional stages after the report (their ``when`` says whether the config asks for them)
-AFTER_REPORT: tuple[Step, ...] = ()
+QUANTIZE = Step(
+    "quantize", _quantize, files=("model",), result=True,  # the per-group accuracies it reached
+    settings=("data", "target", "groups", "image_size", "arch", "arch_args", "seed", "quantize.*"),
+    writes=lambda view: {"quantized": view["quantize.output"]},
+    every_rank=False,  # onnxruntime on the CPU, not sharded: rank 0 quantizes, the others wait
+    when=lambda config: "quantize" in config.asked,
+)  # fmt: skip
+# optional stages after the report (their ``when`` says whether the config asks for them): what
+# they read is the final model, never the report, so changing them reruns them alone
+AFTER_REPORT: tuple[Step, ...] = (QUANTIZE,)
 
 
 def _needs_scores(config: RunConfig) -> bool:

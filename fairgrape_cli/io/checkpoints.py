@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError, first_line
-from . import huggingface, sparse
+from . import huggingface, onnx_models, sparse
 from .architectures import (
     TIMM_PREFIX,
     build_model,
@@ -61,8 +61,9 @@ class Checkpoint:
     model: nn.Module
     path: Path
     sha256: str
-    kind: str  # "native" | "sparse" (native, stored as masks + values) | "state_dict" | "torchscript"
-    # | "module" | "hf" (a Hugging Face model folder)
+    # "native" | "sparse" (native, stored as masks + values) | "state_dict" | "torchscript" | "module"
+    # | "hf" (a Hugging Face model folder) | "onnx" (run by onnxruntime: evaluation only)
+    kind: str
     arch: str | None
     num_classes: int  # outputs of the head: classes, or binary attributes
     classes: list[str] | None = None
@@ -109,6 +110,8 @@ def load_checkpoint(
     digest = sha256_file(path)
     if path.suffix == ".safetensors":
         fields = _read_safetensors_checkpoint(path)
+    elif onnx_models.is_onnx_path(path):
+        return _load_onnx(path, digest)
     elif _is_torchscript(path):
         return _load_torchscript(path, digest)
     else:
@@ -306,6 +309,31 @@ def _load_torchscript(path: Path, digest: str) -> Checkpoint:
         std=_triple(meta.get("std")), provenance=dict(meta.get("fairgrape") or {}),
         attributes=_class_names(meta.get("attributes"), num_classes, path, what="attributes"),
     )  # fmt: skip
+
+
+def _load_onnx(path: Path, digest: str) -> Checkpoint:
+    """An ONNX classifier (``fairgrape export`` / ``quantize`` or any other that fits), run by
+    onnxruntime; its metadata_props name classes, image size and normalisation as a native
+    checkpoint's fields do."""
+    found = onnx_models.read_onnx(path)
+    meta = found.metadata
+    num_classes = found.num_classes
+    recorded = meta.get("num_classes")
+    if isinstance(recorded, int) and recorded != num_classes:
+        raise InputError(f"{path} records {recorded} classes but its model has {num_classes} outputs")
+    return Checkpoint(
+        model=found.model, path=path, sha256=digest, kind="onnx",
+        arch=current_arch_name(meta["arch"]) if isinstance(meta.get("arch"), str) else None,
+        num_classes=num_classes, classes=_class_names(meta.get("classes"), num_classes, path),
+        image_size=found.image_size or _int_or_none(meta.get("image_size")), mean=_triple(meta.get("mean")),
+        std=_triple(meta.get("std")), provenance=dict(meta.get("fairgrape") or {}),
+        attributes=_class_names(meta.get("attributes"), num_classes, path, what="attributes"),
+        arch_args=meta["arch_args"] if isinstance(meta.get("arch_args"), dict) and meta["arch_args"] else None,
+    )  # fmt: skip
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _read_pickled_checkpoint(path: Path, trust_checkpoint: bool) -> dict[str, Any]:
@@ -702,9 +730,14 @@ def prunable_parameters(
 ) -> dict[str, torch.Tensor]:
     """The ``weight`` of every Conv1d/2d/3d and Linear, by parameter name, in model order.
 
-    ``include``/``exclude`` are glob patterns on those names (``layer4.*``, ``fc.weight``).
+    ``include``/``exclude`` are glob patterns on those names (``layer4.*``, ``fc.weight``). An
+    ONNX model's are the weights of its Conv/Gemm/MatMul nodes as stored (for counting only).
     """
     found: dict[str, torch.Tensor] = {}
+    if isinstance(model, onnx_models.OnnxModel):
+        graph = onnx_models.load_graph(model.path, "reading the weights of an ONNX model")
+        found = {f"{name}.weight": weight for name, weight in onnx_models.weight_tensors(graph).items()}
+        return _filter_names(found, include, exclude) if include or exclude else found
     seen: set[int] = set()
     for module_name, module in model.named_modules():
         if not _is_prunable_module(module):

@@ -198,6 +198,30 @@ class ModelSize(Record):
 
 
 @dataclass
+class QuantizationFacts(Record):
+    """How a quantized file was made (``fairgrape quantize`` records it in the file): the weight
+    and activation types, the calibration, the bound, the layers left in float and the per-group
+    drops it reached against the float model."""
+
+    weights: str | None = None
+    activations: str | None = None
+    calibration: dict[str, Any] | None = None
+    max_group_drop: float | None = None
+    float_layers: list[str] | None = None
+    group_drops: dict[str, float] | None = None
+
+
+@dataclass
+class FileFacts(Record):
+    """The judged file when it is an exported one (``onnx``, ``torchscript``, ``sparse``): its
+    format, its size, and for a quantized file how it was quantized. Absent for checkpoints."""
+
+    format: str
+    bytes: int
+    quantization: QuantizationFacts | None = nested(QuantizationFacts, when_none="null")
+
+
+@dataclass
 class HistoryEntry(Record):
     """One evaluation of a run: the dense model (iteration 0), each iteration's, the final one."""
 
@@ -245,6 +269,7 @@ class Report(Record):
     baseline: str | None = None
     pruning: PruningSettings | None = nested(PruningSettings, when_none="null")
     size: ModelSize = nested(ModelSize, flatten=True)
+    file: FileFacts | None = nested(FileFacts, when_none="omit")
     history: list[HistoryEntry] | None = nested(HistoryEntry, many=True, when_none="omit")
     run: RunInfo | None = nested(RunInfo, when_none="omit")
 

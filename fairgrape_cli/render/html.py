@@ -13,6 +13,7 @@ from ._formats import (
     FORMATS,
     clean,
     density_label,
+    file_description,
     fraction,
     history_series,
     interval,
@@ -69,6 +70,8 @@ def history_html(
     first = reports[0]
     meta = f"images: {first.data} {split_label(first.split)}"
     meta += f"; target {first.target}, groups by {first.attribute}"
+    if comparison is None and first.file is not None:  # the exported file judged, as it ships
+        meta += f"; {file_description(first.file)}"
 
     parts = [f"<h1>{_escape(title)}</h1>", f'<p class="meta">{_escape(meta)}</p>']
     if comparison is not None:

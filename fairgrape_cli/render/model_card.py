@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..io.reports import DISPARITY_METRICS, Report
-from ._formats import interval, percent, points, split_label
+from ..io.reports import DISPARITY_METRICS, FileFacts, Report
+from ._formats import file_size, interval, percent, points, split_label
 from .markdown import front_matter, table
 
 
@@ -66,7 +66,7 @@ def _metadata(report: Report, name: str) -> dict:
     if report.split:
         dataset["split"] = report.split
     return {
-        "tags": ["fairgrape", "pruning", "fairness", "image-classification"],
+        "tags": ["fairgrape", "pruning", "fairness", "image-classification"] + _file_tags(report.file),
         "pipeline_tag": "image-classification",
         "model-index": [{
             "name": name,
@@ -77,6 +77,12 @@ def _metadata(report: Report, name: str) -> dict:
             }],
         }],
     }  # fmt: skip
+
+
+def _file_tags(facts: FileFacts | None) -> list[str]:
+    if facts is None:
+        return []
+    return [facts.format] + (["quantization", "int8"] if facts.quantization is not None else [])
 
 
 def _round(value: float | None) -> float | None:
@@ -127,7 +133,30 @@ def _compression(report: Report) -> str:
         rows.append(["FLOPs", text])
     if pruning is None:
         rows.append(["masks", "none recorded (a dense model, or its masks file is gone)"])
+    rows += _file_rows(report.file)
     return table(["what", "value"], rows)
+
+
+def _file_rows(facts: FileFacts | None) -> list[list[str]]:
+    """The exported file judged (format, size) and, for a quantized one, how it was quantized."""
+    if facts is None:
+        return []
+    rows = [["file format", facts.format], ["file size", file_size(facts.bytes)]]
+    quantization = facts.quantization
+    if quantization is None:
+        return rows
+    types = f"{quantization.weights or 'int8'} weights, {quantization.activations or 'int8'} activations"
+    rows.append(["quantization", types])
+    calibration = quantization.calibration or {}
+    if calibration.get("method"):
+        rows.append(["calibration", ", ".join(f"{key} {value}" for key, value in calibration.items())])
+    if quantization.max_group_drop is not None:
+        rows.append(["max group drop (bound)", points(quantization.max_group_drop).lstrip("+")])
+    floats = quantization.float_layers or []
+    rows.append(["layers left in float", ", ".join(floats) if floats else "none"])
+    for group, drop in (quantization.group_drops or {}).items():
+        rows.append([f"drop of {group} against the float model", points(drop)])
+    return rows
 
 
 def _groups(report: Report) -> str:

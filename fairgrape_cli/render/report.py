@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..io.reports import DISPARITY_METRICS, ModelSize, Report, as_report
-from ._formats import density_label, history_series, interval, percent, points, split_label
+from ._formats import density_label, file_description, history_series, interval, percent, points, split_label
 
 _SPARKS = "▁▂▃▄▅▆▇█"
 
@@ -93,6 +93,8 @@ def _summary_lines(report: Report) -> Text:
         lines.append(f"\n95% CI: {method}; where two groups' intervals overlap, their difference may be noise", style="dim")
     if report.size.params is not None:
         lines.append("\n" + size_line(report.size))
+    if report.file is not None:
+        lines.append("\n" + file_description(report.file))
     return lines
 
 

@@ -17,6 +17,7 @@ from ..io import checkpoints as ckpt
 from ..io.artifacts import Artifact, check_fits
 from ..io.data import DEFAULT_IMAGE_SIZE, DataSpec, GroupedTable, load_table, resolve_classes
 from ..io.images import ImageLoader, default_workers
+from ..io.onnx_models import is_onnx_path, runtime_only
 
 log = logging.getLogger("fairgrape")
 
@@ -36,8 +37,12 @@ class ModelSource:
     arch_args: dict[str, Any] | None = None  # the user's constructor arguments (--arch-args)
     default_arch_args: dict[str, Any] | None = None  # recorded by an artifact, with default_arch
 
-    def load(self) -> ckpt.Checkpoint:
-        """Load the checkpoint."""
+    def load(self, *, weights_for: str | None = None) -> ckpt.Checkpoint:
+        """Load the checkpoint; ``weights_for`` names a stage that needs the PyTorch model itself
+        (gradients, masks, new weights, tracing): an ONNX file, which only onnxruntime runs, is
+        refused for it in one line."""
+        if weights_for is not None and is_onnx_path(self.path):
+            raise InputError(runtime_only(self.path, weights_for))
         return ckpt.load_checkpoint(
             self.path,
             arch=self.arch,

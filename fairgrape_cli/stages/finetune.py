@@ -278,7 +278,7 @@ def _load(inputs: FinetuneInputs) -> _Loaded:
     from ..method.masks import apply_masks
 
     masks = inputs.masks
-    checkpoint = inputs.model.load()
+    checkpoint = inputs.model.load(weights_for="finetune")
     weights = ckpt.prunable_parameters(checkpoint.model)
     if masks is not None:
         covered_layers(masks, checkpoint, "masks", remedy="Prune the model again to make its masks.")

@@ -214,7 +214,7 @@ def _load(inputs: PruneInputs) -> _Loaded:
     """The checkpoint; the layers to prune (all scored, unless a subset was meant); the masks
     already applied; refuses outputs that would overwrite an input."""
     scores = inputs.importance
-    checkpoint = inputs.model.load()
+    checkpoint = inputs.model.load(weights_for="prune")
     if scores is not None:  # the layers to prune must all be scored, unless the subset was meant
         weights = covered_layers(
             scores, checkpoint, "importance", include=inputs.include, exclude=inputs.exclude, leading_dims=1,

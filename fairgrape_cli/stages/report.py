@@ -26,7 +26,15 @@ from ..io.artifacts import read_masks
 from ..io.data import DataSpec, require_groups, resolve_classes
 from ..io.files import refuse_overwriting_inputs, resolve_recorded
 from ..io.images import Normalizer
-from ..io.reports import BootstrapInfo, IntervalInfo, ModelSize, PruningSettings, Report
+from ..io.reports import (
+    BootstrapInfo,
+    FileFacts,
+    IntervalInfo,
+    ModelSize,
+    PruningSettings,
+    QuantizationFacts,
+    Report,
+)
 from ..method.batches import sequential_batches, share_of
 from ..method.metrics import (
     Bootstrap,
@@ -230,6 +238,7 @@ def _build(inputs: ReportInputs, loaded: _Loaded, outcomes: list[Predictions]) -
     result.baseline = str(inputs.baseline.path) if inputs.baseline else None
     result.pruning = _pruning_settings(checkpoint)
     result.size = loaded.size
+    result.file = file_facts(checkpoint)
     return result
 
 
@@ -289,6 +298,24 @@ def _same_path(first: Path | None, second: Path | None) -> bool:
         return first.resolve() == second.resolve()
     except OSError:
         return False
+
+
+EXPORTED_KINDS = ("onnx", "torchscript", "sparse")  # what ships; a report on one says so
+
+
+def file_facts(checkpoint: ckpt.Checkpoint) -> FileFacts | None:
+    """What exported file was judged: its format, its size, and for a quantized file what stayed
+    in float and the drops it was built to (None for a checkpoint: the report keeps its shape)."""
+    if checkpoint.kind not in EXPORTED_KINDS:
+        return None
+    recorded = checkpoint.provenance.get("quantization")
+    quantization = None
+    if isinstance(recorded, dict):
+        quantization = QuantizationFacts(
+            **{name: recorded.get(name) for name in (
+                "weights", "activations", "calibration", "max_group_drop", "float_layers", "group_drops")}
+        )  # fmt: skip
+    return FileFacts(format=checkpoint.kind, bytes=checkpoint.path.stat().st_size, quantization=quantization)
 
 
 def _pruning_settings(checkpoint: ckpt.Checkpoint) -> PruningSettings | None:

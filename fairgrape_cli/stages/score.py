@@ -163,7 +163,7 @@ def _load(inputs: ScoreInputs) -> _Loaded:
     """The model (masked as its masks say), the data it is scored on, the layers scored."""
     from ..method.masks import apply_masks
 
-    checkpoint = inputs.model.load()
+    checkpoint = inputs.model.load(weights_for="score")
     prepared = prepare_data(inputs.data, checkpoint, image_size=inputs.loading.image_size, default_split=("train",))
     weights = ckpt.prunable_parameters(checkpoint.model, inputs.include, inputs.exclude)
     path = inputs.masks if inputs.masks is not None else ckpt.named_masks(checkpoint)
