@@ -1,7 +1,7 @@
 """fairgrape: prune image classifiers without making them unfair.
 
 ``import fairgrape`` (or ``fairgrape_cli``) gives the Python API (``api``): ``score``, ``prune``,
-``finetune``, ``report``, ``run``, ``data_prune`` and ``export``, each with keyword arguments and
+``finetune``, ``report``, ``run``, ``data_prune``, ``export`` and ``quantize``, each with keyword arguments and
 a typed result.
 
 The package reads top to bottom as the data flows; each layer imports only the layers below it:
@@ -14,7 +14,7 @@ foundations every layer may use. Torch is imported lazily so the CLI starts fast
 
 __version__ = "0.2.0"
 
-_API = ("score", "prune", "finetune", "report", "run", "data_prune", "export")
+_API = ("score", "prune", "finetune", "report", "run", "data_prune", "export", "quantize")
 __all__ = [*_API, "__version__"]
 
 

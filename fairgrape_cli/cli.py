@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 import traceback
 
-import click
 import typer
 
 from .commands._console import closed_stdout_is_not_an_error
@@ -21,20 +20,35 @@ from .commands.demo import demo_command
 from .commands.export import export_command
 from .commands.finetune import finetune_command
 from .commands.prune import prune_command
+from .commands.quantize import quantize_command
 from .commands.report import report_command
 from .commands.run import run_command
 from .commands.score import score_command
+
+
+def _framework_errors() -> tuple[type[BaseException], ...]:
+    """Click's own exceptions (--help, usage errors, ``typer.Exit(1)`` of a CI gate), wherever they
+    live: typer >= 0.29 vendors click and no longer installs it, older typer raises click's."""
+    click_error = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
+    click_exceptions = sys.modules[click_error.__module__]
+    # In click (older typer) Exit and Abort live beside ClickException and typer's are the same
+    # classes; typer >= 0.29 defines its own in typer.exceptions.
+    return tuple({typer.Exit, typer.Abort, click_error,
+                  getattr(click_exceptions, "Exit", typer.Exit), getattr(click_exceptions, "Abort", typer.Abort)})
+
+
+_FRAMEWORK_ERRORS = _framework_errors()
 
 
 class _Command(Command):
     """A command whose errors end in its own context, so that the ``--debug`` it was given (on
     the Typer context, see ``_options.Debug``) decides whether the traceback is shown."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
-            raise  # click's own: --help, usage errors, typer.Exit(1) of a CI gate
+        except _FRAMEWORK_ERRORS:
+            raise
         except Exception as error:
             exit_for(error, debug=debug_enabled(ctx))
 
@@ -52,7 +66,8 @@ app = typer.Typer(
 )
 for name, command in (("score", score_command), ("prune", prune_command), ("finetune", finetune_command),
                       ("report", report_command), ("run", run_command), ("compare", compare_command),
-                      ("data-prune", data_prune_command), ("export", export_command), ("demo", demo_command)):
+                      ("data-prune", data_prune_command), ("export", export_command), ("quantize", quantize_command),
+                      ("demo", demo_command)):
     app.command(name=name, cls=_Command)(command)
 
 

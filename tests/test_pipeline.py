@@ -204,7 +204,8 @@ def test_skip_bad_images_applies_to_every_stage(tmp_path, tiny_model_path, biase
 def test_report_bootstrap_and_seed_reach_the_report_alone(tmp_path, tiny_model_path, biased_data):
     """report.bootstrap and the config's seed set the report's intervals; changing the bootstrap
     makes the report again, not the fine-tunes nor the evaluations."""
-    config = run_folder(tmp_path, "run", tiny_model_path, biased_data, **{**QUICK, "seed": 3, "report__bootstrap": 50})
+    config = run_folder(tmp_path, "run", tiny_model_path, biased_data,
+                        **{**QUICK, "seed": 3, "report__bootstrap": 50, "report__intervals": "bootstrap"})  # fmt: skip
     first = run_schedule(load_config(config))
     assert (first.report.bootstrap.resamples, first.report.bootstrap.seed) == (50, 3)
     edit_config(config, report__bootstrap=0)

@@ -47,8 +47,14 @@ def command_lines(text: str) -> list[list[str]]:
 
 @pytest.fixture
 def workdir(tmp_path, tiny_model_path, biased_data) -> Path:
-    """model.pt and data/ as the README's examples name them: groups in 'race' (and 'gender')."""
+    """model.pt and data/ as the README's examples name them: groups in 'race' (and 'gender');
+    vit.pt (a timm ViT-Tiny's state dict, 32 px) and hf-vit/ (a Hugging Face ViT folder) for the
+    timm and Hugging Face section."""
+    from zoo_models import hf_vit_folder, timm_state_dict_file
+
     shutil.copy(tiny_model_path, tmp_path / "model.pt")
+    timm_state_dict_file(tmp_path / "vit.pt", "vit_tiny_patch16_224", img_size=32)
+    hf_vit_folder(tmp_path / "hf-vit")
     data = tmp_path / "data"
     data.mkdir()
     (data / "images").symlink_to(biased_data / "images", target_is_directory=True)
@@ -98,7 +104,8 @@ def test_readme_command_lines_run_as_written(workdir, cli):
     assert any("--fail-if" in args for args in ran)
     # what the README says the lines produce is there
     for name in ("importance.safetensors", "masks.safetensors", "pruned.pt", "finetuned.pt", "report.json",
-                 "runs/fairgrape/report.json", "runs/magnitude/report.json", "comparison.html"):  # fmt: skip
+                 "runs/fairgrape/report.json", "runs/magnitude/report.json", "comparison.html",
+                 "vit-slim.pt", "pruned/config.json", "finetuned/fairgrape.json", "hf-vit.onnx"):  # fmt: skip
         assert (workdir / name).exists(), name
     history = json.loads((workdir / "runs/fairgrape/report.json").read_text())["history"]
     iterations = [step for step in history if step["stage"] == "iteration"]

@@ -17,7 +17,7 @@ from fairgrape_cli import stages
 from fairgrape_cli.io.data import DataSpec
 from fairgrape_cli.io.reports import DISPARITY_METRICS, METRICS, GroupRow, Report, load_report
 from fairgrape_cli.method.comparison import compare_reports
-from fairgrape_cli.method.metrics import parse_condition
+from fairgrape_cli.method.metrics import Bootstrap, parse_condition
 from fairgrape_cli.render.html import history_html
 from fairgrape_cli.render.report import render_history, render_report
 
@@ -89,7 +89,9 @@ def test_a_report_written_now_has_the_keys_order_and_numbers_of_one_written_befo
     tmp_path, tiny_model_path, biased_data, monkeypatch
 ):
     """The fixture is `fairgrape report pruned.pt data --groups group --baseline model.pt -b 16`
-    on the suite's tiny model pruned 90% by magnitude, written before the report was typed."""
+    on the suite's tiny model pruned 90% by magnitude, written before the report was typed, when
+    the intervals were the percentile bootstrap (now `--intervals bootstrap`). The keys added
+    since (flips, error types, how the intervals were computed) are the only difference."""
     shutil.copy(tiny_model_path, tmp_path / "model.pt")
     shutil.copytree(biased_data, tmp_path / "data")
     monkeypatch.chdir(tmp_path)
@@ -98,21 +100,31 @@ def test_a_report_written_now_has_the_keys_order_and_numbers_of_one_written_befo
     stages.report(
         model=stages.ModelSource(Path("pruned.pt")), data=DataSpec(root=Path("data"), groups="group"),
         baseline=stages.ModelSource(Path("model.pt")), loading=stages.Loading(batch_size=16, workers=0),
-        json_output=Path("report.json"),
+        bootstrap=Bootstrap(method="bootstrap"), json_output=Path("report.json"),
     )  # fmt: skip
-    written = (tmp_path / "report.json").read_text(encoding="utf-8")
+    written = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
     expected = (FIXTURES / "reports" / "report_baseline.json").read_text(encoding="utf-8")
-    _same_shape(json.loads(written), json.loads(expected))
+    assert written["intervals"]["method"].startswith("percentile bootstrap") and written["error_types"]["positive"]
+    for key in ("intervals", "error_types"):
+        del written[key]
+    del written["disparity"]["worst_group_flip_rate"], written["disparity"]["worst_group_flip_rate_ci"]
+    for row in written["groups"]:
+        assert row["flips_lost"] + row["flips_gained"] == round(row["flip_rate"] * row["n"])
+        for key in ("flips_lost", "flips_gained", "flips_lost_rate", "flips_gained_rate", "flip_rate", "flip_rate_ci"):
+            del row[key]
+    _same_shape(written, json.loads(expected))
 
 
 def test_fields_this_version_does_not_know_are_kept_and_metrics_are_one_table():
     data = json.loads((FIXTURES / "reports" / "report_baseline.json").read_text(encoding="utf-8"))
-    data["groups"][0]["flips_lost"] = 3  # as a later version may write
-    data["disparity"]["worst_group_flip_rate"] = 0.1
+    data["groups"][0]["memorised"] = 3  # as a later version may write
+    data["disparity"]["worst_group_memorised"] = 0.1
     data["model_card"] = {"written": True}
     report = Report.from_dict(data)
-    assert report.groups[0].extra == {"flips_lost": 3} and report.disparity.worst_group_flip_rate == 0.1
+    assert report.groups[0].extra == {"memorised": 3} and report.disparity.worst_group_memorised == 0.1
     assert report.to_dict() == data
+    data["groups"][0]["flips_lost"] = 2  # known now (issue 26); absent in older files, and left out
+    assert Report.from_dict(data).groups[0].flips_lost == 2 and Report.from_dict(data).to_dict() == data
     with pytest.raises(AttributeError, match="no disparity metric 'nope'"):
         report.disparity.nope
     assert set(DISPARITY_METRICS) <= set(METRICS) and list(METRICS)[: len(DISPARITY_METRICS)] == list(DISPARITY_METRICS)

@@ -109,8 +109,15 @@ def test_report_json_and_table_carry_the_intervals(tmp_path, cli, tiny_model_pat
             assert low <= row[key] <= high
     for name in ("drop_gap", "worst_group_accuracy", "accuracy_gap", "drop_std"):
         assert len(report["disparity"][f"{name}_ci"]) == 2
-    assert report["bootstrap"]["resamples"] == 1000 and report["bootstrap"]["seed"] == 1
-    assert "95% CI" in result.out
+    assert report["intervals"]["method"].startswith("Wilson score") and "bootstrap" not in report
+    assert "95% CI: Wilson score" in result.out
+    booted = tmp_path / "booted.json"
+    result = cli("report", tiny_model_path, biased_data, "--groups", "group", "--baseline", resnet_path,
+                 "--json", booted, "--workers", "0", "--seed", "1", "--intervals", "bootstrap")  # fmt: skip
+    assert result.code == 0, result
+    booted = json.loads(booted.read_text())
+    assert booted["bootstrap"]["resamples"] == 1000 and booted["bootstrap"]["seed"] == 1
+    assert booted["intervals"]["method"].startswith("percentile bootstrap")
     plain = cli("report", tiny_model_path, biased_data, "--groups", "group", "--json", tmp_path / "plain.json",
                 "--workers", "0", "--bootstrap", "0")  # fmt: skip
     assert plain.code == 0 and "95% CI" not in plain.out

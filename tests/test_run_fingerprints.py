@@ -44,6 +44,7 @@ SPECIAL = {
     "target": {"target": "group"},
     "groups": {"groups": "label"},
     "arch": {"arch": "tinycnn"},
+    "arch_args": {"arch_args": {"width": 16}},  # TinyCNN's own default: the same model, named
     "include": {"include": ["conv*"]},
     "exclude": {"exclude": ["fc*"]},
     "keep_per_iter": {"keep_per_iter": 0.8},
@@ -54,7 +55,10 @@ SPECIAL = {
     "final_finetune.lr_milestones": {"final_finetune.lr_milestones": [1], "final_finetune.epochs": 2},
     "finetune.teacher": {"finetune.teacher": "model2.pt", "finetune.distill_weight": 0.5},
     "final_finetune.teacher": {"final_finetune.teacher": "model2.pt", "final_finetune.distill_weight": 0.5},
+    "quantize.output": {"quantize.output": "other.int8.onnx"},
 }
+# the optional final stage, asked for in both runs below so that its settings are in the table
+QUANTIZE = {"quantize.max_group_drop": 0.02, "quantize.calibration_size": 16}
 
 
 def _every_key() -> list[str]:
@@ -145,6 +149,14 @@ class _Fakes:
     def copy(self, source: Path, target: Path) -> None:
         self.write(target, content=self.record("copy", {"model": source}))
 
+    def quantize(self, **kwargs):
+        self.write(kwargs["output"], content=self.record("quantize", kwargs))
+        return stages.QuantizeSummary(
+            output=kwargs["output"], bytes=1, float_bytes=4, groups=["majority", "minority"], float_accuracy=[0.9, 0.8],
+            accuracy=[0.9, 0.79], drops=[0.0, 0.01], control_split="val", layers=["conv"], float_layers=[],
+            max_group_drop=kwargs["max_group_drop"], within=True, evaluations=1,
+        )  # fmt: skip
+
     def report(self, **kwargs):
         digest = self.record("report", kwargs)
         value = int(digest[:6], 16) / 0xFFFFFF
@@ -164,7 +176,7 @@ def workspace(tmp_path_factory, biased_data):
     kept), a placeholder model, the data and a second data folder, another labels file."""
     folder = tmp_path_factory.mktemp("fingerprints")
     shutil.copy(TINY, folder / "config.yaml")
-    _apply(folder / "config.yaml", {"rate": 0.5, "keep_per_iter": None, "keep_artifacts": "all"})
+    _apply(folder / "config.yaml", {"rate": 0.5, "keep_per_iter": None, "keep_artifacts": "all", **QUANTIZE})
     (folder / "model.pt").write_bytes(b"a placeholder: the fake stages never load it")
     (folder / "model2.pt").write_bytes(b"another model")
     (folder / "data").symlink_to(biased_data, target_is_directory=True)
@@ -176,7 +188,7 @@ def workspace(tmp_path_factory, biased_data):
 
 def _run(folder: Path, monkeypatch) -> tuple[dict, list[str], list[str]]:
     fakes = _Fakes(folder)
-    for name in ("score", "prune", "finetune", "report"):
+    for name in ("score", "prune", "finetune", "report", "quantize"):
         monkeypatch.setattr(stages, name, getattr(fakes, name))
     monkeypatch.setattr(checkpoints, "copy_checkpoint", fakes.copy)
     monkeypatch.setattr(pipeline, "check_precision", lambda *args, **kwargs: None)  # bf16 needs no GPU here
@@ -189,7 +201,7 @@ def finished(workspace):
     """The base run, finished, and a copy of its folder to start each change from."""
     with pytest.MonkeyPatch.context() as monkeypatch:
         calls, ran, _ = _run(workspace, monkeypatch)
-    assert {"iter-01/score", "iter-01/prune", "iter-01/finetune", "final_finetune", "report"} <= set(ran)
+    assert {"iter-01/score", "iter-01/prune", "iter-01/finetune", "final_finetune", "report", "quantize"} <= set(ran)
     shutil.copytree(workspace / "run", workspace.parent / "finished-run", symlinks=True)
     return calls
 
@@ -302,7 +314,7 @@ def real_run(tmp_path_factory, biased_data, tiny_model_path):
     folder = tmp_path_factory.mktemp("real-fingerprints")
     shutil.copy(TINY, folder / "config.yaml")
     _apply(folder / "config.yaml", {"rate": 0.5, "keep_per_iter": None, "keep_artifacts": "all", "target": None,
-                                     "score.max_batches": 1, "report.bootstrap": 20})  # fmt: skip
+                                     "score.max_batches": 1, "report.bootstrap": 20, **QUANTIZE})  # fmt: skip
     shutil.copy(tiny_model_path, folder / "model.pt")
     torch.manual_seed(5)
     save_native(folder / "model2.pt", TinyCNN(2), TINY_ARCH)
@@ -340,3 +352,34 @@ def test_on_the_real_stages_a_changed_setting_reruns_its_first_stage_and_nothing
         assert readers and readers[0] in ran, f"{key}: its first stage {readers[:1]} did not rerun: {ran}"
         before = order[: order.index(readers[0])]
         assert not set(before) & set(ran), f"{key}: stages before {readers[0]} reran: {sorted(set(before) & set(ran))}"
+
+
+def test_a_run_with_nothing_changed_redoes_nothing_and_says_where_the_int8_file_is(workspace, finished, monkeypatch):
+    _, ran, skipped = _run(workspace, monkeypatch)
+    assert ran == [] and "quantize" in skipped
+    result = run_schedule(load_config(workspace / "config.yaml"))  # (the fakes are gone: nothing may run)
+    assert result.ran == [] and result.quantized.output == workspace / "run" / "final.int8.onnx"
+    assert result.quantized.accuracy == [0.9, 0.79] and result.quantized.groups == ["majority", "minority"]
+
+
+def test_the_quantize_section_is_optional_and_its_output_stays_in_the_run_folder(tmp_path):
+    config = tmp_path / "config.yaml"
+    shutil.copy(TINY, config)
+    plain = load_config(config)
+    assert "quantize" not in plain.asked
+    assert "quantize" not in [planned.name for planned in steps.plan(plain, [0.5], tmp_path)]
+    for value in ({}, None, True):
+        _apply(config, {"quantize": value}) if value is not None else config.write_text(config.read_text() + "quantize:\n")
+        asked = load_config(config)
+        assert "quantize" in asked.asked and asked.sections["quantize"]["output"] == "final.int8.onnx"
+        assert [planned.name for planned in steps.plan(asked, [0.5], tmp_path)][-2:] == ["report", "quantize"]
+        shutil.copy(TINY, config)
+    assert "quantize" not in load_config(config, overrides=["quantize=false"]).asked
+    assert "quantize" in load_config(config, overrides=["quantize.max_group_drop=0.01"]).asked
+    from fairgrape_cli.errors import InputError
+
+    for bad, message in (("quantize.output=../out.onnx", "inside the run's output folder"),
+                         ("quantize.output=final.pt", "inside the run's output folder"),
+                         ("quantize.max_group_drop=2", "must be in [0, 1]")):  # fmt: skip
+        with pytest.raises(InputError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            load_config(config, overrides=[bad])

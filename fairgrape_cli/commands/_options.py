@@ -11,7 +11,6 @@ import typer
 # here, on the command line, never in the library below it (a Python caller names its files).
 IMPORTANCE = Path("importance.safetensors")
 MASKS = Path("masks.safetensors")
-FINETUNED = Path("finetuned.pt")
 
 DEBUG = "fairgrape.debug"  # the key of --debug in the Typer context's meta (shared by its subcontexts)
 
@@ -52,7 +51,18 @@ Arch = Annotated[
     typer.Option(
         "--arch",
         help="Architecture of a plain state dict: a torchvision model (resnet18, mobilenet_v2, "
-        "...) or module.path:callable taking num_classes=.",
+        "...), timm:NAME (timm:vit_tiny_patch16_224), or module.path:callable taking num_classes= "
+        "(looked for in the current folder too). A file may name only the first two or hf:CLASS: "
+        "a module it names is imported only with this flag or --trust-checkpoint.",
+        rich_help_panel="Model",
+    ),
+]
+ArchArgs = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--arch-args",
+        help="Constructor arguments of the architecture, KEY=VALUE or a JSON object (repeatable): "
+        "img_size=32 for a ViT at 32 px. Recorded in the checkpoints written [default: the file's].",
         rich_help_panel="Model",
     ),
 ]
@@ -64,6 +74,16 @@ TrustCheckpoint = Annotated[
         rich_help_panel="Model",
     ),
 ]
+
+
+
+def model_source(path: Path, arch: Optional[str], arch_args: Optional[list[str]], trust_checkpoint: bool):
+    """The stages' ModelSource for MODEL and the model flags (``--arch-args`` parsed)."""
+    from .. import stages
+    from ..io.architectures import parse_arch_args
+
+    return stages.ModelSource(path, arch, trust_checkpoint, arch_args=parse_arch_args(arch_args))
+
 
 # data
 def _groups(note: str = ""):

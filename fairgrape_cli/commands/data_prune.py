@@ -61,6 +61,7 @@ def data_prune_command(
     image_size: opt.ImageSize = None,
     batch_size: opt.BatchSize = 64,
     arch: opt.Arch = None,
+    arch_args: opt.ArchArgs = None,
     trust_checkpoint: opt.TrustCheckpoint = False,
     skip_bad_images: opt.SkipBadImages = False,
     device: opt.Device = "auto",
@@ -101,7 +102,7 @@ def data_prune_command(
     spec = DataSpec(root=data, target=target, groups=groups, split=split, labels=labels, skip_bad_images=skip_bad_images)
     with progress_display(quiet) as progress:
         summary = stages.data_prune(
-            model=stages.ModelSource(model, arch, trust_checkpoint), data=spec, keep=keep, by=by, quota=quota,
+            model=opt.model_source(model, arch, arch_args, trust_checkpoint), data=spec, keep=keep, by=by, quota=quota,
             within=within, min_quota=min_quota, val_split=val_split, output=output, json_output=json_output,
             loading=stages.Loading(image_size, batch_size, device, workers), seed=seed, progress=progress,
         )  # fmt: skip

@@ -35,6 +35,7 @@ def export_command(
     image_size: opt.ImageSize = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Inputs in the check batch.")] = 8,
     arch: opt.Arch = None,
+    arch_args: opt.ArchArgs = None,
     trust_checkpoint: opt.TrustCheckpoint = False,
     seed: opt.Seed = 0,
     quiet: opt.Quiet = False,
@@ -63,7 +64,7 @@ def export_command(
 
     setup_logging(quiet)
     summary = stages.export(
-        model=stages.ModelSource(model, arch, trust_checkpoint),
+        model=opt.model_source(model, arch, arch_args, trust_checkpoint),
         output=output or default_output(model, format),  # here, named after MODEL
         format=format,
         values=values,

@@ -103,7 +103,10 @@ KeepWithin = Annotated[
     typer.Option("--keep-within", help="worst-group-near-best: how far below the best val accuracy a kept "
                  "epoch may be (a fraction: 0.01 = 1 point)."),
 ]
-Output = Annotated[Path, typer.Option("--output", "-o", help="Checkpoint to write.")]
+Output = Annotated[
+    Optional[Path],
+    typer.Option("--output", "-o", help="Checkpoint to write [default: finetuned.pt; a Hugging Face model: the folder finetuned]."),
+]
 
 
 def finetune_command(
@@ -130,13 +133,14 @@ def finetune_command(
     teacher: Teacher = None,
     keep_epoch: KeepEpoch = "auto",
     keep_within: KeepWithin = 0.01,
-    output: Output = opt.FINETUNED,
+    output: Output = None,
     target: opt.Target = None,
     split: opt.TrainSplit = None,
     labels: opt.Labels = None,
     image_size: opt.ImageSize = None,
     batch_size: opt.BatchSize = 64,
     arch: opt.Arch = None,
+    arch_args: opt.ArchArgs = None,
     trust_checkpoint: opt.TrustCheckpoint = False,
     skip_bad_images: opt.SkipBadImages = False,
     device: opt.Device = "auto",
@@ -174,11 +178,10 @@ def finetune_command(
     from ._console import progress_display, setup_logging
 
     setup_logging(quiet)
-    source = (lambda path: stages.ModelSource(path, arch, trust_checkpoint) if path is not None else None)
-    spec = DataSpec(data, target, groups, split, labels, skip_bad_images)  # without DATA: filled from the masks
+    source = (lambda path: opt.model_source(path, arch, arch_args, trust_checkpoint) if path is not None else None)
     with progress_display(quiet) as progress:
         summary = stages.finetune(
-            model=source(model), data=spec, masks=masks, fallback_masks=_fallback_masks(model, masks, dense),
+            model=source(model), data=DataSpec(data, target, groups, split, labels, skip_bad_images), masks=masks, fallback_masks=_fallback_masks(model, masks, dense),
             output=output, loading=stages.Loading(image_size, batch_size, device, workers), epochs=epochs, lr=lr,
             lr_milestones=_milestones(lr_milestones), lr_gamma=lr_gamma, val_split=val_split, augment=augment,
             dense=dense, objective=objective, teacher=source(teacher), seed=seed, precision=precision,

@@ -31,7 +31,7 @@ Importance = Annotated[
 Masks = Annotated[Optional[Path], typer.Option("--masks", help="Previous masks; their pruned weights stay pruned.")]
 Output = Annotated[Path, typer.Option("--output", "-o", help="Masks file to write.")]
 ModelOutput = Annotated[
-    Optional[Path], typer.Option("--model-output", help="Pruned checkpoint to write [default: pruned.pt beside the masks].")
+    Optional[Path], typer.Option("--model-output", help="Pruned checkpoint to write [default: pruned.pt beside the masks; a Hugging Face model: the folder pruned].")
 ]
 
 
@@ -51,6 +51,7 @@ def prune_command(
     include: opt.Include = None,
     exclude: opt.Exclude = None,
     arch: opt.Arch = None,
+    arch_args: opt.ArchArgs = None,
     trust_checkpoint: opt.TrustCheckpoint = False,
     seed: opt.Seed = 0,
     quiet: opt.Quiet = False,
@@ -87,7 +88,7 @@ def prune_command(
     setup_logging(quiet)
     if importance is None and (model is None or CRITERIA.choose(method).needs_importance):
         importance = opt.IMPORTANCE  # the one score wrote here
-    source = stages.ModelSource(model, arch, trust_checkpoint) if model is not None else None
+    source = opt.model_source(model, arch, arch_args, trust_checkpoint) if model is not None else None
     with progress_display(quiet) as progress:
         summary = stages.prune(
             rate=rate, model=source, importance=importance, method=method, scope=scope,

@@ -20,14 +20,30 @@ HtmlOutput = Annotated[
 ]
 FailIf = Annotated[
     Optional[list[str]],
-    typer.Option("--fail-if", help="Exit 1 when METRIC>VALUE (or <, >=, <=) holds, quoted in a shell, e.g. 'drop_gap>0.05' (repeatable)."),
+    typer.Option(
+        "--fail-if",
+        help="Exit 1 when METRIC>VALUE (or <, >=, <=) holds, quoted in a shell, e.g. 'drop_gap>0.05'; "
+        "METRIC.hi or METRIC.lo gates on an end of its 95% interval, e.g. 'drop_gap.hi>0.05' (repeatable).",
+    ),
+]
+Exemplars = Annotated[
+    Optional[Path],
+    typer.Option("--exemplars", help="With --baseline: write every flipped prediction as CSV, most confident first."),
+]
+ModelCard = Annotated[
+    Optional[Path],
+    typer.Option("--model-card", help="Write the fairness section of a Hugging Face model card (Markdown)."),
+]
+Intervals = Annotated[
+    str,
+    typer.Option("--intervals", help="How the 95% intervals are computed: score (tested coverage) or bootstrap."),
 ]
 AllAttributes = Annotated[
     bool, typer.Option("--all", help="A multi-label model: list every attribute, not only the worst ten.")
 ]
 Bootstrap = Annotated[
     int,
-    typer.Option("--bootstrap", help="Resamples for the 95% intervals (images resampled within each group); 0: none."),
+    typer.Option("--bootstrap", help="Resamples for --intervals bootstrap (images resampled within each group); 0: no intervals."),
 ]
 
 
@@ -39,7 +55,10 @@ def report_command(
     json_output: JsonOutput = None,
     html_output: HtmlOutput = None,
     fail_if: FailIf = None,
+    exemplars: Exemplars = None,
+    model_card: ModelCard = None,
     all_attributes: AllAttributes = False,
+    intervals: Intervals = "score",
     bootstrap: Bootstrap = 1000,
     target: opt.Target = None,
     split: opt.TestSplit = None,
@@ -48,6 +67,7 @@ def report_command(
     min_group_size: opt.MinGroupSize = 1,
     batch_size: opt.BatchSize = 64,
     arch: opt.Arch = None,
+    arch_args: opt.ArchArgs = None,
     trust_checkpoint: opt.TrustCheckpoint = False,
     skip_bad_images: opt.SkipBadImages = False,
     device: opt.Device = "auto",
@@ -60,23 +80,27 @@ def report_command(
     """Per-group accuracy, drops against a baseline, and a CI gate.
 
     Evaluates MODEL per group (the test split by default, else val) and, with --baseline, each
-    group's accuracy drop, with 95% bootstrap intervals (seeded: --seed); prints a table and exits
-    1 if a --fail-if condition holds.
+    group's accuracy drop and flips (predictions right before and wrong now, and the reverse),
+    with 95% intervals; for a binary target (or a multi-attribute head) the error types per
+    group; prints a table and exits 1 if a --fail-if condition holds.
 
-    Metrics for --fail-if: accuracy_gap, worst_group_accuracy, drop_std, drop_gap, accuracy,
-    baseline_accuracy, accuracy_drop, density.
+    Metrics for --fail-if: accuracy_gap, worst_group_accuracy, drop_std, drop_gap,
+    worst_group_flip_rate, accuracy, baseline_accuracy, accuracy_drop, density,
+    equalized_odds_difference, demographic_parity_difference; METRIC.lo and METRIC.hi are the
+    ends of its 95% interval.
 
     Example:
 
         fairgrape report finetuned.pt data/ --groups race --baseline model.pt --json report.json --fail-if 'drop_gap>0.05'
+
+        fairgrape report finetuned.pt data/ --groups race --baseline model.pt --fail-if 'drop_gap.hi>0.05' --exemplars flips.csv --model-card card.md
 
         torchrun --nproc-per-node 4 -m fairgrape_cli report finetuned.pt data/ --groups race
     """
     from .. import stages
     from ..io.data import DataSpec
     from ..method.metrics import Bootstrap
-    from ..render.report import render_conditions, render_report
-    from ._console import info, progress_display, setup_logging, stdout
+    from ._console import progress_display, setup_logging
 
     setup_logging(quiet)
     spec = DataSpec(
@@ -85,24 +109,35 @@ def report_command(
     )  # fmt: skip
     with progress_display(quiet) as progress:
         result = stages.report(
-            model=stages.ModelSource(model, arch, trust_checkpoint),
+            model=opt.model_source(model, arch, arch_args, trust_checkpoint),
             data=spec,
-            baseline=stages.ModelSource(baseline, arch, trust_checkpoint) if baseline else None,
+            baseline=opt.model_source(baseline, arch, arch_args, trust_checkpoint) if baseline else None,
             loading=stages.Loading(image_size, batch_size, device, workers),
             fail_if=fail_if or (),
-            bootstrap=Bootstrap(resamples=bootstrap, seed=seed),
+            bootstrap=Bootstrap(resamples=bootstrap, seed=seed, method=intervals),
             json_output=json_output,
             html_output=html_output,
+            exemplars_output=exemplars,
+            model_card_output=model_card,
             precision=precision,
             progress=progress,
         )
+    _show(result, all_attributes=all_attributes, written=(json_output, html_output, exemplars, model_card), quiet=quiet)
+
+
+def _show(result, *, all_attributes: bool, written, quiet: bool) -> None:
+    """The table, each --fail-if condition with what it measured, the files written; exit 1 when
+    a condition holds."""
+    from ..render.report import render_conditions, render_report
+    from ._console import info, stdout
+
     stdout.print(render_report(result.report, all_attributes=all_attributes))
-    if fail_if:
-        stdout.print(render_conditions(result.failed, list(fail_if)))
+    if result.checks:
+        stdout.print(render_conditions(result.checks))
     if result.skipped_images:
         info(f"skipped {result.skipped_images} bad image(s)", quiet)
-    for written in (json_output, html_output):
-        if written is not None:
-            info(f"wrote {written}", quiet)
+    for path in written:
+        if path is not None:
+            info(f"wrote {path}", quiet)
     if result.failed:
         raise typer.Exit(1)

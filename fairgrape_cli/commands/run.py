@@ -33,6 +33,15 @@ def run_command(
             "all: keep every iteration's files.",
         ),
     ] = None,
+    track: Annotated[
+        Optional[str],
+        typer.Option(
+            "--track",
+            help="Log the settings, each iteration's density and per-group accuracy, and the final report "
+            "to an experiment tracker: mlflow (pip install 'fairgrape[mlflow]'; where MLFLOW_TRACKING_URI "
+            "says, else MLflow's default store in the current folder).",
+        ),
+    ] = None,
     quiet: opt.Quiet = False,
     debug: opt.Debug = False,
 ) -> None:
@@ -44,6 +53,9 @@ def run_command(
     final.pt and report.json (with the per-iteration history). A stage reruns only when its
     settings or inputs changed.
 
+    A `quantize` section in the config ends the schedule with final.int8.onnx, quantized to
+    int8 and checked per group (see `fairgrape quantize`); changing it reruns only that stage.
+
     An iteration's files are deleted once the next iteration has finished (the last
     iteration's stay, with final.pt); --keep-artifacts all keeps them all.
 
@@ -52,6 +64,8 @@ def run_command(
         fairgrape run schedule.yaml
 
         fairgrape run schedule.yaml --set method=magnitude --set output=runs/magnitude
+
+        fairgrape run schedule.yaml --track mlflow
 
         torchrun --nproc-per-node 4 -m fairgrape_cli run schedule.yaml
     """
@@ -67,9 +81,17 @@ def run_command(
 
     with progress_display(quiet) as progress:
         announce = stage_announcer(progress, show_up_to_date=True)
-        result = run_schedule(settings, progress=progress, on_stage=announce)
+        result = run_schedule(settings, progress=progress, on_stage=announce, track=track)
     stdout.print(render_report(result.report))
     stdout.print(render_history(result.report))
+    if result.quantized is not None:
+        from ..render._formats import file_size
+        from ..render.quantization import render_quantization
+
+        quantized = result.quantized
+        stdout.print(render_quantization(quantized))
+        info(f"int8 model: {quantized.output} ({file_size(quantized.bytes)}, {quantized.ratio:.1%} of the fp32 "
+             f"ONNX model)", quiet)  # fmt: skip
     info(
         f"{len(result.ran)} stage(s) ran, {len(result.skipped)} up to date; "
         f"outputs in {result.output}",

@@ -11,7 +11,7 @@ from . import _options as opt
 
 
 def score_command(
-    model: Annotated[Path, typer.Argument(help="Checkpoint to score (.pt, .pth, .safetensors, TorchScript).")],
+    model: Annotated[Path, typer.Argument(help="Checkpoint to score (.pt, .pth, .safetensors, TorchScript) or Hugging Face model folder.")],
     data: Annotated[Path, typer.Argument(help="Group-labelled image folder.")],
     groups: opt.RequiredGroups = None,
     target: opt.Target = None,
@@ -30,6 +30,7 @@ def score_command(
     include: opt.Include = None,
     exclude: opt.Exclude = None,
     arch: opt.Arch = None,
+    arch_args: opt.ArchArgs = None,
     trust_checkpoint: opt.TrustCheckpoint = False,
     skip_bad_images: opt.SkipBadImages = False,
     device: opt.Device = "auto",
@@ -63,7 +64,7 @@ def score_command(
     )  # fmt: skip
     with progress_display(quiet) as progress:
         summary = stages.score(
-            model=stages.ModelSource(model, arch, trust_checkpoint),
+            model=opt.model_source(model, arch, arch_args, trust_checkpoint),
             data=spec,
             output=output,
             masks=masks,

@@ -69,6 +69,7 @@ SCHEMA: dict[str, dict[str, Option]] = {
     "": {
         "model": Option(str, required=True),
         "arch": Option(str),
+        "arch_args": Option(dict, fingerprint_default=False),  # constructor arguments of arch (--arch-args)
         "trust_checkpoint": Option(bool, False),
         "data": Option(str, required=True),
         "labels": Option(str),
@@ -111,10 +112,26 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "split": Option(str),
         "batch_size": Option(int, 64, minimum=1),
         "min_group_size": Option(int, 1, minimum=1),
-        "bootstrap": Option(int, 1000, minimum=0),  # resamples for the 95% intervals (seeded by seed); 0: none
+        "bootstrap": Option(int, 1000, minimum=0),  # resamples for intervals: bootstrap (seeded by seed); 0: none
+        # how the 95% intervals are computed; score replaced the bootstrap as the default (a run
+        # recorded before keeps its report until something else makes the report again)
+        "intervals": Option(str, "score", choices=("score", "bootstrap"), fingerprint_default=False),
         "html": Option(bool, False),
     },
+    # an optional final stage: only a config that has the section (OPTIONAL_SECTIONS) runs it
+    "quantize": {
+        "max_group_drop": Option(float, minimum=0, maximum=1),  # none: every layer int8, no bound
+        "calibration": Option(str, "minmax", choices=("minmax", "entropy", "percentile")),
+        "calibration_split": Option(str),  # default: train, else every row
+        "calibration_size": Option(int, 256, minimum=1),
+        "split": Option(str),  # the groups' accuracy is checked on it; default: val, else test
+        "batch_size": Option(int, 64, minimum=1),
+        "min_group_size": Option(int, 1, minimum=1),
+        "output": Option(str, "final.int8.onnx"),  # in the run's output folder
+    },
 }
+# sections whose stage runs only when the config has them (``quantize:`` alone: every default)
+OPTIONAL_SECTIONS = ("quantize",)
 
 
 @dataclass
@@ -125,6 +142,7 @@ class RunConfig:
     settings: dict[str, Any]  # top-level options, defaults filled in, paths resolved
     sections: dict[str, dict[str, Any]]  # section -> options, defaults filled in
     set_by: dict[str, str] = field(default_factory=dict)  # key -> the --set KEY=VALUE that changed it
+    asked: frozenset[str] = frozenset()  # the OPTIONAL_SECTIONS the config has
 
     def __getitem__(self, key: str) -> Any:
         return self.settings[key]
@@ -166,6 +184,7 @@ def load_config(path: str | Path, *, overrides: Sequence[str] = ()) -> RunConfig
 
     sections = {}
     settings = _validated(raw, SCHEMA[""], origins, prefix="", allowed_sections=set(SCHEMA) - {""})
+    asked = _optional_sections(raw)
     for name in SCHEMA:
         if not name:
             continue
@@ -190,7 +209,30 @@ def load_config(path: str | Path, *, overrides: Sequence[str] = ()) -> RunConfig
     _check_schedule(settings, origins)
     for name in ("finetune", "final_finetune"):
         _check_milestones(sections[name], name, origins)
-    return RunConfig(path=path, settings=settings, sections=sections, set_by=origins.set_by)
+    _check_quantize_output(sections["quantize"]["output"], origins)
+    return RunConfig(path=path, settings=settings, sections=sections, set_by=origins.set_by, asked=asked)
+
+
+def _optional_sections(raw: dict) -> frozenset[str]:
+    """The optional sections the config asks for: present (``quantize:`` alone, a mapping, or
+    ``true``), not ``false``; a ``true``/``false`` is then read as no options."""
+    asked = set()
+    for name in OPTIONAL_SECTIONS:
+        if name in raw and raw[name] is not False:
+            asked.add(name)
+        if isinstance(raw.get(name), bool):
+            raw[name] = {}
+    return frozenset(asked)
+
+
+def _check_quantize_output(output: str, origins: _Origins) -> None:
+    """The int8 file is one of the run's files: a relative ``.onnx`` path inside its folder."""
+    path = Path(output)
+    if path.is_absolute() or ".." in path.parts or path.suffix.lower() != ".onnx":
+        raise InputError(
+            f"{origins.of('quantize.output')}: 'quantize.output' must be an .onnx file name inside the run's "
+            f"output folder, got {output!r}"
+        )
 
 
 @dataclass

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +27,16 @@ from .. import distributed
 from .._progress import NoProgress, ProgressSink
 from ..devices import check_precision, resolve_device
 from ..errors import InputError
+from ..io.checkpoints import model_digest
 from ..io.files import remove_leftover_temporaries, sha256_file
 from ..io.layouts import read_layout
 from ..io.locks import FolderLock
 from ..io.reports import Report, load_report
+from ..stages.quantize import QuantizeSummary
 from .config import RunConfig, schedule
 from .run_state import RunState, StageRecord, fingerprint
-from .steps import ITERATION_STEPS, Planned, StepCall, fingerprint_parts, plan
+from .steps import ITERATION_STEPS, QUANTIZE, Planned, StepCall, fingerprint_parts, plan
+from .tracking import RunTracking
 
 log = logging.getLogger("fairgrape")
 
@@ -45,12 +48,14 @@ class _Remake(Exception):
 
 @dataclass
 class RunResult:
-    """A run's outcome: its folder, its report, the stages that ran and those up to date."""
+    """A run's outcome: its folder, its report, the stages that ran and those up to date, and
+    the int8 file of a ``quantize`` section (where it is, each group's accuracy)."""
 
     output: Path
     report: Report
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    quantized: QuantizeSummary | None = None
 
 
 @dataclass
@@ -95,7 +100,7 @@ class _Runner:
         call = self._call(planned, current)
         shas = {role: current.files[role][1] if role in current.files else None for role in current.files}
         if call.files.get("teacher") is not None:
-            shas["teacher"] = sha256_file(call.files["teacher"])
+            shas["teacher"] = model_digest(call.files["teacher"])
         key = fingerprint(fingerprint_parts(step, self.config, shas, call.values, current.data_identity))
         record = runtime.broadcast(self.state.up_to_date(planned.name, key) if runtime.is_main else None)
         if record is not None:
@@ -179,12 +184,15 @@ def run_schedule(
     *,
     progress: ProgressSink | None = None,
     on_stage: Callable[[str, bool], None] | None = None,
+    track: str | None = None,
 ) -> RunResult:
     """Run (or resume) the schedule of ``config``; returns the final report with its history.
 
     ``on_stage(name, runs)`` is told about each stage before it runs or is skipped. The run is
     the output folder's only writer while it holds ``OUTPUT/run.lock`` (a second run there is
-    refused), so it may remove the temporary files a killed run left behind.
+    refused), so it may remove the temporary files a killed run left behind. ``track``: an
+    experiment tracker (``io.tracking.TRACKERS``, e.g. ``mlflow``) told the settings, each
+    evaluation and the final report (``flows.tracking``).
     """
     with contextlib.ExitStack() as held:  # the lock, released however the run ends
         device = resolve_device(config.settings["device"])
@@ -194,36 +202,56 @@ def run_schedule(
                 _hold_folder(config.output, held)
             check_precision(config.settings["precision"], device, flag=f"{config.path}: precision")
             runner = _Runner(config, progress or NoProgress(), on_stage, runtime)
-        while True:
-            runner.skipped = []
-            try:
-                return _run_pass(runner)
-            except _Remake:  # a stage was forgotten to remake a deleted file: go through again
-                continue
+            tracking = RunTracking.open(track, config) if track and runtime.is_main else None
+        try:
+            result = _run_passes(runner, tracking)
+        except BaseException as error:
+            if tracking is not None:
+                tracking.failed(error)
+            raise
+        if tracking is not None:
+            tracking.finished(result.report, [path for path in (result.output / "report.json",
+                                                                result.output / "report.html") if path.is_file()])  # fmt: skip
+        return result
 
 
-def _run_pass(runner: _Runner) -> RunResult:
+def _run_passes(runner: _Runner, tracking: RunTracking | None) -> RunResult:
+    """Passes over the schedule until one finishes without a stage forgotten to remake a file."""
+    while True:
+        runner.skipped = []
+        try:
+            return _run_pass(runner, tracking)
+        except _Remake:  # a stage was forgotten to remake a deleted file: go through again
+            continue
+
+
+def _run_pass(runner: _Runner, tracking: RunTracking | None = None) -> RunResult:
     """Every stage of the schedule in order, each run or found up to date."""
     config = runner.config
     settings = config.settings
     with runner.runtime.together():
         start = Path(settings["model"])
-        if not start.is_file():
+        if not start.exists():  # a checkpoint file, or a Hugging Face model folder
             raise InputError(f"{config.origin('model')}: model {start} does not exist")
-        start_sha = sha256_file(start)
+        start_sha = model_digest(start)
         current = _Pass({"start": (start, start_sha), "model": (start, start_sha)}, _data_identity(config))
     rates = schedule(settings["rate"], keep_per_iter=settings["keep_per_iter"], iterations=settings["iterations"])
+    quantized = None
     for planned in plan(config, rates, runner.directory):
         record = runner.run(planned, current)
+        if planned.step is QUANTIZE:  # the file where it is now (the folder may have moved)
+            quantized = replace(QuantizeSummary.from_dict(record.result), output=planned.outputs["quantized"])
         for role, path in planned.outputs.items():
             current.files[role] = (path, runner.sha(record, path))
         if planned.history is not None:
             current.history.append({**record.result, **planned.history})
+            if tracking is not None:
+                tracking.evaluated(len(current.history) - 1, current.history[-1], ran=planned.name in runner.ran)
         if planned.supersedes:
             runner.superseded(planned.supersedes)  # the next iteration finished and is recorded
     report = load_report(runner.directory / "report.json")
     skipped = [name for name in runner.skipped if name not in runner.ran]
-    return RunResult(runner.directory, report, runner.ran, skipped)
+    return RunResult(runner.directory, report, runner.ran, skipped, quantized)
 
 
 def _hold_folder(directory: Path, held: contextlib.ExitStack) -> None:

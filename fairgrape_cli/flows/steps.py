@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 EXECUTION = ("device", "workers", "trust_checkpoint")
 # what every data-reading stage's data is (its identity, not its settings, is fingerprinted)
 DATA = ("data", "labels", "skip_bad_images")
-COMMON = ("target", "groups", "image_size", "seed", "include", "exclude", "arch")
+COMMON = ("target", "groups", "image_size", "seed", "include", "exclude", "arch", "arch_args")
 
 
 class UndeclaredSetting(KeyError):
@@ -100,8 +100,13 @@ class StepCall:
     runtime: Runtime
 
     def model(self, path: Path | None) -> stages.ModelSource:
-        """A model of the run, read with the config's ``arch`` and ``trust_checkpoint``."""
-        return stages.ModelSource(path, self.settings["arch"], self.settings["trust_checkpoint"])
+        """A model of the run, read with the config's ``arch``, ``arch_args`` and ``trust_checkpoint``."""
+        from ..io.architectures import check_arch_args
+
+        arch_args = self.settings["arch_args"]
+        if arch_args is not None:
+            arch_args = check_arch_args(arch_args, source=self.config.origin("arch_args"))
+        return stages.ModelSource(path, self.settings["arch"], self.settings["trust_checkpoint"], arch_args=arch_args)
 
     def data(self, split: str | None, **overrides: Any) -> DataSpec:
         """The config's data, at ``split``."""
@@ -244,11 +249,30 @@ def _teacher_of(section: str) -> Callable[[SettingsView, RunConfig], Path | None
         if not uses:
             return None
         path = Path(view[f"{section}.teacher"] or config.settings["model"])
-        if not path.is_file():
+        if not path.exists():  # a checkpoint file, or a Hugging Face model folder
             raise InputError(f"{config.path}: teacher {path} does not exist")
         return path
 
     return teacher
+
+
+def _quantize(call: StepCall) -> dict:
+    """The final model as a static int8 ONNX file, gated per group (the ``quantize`` section)."""
+    view = call.settings
+    option = lambda name: view[f"quantize.{name}"]  # noqa: E731 - read as the section's
+    summary = stages.quantize(
+        model=call.model(call.files["model"]),
+        data=call.data(option("split"), min_group_size=option("min_group_size")),
+        output=call.outputs["quantized"],
+        max_group_drop=option("max_group_drop"),
+        calibration=option("calibration"),
+        calibration_split=option("calibration_split"),
+        calibration_size=option("calibration_size"),
+        loading=stages.Loading(view["image_size"], option("batch_size"), "cpu", view["workers"]),
+        seed=view["seed"],
+        progress=call.progress,
+    )
+    return summary.to_dict()
 
 
 def _copy(call: StepCall) -> None:
@@ -266,7 +290,7 @@ def _report(call: StepCall) -> None:
         data=call.data(view["report.split"], min_group_size=view["report.min_group_size"]),
         baseline=call.model(call.files["start"]),
         loading=call.loading(view["report.batch_size"]),
-        bootstrap=Bootstrap(resamples=view["report.bootstrap"], seed=view["seed"]),
+        bootstrap=Bootstrap(resamples=view["report.bootstrap"], seed=view["seed"], method=view["report.intervals"]),
         precision=view["precision"],
         progress=call.progress,
     ).report
@@ -283,7 +307,7 @@ def _report(call: StepCall) -> None:
 
 # ------------------------------------------------------------------------- the declarations
 
-_MEASURES = ("data", "target", "groups", "image_size", "arch", "precision")  # what images are read, and how
+_MEASURES = ("data", "target", "groups", "image_size", "arch", "arch_args", "precision")  # what images are read, and how
 
 EVALUATE = Step(
     "evaluate", _evaluate, files=("model",), result=True,
@@ -300,7 +324,7 @@ SCORE = Step(
 )  # fmt: skip
 PRUNE = Step(
     "prune", _prune, files=("model", "importance", "masks"), values=("rate",),
-    settings=("method", "prune.*", "include", "exclude", "seed", "arch"), legacy=("target", "groups", "image_size"),
+    settings=("method", "prune.*", "include", "exclude", "seed", "arch", "arch_args"), legacy=("target", "groups", "image_size"),
     writes=lambda view: {"masks": "masks.safetensors", "model": "pruned.pt"},
     every_rank=False,  # selection reads no images: rank 0 prunes, the others wait
 )  # fmt: skip
@@ -331,8 +355,16 @@ REPORT = Step(
 
 ITERATION_STEPS = (SCORE, PRUNE, FINETUNE)  # each iteration, in iter-NN/, then its evaluation
 FINAL_STEPS = (FINAL_FINETUNE, FINAL_COPY)  # after the last iteration, then evaluate-final and REPORT
-# optional stages after the report (their ``when`` says whether the config asks for them)
-AFTER_REPORT: tuple[Step, ...] = ()
+QUANTIZE = Step(
+    "quantize", _quantize, files=("model",), result=True,  # the per-group accuracies it reached
+    settings=("data", "target", "groups", "image_size", "arch", "arch_args", "seed", "quantize.*"),
+    writes=lambda view: {"quantized": view["quantize.output"]},
+    every_rank=False,  # onnxruntime on the CPU, not sharded: rank 0 quantizes, the others wait
+    when=lambda config: "quantize" in config.asked,
+)  # fmt: skip
+# optional stages after the report (their ``when`` says whether the config asks for them): what
+# they read is the final model, never the report, so changing them reruns them alone
+AFTER_REPORT: tuple[Step, ...] = (QUANTIZE,)
 
 
 def _needs_scores(config: RunConfig) -> bool:

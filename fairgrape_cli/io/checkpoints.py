@@ -1,16 +1,17 @@
 """Load and save models in the formats docs/design.md lists; name their prunable layers.
 
 Every ``torch.load`` here uses ``weights_only=True`` unless the user passed ``--trust-checkpoint``:
-a checkpoint never runs code the user did not vouch for.
+a checkpoint never runs code the user did not vouch for, and an architecture a file names is
+imported only if it is one of the families ``architectures`` lets a file name.
 """
 
 from __future__ import annotations
 
+import argparse
 import fnmatch
-import importlib
-import inspect
 import json
 import logging
+import math
 import pickle
 import re
 import warnings
@@ -24,9 +25,20 @@ import torch
 from torch import nn
 
 from ..errors import InputError, first_line
-from . import sparse
-from .files import atomic_output, record_path, require_file, resolve_recorded, save_safetensors, sha256_file
+from . import huggingface, onnx_models, sparse
+from .architectures import (
+    TIMM_PREFIX,
+    build_model,
+    check_arch_args,
+    check_named_by_file,
+    current_arch_name,
+    family,
+)
+from .files import atomic_folder, atomic_output, record_path, resolve_recorded, save_safetensors, sha256_file
 from .structure import apply_structure, describe_structure
+
+__all__ = ["Checkpoint", "load_checkpoint", "save_checkpoint", "build_model", "current_arch_name",
+           "dense_reference", "prunable_parameters", "model_digest", "default_model_output"]  # fmt: skip
 
 NATIVE_FORMAT = "fairgrape.checkpoint.v1"
 MODULE_FORMAT = "fairgrape.module.v1"
@@ -35,9 +47,8 @@ _SCRIPTED_PRUNABLE_NAMES = {"Conv1d", "Conv2d", "Conv3d", "Linear"}
 _TORCHSCRIPT_META = "fairgrape.json"
 _UNSUPPORTED_GLOBAL = re.compile(r"(?:GLOBAL|unsupported GLOBAL) ([\w.]+)")
 
-# Architectures of this package that moved: checkpoints written before the move name the old
-# module, and keep loading (they are written back under the new name).
-_MOVED_ARCHS = {"fairgrape_cli.synthetic:": "fairgrape_cli.flows.synthetic:"}
+# Suffixes of single-file checkpoints: a Hugging Face model written to any other path is a folder
+FILE_SUFFIXES = (".pt", ".pth", ".safetensors", ".bin", ".ckpt", ".tar", ".torchscript")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -50,7 +61,9 @@ class Checkpoint:
     model: nn.Module
     path: Path
     sha256: str
-    kind: str  # "native" | "sparse" (native, stored as masks + values) | "state_dict" | "torchscript" | "module"
+    # "native" | "sparse" (native, stored as masks + values) | "state_dict" | "torchscript" | "module"
+    # | "hf" (a Hugging Face model folder) | "onnx" (run by onnxruntime: evaluation only)
+    kind: str
     arch: str | None
     num_classes: int  # outputs of the head: classes, or binary attributes
     classes: list[str] | None = None
@@ -59,6 +72,8 @@ class Checkpoint:
     std: tuple[float, ...] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     attributes: list[str] | None = None  # a multi-label head: the binary attribute of each output
+    arch_args: dict[str, Any] | None = None  # constructor arguments of ``arch`` (a HF class: its config)
+    preprocessor: dict[str, Any] | None = None  # a HF folder's preprocessor_config.json, written back with it
 
     @property
     def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -75,16 +90,28 @@ def load_checkpoint(
     arch: str | None = None,
     default_arch: str | None = None,
     trust_checkpoint: bool = False,
+    arch_args: dict[str, Any] | None = None,
+    default_arch_args: dict[str, Any] | None = None,
 ) -> Checkpoint:
-    """Load any supported checkpoint onto the CPU, in eval mode.
+    """Load any supported checkpoint (or Hugging Face model folder) onto the CPU, in eval mode.
 
-    ``arch`` overrides the architecture the file names; ``default_arch`` (an architecture an
-    artifact recorded) is used only when the file names none.
+    ``arch`` overrides the architecture the file names (the user named it: a ``module:callable``
+    is imported, looked for in the current folder too); ``default_arch`` (an architecture an
+    artifact recorded) is used only when the file names none. An architecture read from a file
+    must be one a file may name (``architectures.check_named_by_file``) unless
+    ``trust_checkpoint``. ``arch_args`` (the user's) replace the constructor arguments the file
+    records; ``default_arch_args`` go with ``default_arch``.
     """
-    path = require_file(path, "checkpoint")
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"checkpoint {path} does not exist")
+    if path.is_dir():
+        return _load_folder(path, arch=arch)
     digest = sha256_file(path)
     if path.suffix == ".safetensors":
         fields = _read_safetensors_checkpoint(path)
+    elif onnx_models.is_onnx_path(path):
+        return _load_onnx(path, digest)
     elif _is_torchscript(path):
         return _load_torchscript(path, digest)
     else:
@@ -104,28 +131,122 @@ def load_checkpoint(
         )  # fmt: skip
 
     state_dict = _strip_data_parallel_prefix(fields["state_dict"])
-    chosen_arch = current_arch_name(arch or fields.get("arch") or default_arch)
-    if not chosen_arch:
-        raise InputError(
-            f"{path} is a plain state dict and does not say which architecture it is; "
-            "pass --arch NAME (a torchvision model such as resnet18, or module.path:callable)"
-        )
+    chosen_arch, chosen_args = _chosen_arch(
+        path, fields, arch=arch, default_arch=default_arch, trust_checkpoint=trust_checkpoint,
+        arch_args=arch_args, default_arch_args=default_arch_args,
+    )  # fmt: skip
     named = fields.get("classes") or fields.get("attributes")
     num_classes = fields.get("num_classes") or (len(named) if named else _head_size(state_dict, path))
     classes = _class_names(fields.get("classes"), int(num_classes), path)
     attributes = _class_names(fields.get("attributes"), int(num_classes), path, what="attributes")
-    model = build_model(chosen_arch, int(num_classes))
+    model = build_model(chosen_arch, int(num_classes), arch_args=chosen_args, named_by_user=arch is not None)
     if fields.get("structure"):  # a channel-pruned (slim) model: narrow the layers first
         apply_structure(model, fields["structure"], state_dict, source=path)
     _load_state_dict_strictly(model, state_dict, path, chosen_arch)
     model.eval()
+    defaults = _library_preprocessing(chosen_arch, model, chosen_args)
     return Checkpoint(
         model=model, path=path, sha256=digest,
         kind="sparse" if fields.get("sparse") else "native" if fields.get("arch") else "state_dict",
         arch=chosen_arch, num_classes=int(num_classes), classes=classes,
-        image_size=fields.get("image_size"), mean=_triple(fields.get("mean")),
-        std=_triple(fields.get("std")), provenance=dict(fields.get("fairgrape") or {}), attributes=attributes,
+        image_size=fields.get("image_size") or defaults.get("image_size"),
+        mean=_triple(fields.get("mean") or defaults.get("mean")),
+        std=_triple(fields.get("std") or defaults.get("std")),
+        provenance=dict(fields.get("fairgrape") or {}), attributes=attributes, arch_args=chosen_args or None,
     )  # fmt: skip
+
+
+def _chosen_arch(
+    path: Path,
+    fields: dict[str, Any],
+    *,
+    arch: str | None,
+    default_arch: str | None,
+    trust_checkpoint: bool,
+    arch_args: dict[str, Any] | None,
+    default_arch_args: dict[str, Any] | None,
+) -> tuple[str, dict[str, Any]]:
+    """The architecture to build and its constructor arguments: the user's, else the file's,
+    else the artifact's; one read from a file is vetted before anything is imported."""
+    if arch:
+        chosen, recorded_args = current_arch_name(arch), fields.get("arch_args")
+    elif fields.get("arch"):
+        chosen, recorded_args = current_arch_name(str(fields["arch"])), fields.get("arch_args")
+        check_named_by_file(chosen, source=path, trusted=trust_checkpoint)
+    elif default_arch:
+        chosen, recorded_args = current_arch_name(default_arch), default_arch_args
+        check_named_by_file(chosen, source=f"the file that records {path}", trusted=trust_checkpoint)
+    else:
+        raise InputError(
+            f"{path} is a plain state dict and does not say which architecture it is; pass --arch NAME "
+            "(a torchvision model such as resnet18, timm:NAME, or module.path:callable)"
+        )
+    if arch_args is not None:
+        return chosen, check_arch_args(arch_args, source="--arch-args")
+    return chosen, check_arch_args(recorded_args, source=str(path))
+
+
+def _library_preprocessing(arch: str, model: nn.Module, arch_args: dict[str, Any]) -> dict[str, Any]:
+    """Image side and normalisation a library model was made for (timm's pretrained config; an
+    ``img_size`` argument wins), used when the checkpoint does not say."""
+    if family(arch) != "timm":
+        return {}
+    config = getattr(model, "pretrained_cfg", None) or {}
+    size = arch_args.get("img_size")
+    if isinstance(size, (list, tuple)) and size:
+        size = size[0]
+    if not isinstance(size, int):
+        input_size = config.get("input_size")
+        size = int(input_size[-1]) if input_size else None
+    return {"image_size": size, "mean": config.get("mean"), "std": config.get("std")}
+
+
+def _load_folder(path: Path, *, arch: str | None) -> Checkpoint:
+    if not huggingface.is_model_folder(path):
+        raise InputError(
+            f"checkpoint {path} is a directory without config.json; expected a checkpoint file or a "
+            "Hugging Face model folder (config.json and model.safetensors)"
+        )
+    fields = huggingface.read_folder(path)
+    fields["arch_args"] = check_arch_args(fields["arch_args"], source=str(path / huggingface.CONFIG))
+    if arch is not None and current_arch_name(arch) != fields["arch"]:
+        raise InputError(f"{path} is a Hugging Face {fields['arch']} (its config.json says so); drop --arch {arch}")
+    num_classes = int(fields["num_classes"])
+    model = fields.get("built")
+    if model is None:  # a slim folder: the architecture, narrowed as recorded
+        model = build_model(fields["arch"], num_classes, arch_args=fields["arch_args"])
+        apply_structure(model, fields["structure"], fields["state_dict"], source=path)
+        _load_state_dict_strictly(model, fields["state_dict"], path, fields["arch"])
+    model.eval()
+    return Checkpoint(
+        model=model, path=path, sha256=huggingface.folder_digest(path), kind="hf", arch=fields["arch"],
+        num_classes=num_classes, classes=_class_names(fields.get("classes"), num_classes, path),
+        image_size=fields.get("image_size"), mean=_triple(fields.get("mean")), std=_triple(fields.get("std")),
+        provenance=dict(fields.get("fairgrape") or {}),
+        attributes=_class_names(fields.get("attributes"), num_classes, path, what="attributes"),
+        arch_args=fields["arch_args"], preprocessor=fields.get("preprocessor"),
+    )  # fmt: skip
+
+
+def model_digest(path: str | Path) -> str:
+    """sha256 of a checkpoint file, or of a Hugging Face model folder's files."""
+    path = Path(path)
+    return huggingface.folder_digest(path) if path.is_dir() else sha256_file(path)
+
+
+def default_model_output(name: str | Path, checkpoint: Checkpoint) -> Path:
+    """A stage's default output ``name`` (``pruned.pt``) for ``checkpoint``'s model: a Hugging
+    Face model is written as a folder, ``name`` without its suffix (``pruned``)."""
+    name = Path(name)
+    return name.with_suffix("") if _is_hf(checkpoint) else name
+
+
+def _is_hf(checkpoint: Checkpoint) -> bool:
+    return bool(checkpoint.arch) and family(checkpoint.arch) == "hf"
+
+
+def _writes_folder(arch: str | None, path: Path) -> bool:
+    return bool(arch) and family(arch) == "hf" and path.suffix.lower() not in FILE_SUFFIXES
 
 
 def _read_safetensors_checkpoint(path: Path) -> dict[str, Any]:
@@ -142,7 +263,8 @@ def _read_safetensors_checkpoint(path: Path) -> dict[str, Any]:
     fields: dict[str, Any] = {"state_dict": state_dict}
     if sparse.is_sparse(metadata):  # `fairgrape export --format sparse`: masks + kept values
         fields.update(state_dict=sparse.decode(state_dict, metadata, path), sparse=True)
-    for key in ("arch", "num_classes", "classes", "attributes", "image_size", "mean", "std", "fairgrape", "structure"):
+    for key in ("arch", "arch_args", "num_classes", "classes", "attributes", "image_size", "mean", "std",
+                "fairgrape", "structure"):
         if key in metadata:
             fields[key] = _decode_metadata_value(metadata[key])
     return fields
@@ -189,9 +311,36 @@ def _load_torchscript(path: Path, digest: str) -> Checkpoint:
     )  # fmt: skip
 
 
+def _load_onnx(path: Path, digest: str) -> Checkpoint:
+    """An ONNX classifier (``fairgrape export`` / ``quantize`` or any other that fits), run by
+    onnxruntime; its metadata_props name classes, image size and normalisation as a native
+    checkpoint's fields do."""
+    found = onnx_models.read_onnx(path)
+    meta = found.metadata
+    num_classes = found.num_classes
+    recorded = meta.get("num_classes")
+    if isinstance(recorded, int) and recorded != num_classes:
+        raise InputError(f"{path} records {recorded} classes but its model has {num_classes} outputs")
+    return Checkpoint(
+        model=found.model, path=path, sha256=digest, kind="onnx",
+        arch=current_arch_name(meta["arch"]) if isinstance(meta.get("arch"), str) else None,
+        num_classes=num_classes, classes=_class_names(meta.get("classes"), num_classes, path),
+        image_size=found.image_size or _int_or_none(meta.get("image_size")), mean=_triple(meta.get("mean")),
+        std=_triple(meta.get("std")), provenance=dict(meta.get("fairgrape") or {}),
+        attributes=_class_names(meta.get("attributes"), num_classes, path, what="attributes"),
+        arch_args=meta["arch_args"] if isinstance(meta.get("arch_args"), dict) and meta["arch_args"] else None,
+    )  # fmt: skip
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def _read_pickled_checkpoint(path: Path, trust_checkpoint: bool) -> dict[str, Any]:
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        # timm's training checkpoints hold their argparse.Namespace: plain values, no code
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         found = _UNSUPPORTED_GLOBAL.search(str(error))
         if found is None:
@@ -229,6 +378,8 @@ def _interpret(loaded: Any, path: Path) -> dict[str, Any]:
         )
     if isinstance(loaded.get("module"), nn.Module):
         return dict(loaded)
+    if _is_timm_training_checkpoint(loaded):
+        return _timm_training_fields(loaded)
     if _is_state_dict(loaded.get("state_dict")):
         return dict(loaded)
     for wrapper in ("model", "model_state_dict", "net"):
@@ -242,6 +393,33 @@ def _interpret(loaded: Any, path: Path) -> dict[str, Any]:
         f"{path} is a dict without model weights (keys: {', '.join(map(str, list(loaded)[:6]))}); "
         "expected a state dict or {'arch', 'state_dict', ...}"
     )
+
+
+def _is_timm_training_checkpoint(loaded: Mapping[str, Any]) -> bool:
+    """What timm's train.py saves: ``state_dict`` (and/or ``state_dict_ema``), ``arch`` (timm's
+    model name, unprefixed), ``args`` (its argparse.Namespace), ``epoch``, ``optimizer``, ``version``."""
+    args = loaded.get("args")
+    has_weights = _is_state_dict(loaded.get("state_dict")) or _is_state_dict(loaded.get("state_dict_ema"))
+    return has_weights and (isinstance(args, argparse.Namespace) or "state_dict_ema" in loaded)
+
+
+def _timm_training_fields(loaded: Mapping[str, Any]) -> dict[str, Any]:
+    """The weights (``state_dict``, else the EMA's), the architecture as ``timm:NAME`` and the
+    image size and normalisation the run trained with."""
+    args = loaded.get("args") if isinstance(loaded.get("args"), argparse.Namespace) else argparse.Namespace()
+    weights = loaded["state_dict"] if _is_state_dict(loaded.get("state_dict")) else loaded["state_dict_ema"]
+    fields: dict[str, Any] = {"state_dict": weights}
+    name = loaded.get("arch") or getattr(args, "model", None)
+    if isinstance(name, str) and name:
+        fields["arch"] = name if name.startswith(TIMM_PREFIX) else TIMM_PREFIX + name
+    size = getattr(args, "img_size", None) or (getattr(args, "input_size", None) or [None])[-1]
+    if isinstance(size, int):
+        fields["image_size"] = size
+    for key in ("mean", "std"):
+        value = getattr(args, key, None)
+        if isinstance(value, (list, tuple)) and len(value) == 3:
+            fields[key] = list(value)
+    return fields
 
 
 def _is_state_dict(candidate: Any) -> bool:
@@ -301,52 +479,6 @@ def _triple(values: Any) -> tuple[float, ...] | None:
 # --------------------------------------------------------------------------------------- building
 
 
-def current_arch_name(arch: str | None) -> str | None:
-    """``arch`` under its present name (see ``_MOVED_ARCHS``)."""
-    for old, new in _MOVED_ARCHS.items():
-        if arch and arch.startswith(old):
-            return new + arch[len(old) :]
-    return arch
-
-
-def build_model(arch: str, num_classes: int) -> nn.Module:
-    """A torchvision classification builder by name, or ``module.path:callable``."""
-    if ":" in arch:
-        return _build_from_callable(arch, num_classes)
-    import torchvision
-
-    available = set(torchvision.models.list_models(module=torchvision.models))
-    if arch not in available:
-        close = [name for name in sorted(available) if name.startswith(arch[:4])][:5]
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise InputError(f"unknown architecture {arch!r}: not a torchvision classifier{hint}")
-    builder = torchvision.models.get_model_builder(arch)
-    return builder(weights=None, num_classes=num_classes)
-
-
-def _build_from_callable(arch: str, num_classes: int) -> nn.Module:
-    module_name, _, attribute = arch.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-        factory = getattr(module, attribute)
-    except (ImportError, AttributeError) as error:
-        raise InputError(f"cannot import architecture {arch!r}: {first_line(error)}") from error
-    # A checkpoint can name the architecture, so only call what is clearly a model factory:
-    # an nn.Module class or a Python function, never a builtin such as os.system.
-    is_module_class = inspect.isclass(factory) and issubclass(factory, nn.Module)
-    if not (is_module_class or inspect.isfunction(factory)):
-        raise InputError(f"architecture {arch!r} is neither an nn.Module class nor a function")
-    try:
-        model = factory(num_classes=num_classes)
-    except TypeError as error:
-        raise InputError(
-            f"architecture {arch!r} must accept num_classes=: {first_line(error)}"
-        ) from error
-    if not isinstance(model, nn.Module):
-        raise InputError(f"architecture {arch!r} returned {type(model).__name__}, not a model")
-    return model
-
-
 def _load_state_dict_strictly(
     model: nn.Module, state_dict: Mapping[str, torch.Tensor], path: Path, arch: str
 ) -> None:
@@ -368,8 +500,24 @@ def _load_state_dict_strictly(
     if resized:
         problems.append(f"shape {'; '.join(resized[:2])}")
     if problems:
-        raise InputError(f"{path} does not fit architecture {arch}: {'; '.join(problems)}")
+        hint = _image_size_hint(model, state_dict)
+        raise InputError(f"{path} does not fit architecture {arch}: {'; '.join(problems)}{hint}")
     model.load_state_dict(state_dict)
+
+
+def _image_size_hint(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> str:
+    """For a timm ViT whose position embedding has another length: the image size it was
+    trained at (the patch grid's side times the patch size), as the flag to pass."""
+    stored, own = state_dict.get("pos_embed"), getattr(model, "pos_embed", None)
+    patch = getattr(getattr(model, "patch_embed", None), "patch_size", None)
+    if stored is None or own is None or stored.ndim != 3 or stored.shape == own.shape or not patch:
+        return ""
+    prefix = 0 if getattr(model, "no_embed_class", False) else int(getattr(model, "num_prefix_tokens", 0))
+    side = math.isqrt(max(int(stored.shape[1]) - prefix, 0))
+    if side * side + prefix != stored.shape[1]:
+        return ""
+    size = side * (patch[0] if isinstance(patch, (tuple, list)) else patch)
+    return f" (a ViT trained at {size} px: pass --arch-args img_size={size})"
 
 
 # --------------------------------------------------------------------------- the masks it names
@@ -407,7 +555,9 @@ def masks_named_by(provenance: Mapping[str, Any], source: Path) -> Path | None:
 def read_provenance(path: Path) -> dict[str, Any]:
     """What a fairgrape checkpoint records about where it came from (``fairgrape`` in a native
     file's fields or a safetensors file's metadata), read without building the model; empty for
-    any other file."""
+    any other file (a Hugging Face model folder: its ``fairgrape.json``)."""
+    if path.is_dir():
+        return huggingface.read_provenance(path)
     try:
         if path.suffix == ".safetensors":
             from safetensors import safe_open
@@ -473,6 +623,8 @@ def save_checkpoint(
     loads into a fresh torchvision model with ``load_state_dict``. Returns the file's sha256.
     """
     path = Path(path)
+    if like.kind not in ("torchscript", "module") and _writes_folder(like.arch, path):
+        return _save_folder(path, model, like=like, classes=classes, provenance=provenance)
     described = _described(like, classes, provenance)
     # torch writes through an open file, not a path: a full disk raises OSError (with its errno)
     # instead of an opaque RuntimeError, and the archive's inner folder is "archive", not the
@@ -506,13 +658,29 @@ def save_checkpoint(
     return digest
 
 
+def _save_folder(
+    path: Path, model: nn.Module, *, like: Checkpoint, classes: list[str] | None, provenance: dict[str, Any]
+) -> str:
+    """A Hugging Face model as a folder ``from_pretrained`` reads (a slim one: fairgrape reads)."""
+    meta = _described(like, classes, provenance)
+    meta["structure"] = _structure_against_arch(model, like)
+    with atomic_folder(path) as tmp:
+        huggingface.write_folder(
+            tmp, model.cpu(), classes=meta.get("classes"), meta=meta, preprocessor=like.preprocessor
+        )
+        digest = huggingface.folder_digest(tmp)
+    return digest
+
+
 def native_fields(
     like: Checkpoint, *, classes: list[str] | None, provenance: dict[str, Any], model: nn.Module | None = None
 ) -> dict[str, Any]:
     """Everything the native format stores besides the weights (``arch``, ``classes``, ...), with
     the structure record when ``model`` is narrower than ``arch`` builds it (channel-pruned)."""
     native = {"format": NATIVE_FORMAT, "arch": like.arch, "num_classes": like.num_classes}
-    structure = None if model is None else _structure_against_arch(model, like.arch, like.num_classes)
+    if like.arch_args:
+        native["arch_args"] = like.arch_args
+    structure = None if model is None else _structure_against_arch(model, like)
     if structure is not None:
         native["structure"] = structure
     described = _described(like, classes, provenance)
@@ -535,23 +703,23 @@ def _described(like: Checkpoint, classes: list[str] | None, provenance: dict[str
     return described
 
 
-def dense_reference(arch: str, num_classes: int) -> nn.Module:
+def dense_reference(arch: str, num_classes: int, *, arch_args: dict[str, Any] | None = None) -> nn.Module:
     """A fresh build of ``arch`` without memory or initialisation cost (on the ``meta`` device
     when the architecture allows it): for its shapes, sizes and FLOPs, never its values."""
     try:
         with torch.device("meta"):
-            return build_model(arch, num_classes)
+            return build_model(arch, num_classes, arch_args=arch_args)
     except InputError:
         raise
     except Exception:  # noqa: BLE001 - an architecture that cannot be built on meta: on the CPU
-        return build_model(arch, num_classes)
+        return build_model(arch, num_classes, arch_args=arch_args)
 
 
-def _structure_against_arch(model: nn.Module, arch: str | None, num_classes: int) -> dict | None:
+def _structure_against_arch(model: nn.Module, like: Checkpoint) -> dict | None:
     """The structure record of ``model`` (None when every layer has the architecture's size)."""
-    if not arch:
+    if not like.arch:
         return None
-    return describe_structure(model, dense_reference(arch, num_classes))
+    return describe_structure(model, dense_reference(like.arch, like.num_classes, arch_args=like.arch_args))
 
 
 # ------------------------------------------------------------------------------ prunable layers
@@ -562,9 +730,14 @@ def prunable_parameters(
 ) -> dict[str, torch.Tensor]:
     """The ``weight`` of every Conv1d/2d/3d and Linear, by parameter name, in model order.
 
-    ``include``/``exclude`` are glob patterns on those names (``layer4.*``, ``fc.weight``).
+    ``include``/``exclude`` are glob patterns on those names (``layer4.*``, ``fc.weight``). An
+    ONNX model's are the weights of its Conv/Gemm/MatMul nodes as stored (for counting only).
     """
     found: dict[str, torch.Tensor] = {}
+    if isinstance(model, onnx_models.OnnxModel):
+        graph = onnx_models.load_graph(model.path, "reading the weights of an ONNX model")
+        found = {f"{name}.weight": weight for name, weight in onnx_models.weight_tensors(graph).items()}
+        return _filter_names(found, include, exclude) if include or exclude else found
     seen: set[int] = set()
     for module_name, module in model.named_modules():
         if not _is_prunable_module(module):

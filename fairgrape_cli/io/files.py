@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -60,6 +61,49 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary folder next to ``path``; put it in place of ``path`` only if the
+    block succeeds (as :func:`atomic_output` does for a file; inside ``all_or_none`` too).
+
+    A folder already at ``path`` is moved aside, the new one renamed in, the old one removed: an
+    interruption between the two renames leaves the old folder under a hidden temporary name.
+    """
+    final = Path(path)
+    if final.exists() and not final.is_dir():
+        raise OutputError(f"cannot write the folder {final}: a file of that name is in the way")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=TEMPORARY_SUFFIX, dir=final.parent))
+    except OSError as error:
+        raise OutputError(cannot_write(final, error)) from error
+    group = _together.get()
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_current_umask())
+        if group is not None:
+            group.append((tmp, final))
+        else:
+            _put_in_place(tmp, final)
+    except BaseException as error:
+        shutil.rmtree(tmp, ignore_errors=True)
+        cause = _os_error(error)
+        if cause is not None:
+            raise OutputError(cannot_write(final, cause)) from error
+        raise
+
+
+def _put_in_place(tmp: Path, final: Path) -> None:
+    """``os.replace``, for a folder over a folder too (moved aside first, then removed)."""
+    if not (tmp.is_dir() and final.is_dir()):
+        os.replace(tmp, final)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=TEMPORARY_SUFFIX, dir=final.parent))
+    os.replace(final, aside / final.name)
+    os.replace(tmp, final)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 # the files of an ``all_or_none`` block: (temporary, final) pairs, renamed when the block succeeds
 _together: contextvars.ContextVar[list[tuple[Path, Path]] | None] = contextvars.ContextVar(
     "fairgrape_outputs_together", default=None
@@ -84,7 +128,7 @@ def all_or_none() -> Iterator[None]:
         _together.reset(token)
     for index, (tmp, final) in enumerate(pending):
         try:
-            os.replace(tmp, final)
+            _put_in_place(tmp, final)
         except OSError as error:
             _remove_temporaries(pending[index:])
             raise OutputError(cannot_write(final, error)) from error
@@ -92,6 +136,9 @@ def all_or_none() -> Iterator[None]:
 
 def _remove_temporaries(pending: list[tuple[Path, Path]]) -> None:
     for tmp, _ in pending:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+            continue
         with contextlib.suppress(OSError):
             tmp.unlink()
 

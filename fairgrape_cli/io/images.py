@@ -43,6 +43,24 @@ def read_image(path: Path, image_size: int) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
 
+def thumbnail_data_uri(path: Path, *, size: int = 96) -> str | None:
+    """The image as a small JPEG (its longer side ``size`` px at most; a few kB for a face) in a
+    ``data:`` URI, for a page that must stay self-contained; None when it cannot be read."""
+    import base64
+    import io
+
+    try:
+        with Image.open(path) as image:
+            image.draft("RGB", (size, size))
+            image = image.convert("RGB")
+            image.thumbnail((size, size), Image.BILINEAR)
+            buffer = io.BytesIO()
+            image.save(buffer, format="JPEG", quality=80)
+    except Exception:  # PIL raises many types for broken files; the page shows the path instead
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 class ImageFiles(torch.utils.data.Dataset):
     """Images by index; a file that cannot be decoded comes back as its error, not an exception,
     so the main process can name it (errors raised in loader workers lose their type)."""

@@ -62,6 +62,48 @@ class GroupRow(Record):
     accuracy_ci: Interval | None = optional()
     baseline_accuracy_ci: Interval | None = optional()
     drop_ci: Interval | None = optional()
+    # with a baseline: predictions right before and wrong now (lost), the reverse (gained); rates
+    # over the group's images (times the attributes of a multi-attribute head)
+    flips_lost: int | None = optional(omit_if_none=True)
+    flips_gained: int | None = optional(omit_if_none=True)
+    flips_lost_rate: float | None = optional(omit_if_none=True)
+    flips_gained_rate: float | None = optional(omit_if_none=True)
+    flip_rate: float | None = optional(omit_if_none=True)
+    flip_rate_ci: Interval | None = optional(omit_if_none=True)
+
+
+@dataclass
+class ErrorRow(Record):
+    """One group's error types on a binary target: confusion counts, rates, 95% intervals. A
+    rate over no images (no positives: no true positive rate) is 0, as fairlearn counts it."""
+
+    group: str
+    n: int
+    positives: int
+    true_positives: int
+    false_positives: int
+    true_positive_rate: float
+    false_positive_rate: float
+    selection_rate: float
+    balanced_accuracy: float
+    true_positive_rate_ci: Interval | None = optional(omit_if_none=True)
+    false_positive_rate_ci: Interval | None = optional(omit_if_none=True)
+    selection_rate_ci: Interval | None = optional(omit_if_none=True)
+    balanced_accuracy_ci: Interval | None = optional(omit_if_none=True)
+
+
+@dataclass
+class ErrorSection(Record):
+    """Error types of a binary target (the positive class named) per group, and fairlearn's
+    equalized odds and demographic parity differences; for a multi-attribute head, at the top
+    the largest over its attributes (no rows) and each attribute's in ``attributes``."""
+
+    positive: str | None
+    equalized_odds_difference: float | None
+    demographic_parity_difference: float | None
+    equalized_odds_difference_ci: Interval | None = optional(omit_if_none=True)
+    demographic_parity_difference_ci: Interval | None = optional(omit_if_none=True)
+    groups: list[ErrorRow] | None = nested(ErrorRow, many=True, when_none="omit")
 
 
 @dataclass
@@ -108,16 +150,26 @@ class AttributeSection(Record):
     overall: Overall = nested(Overall)
     groups: list[GroupRow] = nested(GroupRow, many=True)
     disparity: Disparity = nested(Disparity)
+    error_types: ErrorSection | None = nested(ErrorSection, when_none="omit")
 
 
 @dataclass
 class BootstrapInfo(Record):
-    """How the intervals were drawn."""
+    """How bootstrap intervals were drawn (``--intervals bootstrap``, and every report before
+    fairgrape 0.3)."""
 
     resamples: int
     confidence: float
     seed: int
     method: str
+
+
+@dataclass
+class IntervalInfo(Record):
+    """How the report's intervals were computed: the method in words, and their confidence."""
+
+    method: str
+    confidence: float
 
 
 @dataclass
@@ -143,6 +195,30 @@ class ModelSize(Record):
     dense_flops: int | None = None
     nonzero_params: int | None = None
     image_size: int | None = None
+
+
+@dataclass
+class QuantizationFacts(Record):
+    """How a quantized file was made (``fairgrape quantize`` records it in the file): the weight
+    and activation types, the calibration, the bound, the layers left in float and the per-group
+    drops it reached against the float model."""
+
+    weights: str | None = None
+    activations: str | None = None
+    calibration: dict[str, Any] | None = None
+    max_group_drop: float | None = None
+    float_layers: list[str] | None = None
+    group_drops: dict[str, float] | None = None
+
+
+@dataclass
+class FileFacts(Record):
+    """The judged file when it is an exported one (``onnx``, ``torchscript``, ``sparse``): its
+    format, its size, and for a quantized file how it was quantized. Absent for checkpoints."""
+
+    format: str
+    bytes: int
+    quantization: QuantizationFacts | None = nested(QuantizationFacts, when_none="null")
 
 
 @dataclass
@@ -187,10 +263,13 @@ class Report(Record):
     groups: list[GroupRow] = nested(GroupRow, many=True)
     disparity: Disparity = nested(Disparity)
     attributes: list[AttributeSection] | None = nested(AttributeSection, many=True, when_none="omit")
+    error_types: ErrorSection | None = nested(ErrorSection, when_none="omit")
+    intervals: IntervalInfo | None = nested(IntervalInfo, when_none="omit")
     bootstrap: BootstrapInfo | None = nested(BootstrapInfo, when_none="omit")
     baseline: str | None = None
     pruning: PruningSettings | None = nested(PruningSettings, when_none="null")
     size: ModelSize = nested(ModelSize, flatten=True)
+    file: FileFacts | None = nested(FileFacts, when_none="omit")
     history: list[HistoryEntry] | None = nested(HistoryEntry, many=True, when_none="omit")
     run: RunInfo | None = nested(RunInfo, when_none="omit")
 
@@ -201,7 +280,7 @@ class Report(Record):
 
     @property
     def has_intervals(self) -> bool:
-        """Whether bootstrap intervals were computed for this report."""
+        """Whether intervals were computed for this report."""
         return bool(self.groups) and self.groups[0].accuracy_ci is not None
 
     def metric(self, name: str) -> float | None:
@@ -260,22 +339,46 @@ DISPARITY_METRICS: dict[str, DisparityMetric] = {
         DisparityMetric("worst_group_accuracy", of="accuracy", reduce="min", unit="accuracy", better="higher"),
         DisparityMetric("drop_std", of="drop", reduce="std", unit="points", better="lower", needs_baseline=True),
         DisparityMetric("drop_gap", of="drop", reduce="spread", unit="points", better="lower", needs_baseline=True),
+        DisparityMetric(
+            "worst_group_flip_rate", of="flip_rate", reduce="max", unit="accuracy", better="lower", needs_baseline=True
+        ),
     )
 }
+
+
+def _no_interval(report: Report) -> None:
+    return None
 
 
 @dataclass(frozen=True)
 class Metric:
     """A number of a report by name (``--fail-if``, ``compare``): how to read it and its 95%
     interval, its unit (``fraction``, ``accuracy``, ``points``), which way is better (None:
-    context, never ranked) and whether it needs a baseline."""
+    context, never ranked), whether it needs a baseline, and what else it needs (``requires``:
+    words for the message when a report has no value of it)."""
 
     name: str
     unit: str
     better: str | None
     needs_baseline: bool
     read: Callable[[Report], float | None]
-    interval: Callable[[Report], Interval | None] = lambda report: None
+    interval: Callable[[Report], Interval | None] = _no_interval
+    requires: str = ""
+
+    @property
+    def has_interval(self) -> bool:
+        """Whether the metric has a 95% interval (a gate may act on its ends)."""
+        return self.interval is not _no_interval
+
+
+def _error_metric(name: str) -> Metric:
+    """A difference of error types (fairlearn's), read from the report's ``error_types``."""
+    return Metric(
+        name, "points", "lower", False,
+        read=lambda report: getattr(report.error_types, name) if report.error_types else None,
+        interval=lambda report: getattr(report.error_types, f"{name}_ci") if report.error_types else None,
+        requires="a binary target (two classes) or a multi-attribute head",
+    )  # fmt: skip
 
 
 def _disparity_metric(spec: DisparityMetric) -> Metric:
@@ -300,6 +403,7 @@ METRICS: dict[str, Metric] = {
         read=lambda report: report.overall.drop, interval=lambda report: report.overall.accuracy_drop_ci,
     ),  # fmt: skip
     "density": Metric("density", "fraction", None, False, read=lambda report: report.density),
+    **{name: _error_metric(name) for name in ("equalized_odds_difference", "demographic_parity_difference")},
 }
 
 

@@ -8,6 +8,9 @@ key ``structure``, the layers whose size attributes differ from a fresh build of
      "modules": {"layer1.0.conv1": {"in_channels": 64, "out_channels": 32},
                  "layer1.0.bn1": {"num_features": 32}, ...}}
 
+A transformer pruned by heads also records its attention layers' head counts (timm's
+``{"blocks.0.attn": {"num_heads": 3, "attn_dim": 192}}``, transformers' ``num_attention_heads``).
+
 Loading builds the architecture, sets those attributes and gives each recorded layer's parameters
 and buffers the shapes of the state dict, then loads the state dict strictly. This needs neither
 Torch-Pruning nor a forward pass (no tracing, no example input), and it records the *result* of
@@ -41,12 +44,18 @@ SIZE_ATTRIBUTES: dict[type, tuple[str, ...]] = {
 }
 
 
+# Attention layers read their head count (and width) from these attributes (timm's Attention:
+# num_heads, attn_dim; transformers' attention: num_attention_heads, all_head_size); any module
+# holding one as an integer records it when it differs from the architecture's.
+HEAD_ATTRIBUTES = ("num_heads", "attn_dim", "num_attention_heads", "all_head_size")
+
+
 def size_attributes(module: nn.Module) -> tuple[str, ...]:
-    """The attributes that hold a layer's widths (``in_channels``...), by its type."""
+    """The attributes that say how wide ``module`` is (its type's, else the head counts it holds)."""
     for kind, names in SIZE_ATTRIBUTES.items():
         if isinstance(module, kind):
             return names
-    return ()
+    return tuple(name for name in HEAD_ATTRIBUTES if _is_size(getattr(module, name, None)))
 
 
 def _attribute(module: nn.Module, name: str) -> Any:

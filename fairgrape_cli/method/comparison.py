@@ -194,6 +194,18 @@ def _dataset_name(data: str) -> str:
 
 
 def _default_label(report: Report, source: str) -> str:
+    """The pruning method and rate (else the file's stem), then the judged file's format when it
+    is an exported one (``magnitude 0.9 onnx int8``)."""
+    label = _pruning_label(report) or Path(source).stem
+    if report.file is not None:
+        label += f" {report.file.format}"
+        if report.file.quantization is not None:
+            label += f" {report.file.quantization.weights or 'int8'}"
+    return label
+
+
+def _pruning_label(report: Report) -> str | None:
+    """The pruning method, rate, and scope or granularity when not the default ones."""
     for settings in (report.pruning, report.run):
         if settings is not None and settings.method:
             label = str(settings.method)
@@ -204,7 +216,7 @@ def _default_label(report: Report, source: str) -> str:
             if getattr(settings, "granularity", None) == "channel":  # weight is the default granularity
                 label += " channel"
             return label
-    return Path(source).stem
+    return None
 
 
 def _short_number(value: object) -> str:

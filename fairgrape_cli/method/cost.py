@@ -2,6 +2,9 @@
 
 FLOPs are counted by torch's own ``torch.utils.flop_counter`` on one forward pass of a batch of
 one (convolutions and matrix products, a multiply-add counted as 2 FLOPs, as torch counts them).
+The fused attention kernel PyTorch runs on the CPU has no formula there: it is counted as the
+same kernel on a GPU is (its two matrix products), so a ViT costs the same on every device,
+meta included (where attention runs as plain matrix products).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ def model_cost(model: nn.Module, image_size: int, *, channels: int = 3) -> Model
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_cpu_attention()) as counter:
             model(example)
         flops = int(counter.get_total_flops())
     except Exception:  # noqa: BLE001 - a model that cannot run at this size still has its parameters
@@ -44,3 +47,15 @@ def model_cost(model: nn.Module, image_size: int, *, channels: int = 3) -> Model
     finally:
         model.train(was_training)
     return ModelCost(params=params, flops=flops, nonzero_params=nonzero)
+
+
+def _cpu_attention() -> dict:
+    """The CPU's fused attention kernel, counted with torch's formula for the GPU's."""
+    kernel = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    return {kernel: _attention_flops} if kernel is not None else {}
+
+
+def _attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(query_shape, key_shape, value_shape)

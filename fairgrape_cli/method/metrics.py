@@ -20,6 +20,8 @@ from torch import nn
 
 from ..errors import InputError
 from ..io.reports import DISPARITY_METRICS, METRICS, AttributeSection, Disparity, GroupRow, Overall, Report
+from ..registry import Registry
+from . import intervals as score
 from .heads import head_for
 
 
@@ -118,17 +120,30 @@ def disparity_values(per_group: Mapping[str, np.ndarray | None]) -> dict[str, np
 
 @dataclass(frozen=True)
 class Bootstrap:
-    """Percentile bootstrap intervals: images resampled with replacement within each group."""
+    """How the report's intervals are computed: ``method`` (``INTERVAL_METHODS``: ``score``, the
+    default, or ``bootstrap``, the percentile bootstrap of fairgrape 0.2 with ``resamples``
+    seeded by ``seed``); ``resamples=0``: no intervals, whatever the method."""
 
     resamples: int = 1000
     confidence: float = 0.95
     seed: int = 0
+    method: str = "score"
 
     def __post_init__(self) -> None:
         if self.resamples < 0:
             raise InputError(f"--bootstrap {self.resamples}: must be 0 (no intervals) or more")
         if not 0 < self.confidence < 1:
             raise InputError(f"confidence {self.confidence}: must be in (0, 1)")
+        INTERVAL_METHODS.choose(self.method)  # InputError naming the choices
+
+    @property
+    def wanted(self) -> bool:
+        """Whether the report gets intervals."""
+        return self.resamples > 0
+
+    def description(self) -> str:
+        """The method in words, as the report records it."""
+        return INTERVAL_METHODS[self.method].description
 
 
 def paired_outcomes(
@@ -193,6 +208,69 @@ def bootstrap_intervals(
         result["drop"] = interval(drops)
         result["overall_drop"] = interval(overall[:, 1] - overall[:, 0])
     return result
+
+
+def score_intervals(
+    outcomes: Outcomes, baseline: Outcomes | None, group_index: np.ndarray, num_groups: int, *, settings: Bootstrap
+) -> dict | None:
+    """The intervals :func:`bootstrap_intervals` gives, by ``method.intervals``: Wilson per group
+    (at the effective sample size for several attributes), MOVER for drops (paired with the
+    baseline), each disparity metric bounded over the per-group intervals at the Sidak level."""
+    level, most = settings.confidence, float(outcomes.right.shape[1])
+    groups = np.asarray(group_index)[outcomes.scored]
+    mine = outcomes.image_scores()[outcomes.scored]
+    if settings.resamples == 0 or any((groups == g).sum() == 0 for g in range(num_groups)):
+        return None
+    theirs = baseline.image_scores()[outcomes.scored] if baseline is not None else np.zeros_like(mine)
+    paired = score.paired_rates(theirs, mine, groups, num_groups, most=most)
+    overall = score.paired_rates(theirs, mine, np.zeros_like(groups), 1, most=most)
+
+    def pairs(low, high) -> list:
+        return np.stack([np.atleast_1d(low), np.atleast_1d(high)], axis=-1).tolist()
+
+    estimates = {"accuracy": paired.second, "drop": paired if baseline is not None else None}
+    result = {
+        "accuracy": pairs(*paired.second.interval(level)),
+        "overall_accuracy": pairs(*overall.second.interval(level))[0],
+        "disparity": {
+            name: score.as_pair(*score.REDUCTION_INTERVALS[spec.reduce](estimates[spec.of], confidence=level))
+            for name, spec in DISPARITY_METRICS.items()
+            if estimates.get(spec.of) is not None
+        },
+    }
+    if baseline is not None:
+        result["baseline_accuracy"] = pairs(*paired.first.interval(level))
+        result["drop"] = pairs(*paired.interval(level))
+        result["overall_drop"] = pairs(*overall.interval(level))[0]
+    return result
+
+
+@dataclass(frozen=True)
+class IntervalMethod:
+    """One way to compute the report's intervals (``--intervals NAME``) and its words."""
+
+    compute: Callable[..., dict | None]
+    description: str
+
+
+def _bootstrap(outcomes, baseline, group_index, num_groups, *, settings):
+    pairs = paired_outcomes(outcomes, baseline, group_index, num_groups)
+    return bootstrap_intervals(pairs, has_baseline=baseline is not None, settings=settings)
+
+
+INTERVAL_METHODS: Registry[IntervalMethod] = Registry("--intervals")
+INTERVAL_METHODS.add("score", IntervalMethod(score_intervals, score.METHOD))
+INTERVAL_METHODS.add(
+    "bootstrap",
+    IntervalMethod(_bootstrap, "percentile bootstrap; images resampled within each group, paired with the baseline"),
+)
+
+
+def report_intervals(
+    outcomes: Outcomes, baseline: Outcomes | None, group_index: np.ndarray, num_groups: int, *, settings: Bootstrap
+) -> dict | None:
+    """The intervals of a report's accuracy section by the method ``settings`` names."""
+    return INTERVAL_METHODS.choose(settings.method).compute(outcomes, baseline, group_index, num_groups, settings=settings)
 
 
 def build_report(
@@ -281,38 +359,82 @@ def attribute_sections(
 _UNITS = {"": 1.0, "%": 0.01, "pp": 0.01}
 _COMPARISONS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
 _CONDITION = re.compile(
-    r"^\s*([a-z_]+)\s*(>=|<=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(%|pp)?\s*$", re.IGNORECASE
+    r"^\s*([a-z_]+)(?:\.(lo|hi))?\s*(>=|<=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(%|pp)?\s*$", re.IGNORECASE
 )
+
+
+_ENDS = {"lo": 0, "hi": 1}  # drop_gap.hi: the upper end of drop_gap's 95% interval
 
 
 @dataclass(frozen=True)
 class Condition:
-    """A parsed ``--fail-if`` condition: metric, comparison, threshold (a fraction)."""
+    """A parsed ``--fail-if`` condition: metric, the end of its interval gated on (``lo``,
+    ``hi``; None: the point value), comparison, threshold (a fraction)."""
 
     metric: str
     comparison: str
     threshold: float
     text: str
+    end: str | None = None
 
     def holds(self, report: Report) -> bool:
         """Whether the condition holds on ``report`` (never on a metric it lacks)."""
-        value = report.metric(self.metric)
+        value = self.measured(report)
         return value is not None and _COMPARISONS[self.comparison](value, self.threshold)
 
     def value(self, report: Report) -> float | None:
-        """The metric's value in ``report``."""
+        """The metric's (point) value in ``report``."""
         return report.metric(self.metric)
 
+    def interval(self, report: Report) -> list | None:
+        """The metric's 95% interval in ``report`` (None without one)."""
+        return METRICS[self.metric].interval(report)
 
-def parse_condition(text: str, *, has_baseline: bool) -> Condition:
-    """``drop_gap>0.05`` (or ``drop_gap>5pp``, ``drop_gap>5%``) -> Condition; refuse unknown
-    metrics, baseline metrics without one, and thresholds no fraction can reach."""
+    def measured(self, report: Report) -> float | None:
+        """What the condition compares: the point value, or the end of the interval it names."""
+        if self.end is None:
+            return self.value(report)
+        pair = self.interval(report)
+        return None if pair is None else pair[_ENDS[self.end]]
+
+
+@dataclass(frozen=True)
+class ConditionCheck:
+    """A condition checked on a report: held or not, the metric's value and its interval."""
+
+    text: str
+    held: bool
+    value: float | None
+    interval: list | None
+
+
+def check_conditions(conditions: Sequence[Condition], report: Report) -> list[ConditionCheck]:
+    """Each condition checked on ``report``; InputError for a condition on a metric (or an
+    interval end) the report has no value of, so a gate never passes on a missing number."""
+    checks = []
+    for condition in conditions:
+        if condition.measured(report) is None:
+            spec = METRICS[condition.metric]
+            what = "interval" if condition.end and condition.value(report) is not None else "value"
+            need = f" (it needs {spec.requires})" if spec.requires and what == "value" else ""
+            raise InputError(f"--fail-if {condition.text!r}: this report has no {what} of {condition.metric}{need}")
+        pair = condition.interval(report)
+        checks.append(ConditionCheck(condition.text, condition.holds(report), condition.value(report), pair))
+    return checks
+
+
+def parse_condition(text: str, *, has_baseline: bool, has_intervals: bool = True) -> Condition:
+    """``drop_gap>0.05`` (or ``drop_gap>5pp``, ``drop_gap>5%``; ``drop_gap.hi>0.05`` on the upper
+    end of its 95% interval) -> Condition; refuse unknown metrics, baseline metrics without one,
+    interval ends of a metric without intervals, and thresholds no fraction can reach."""
     match = _CONDITION.match(text)
     if match is None:
         raise InputError(
-            f"--fail-if {text!r}: expected METRIC>VALUE (or <, >=, <=), e.g. drop_gap>0.05 or drop_gap>5pp"
+            f"--fail-if {text!r}: expected METRIC>VALUE (or <, >=, <=; METRIC.lo or METRIC.hi for an "
+            "end of its 95% interval), e.g. drop_gap>0.05, drop_gap>5pp or drop_gap.hi>0.05"
         )
-    metric, comparison, number, unit = match.groups()
+    metric, end, comparison, number, unit = match.groups()
+    end = end.lower() if end else None
     metric, unit = metric.lower(), (unit or "").lower()
     if metric not in METRICS:
         raise InputError(
@@ -321,6 +443,10 @@ def parse_condition(text: str, *, has_baseline: bool) -> Condition:
         )
     if METRICS[metric].needs_baseline and not has_baseline:
         raise InputError(f"--fail-if {text!r}: {metric} needs --baseline DENSE_MODEL")
+    if end and not METRICS[metric].has_interval:
+        raise InputError(f"--fail-if {text!r}: {metric} has no interval; gate on {metric} itself")
+    if end and not has_intervals:
+        raise InputError(f"--fail-if {text!r}: gates on an interval's end, but --bootstrap 0 turns intervals off")
     threshold = float(number) * _UNITS[unit]
     if not -1.0 <= threshold <= 1.0:
         suffix = "pp" if METRICS[metric].unit == "points" else "%"
@@ -333,4 +459,4 @@ def parse_condition(text: str, *, has_baseline: bool) -> Condition:
             f"--fail-if {text!r}: {metric} is a fraction (0.05 = 5 points, as the table shows it), "
             f"so {number}{unit} is out of range; {hint}"
         )
-    return Condition(metric, comparison, threshold, text.strip())
+    return Condition(metric, comparison, threshold, text.strip(), end)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from ..io.reports import Report
+from ..io.reports import FileFacts, Report
 
 BEST_MARK = "*"  # beside the best value of a row: survives terminals without colour
 
@@ -36,6 +36,32 @@ def interval(pair: Sequence[float] | None, unit: str) -> str:
     if unit == "accuracy":
         return f"[{100 * pair[0]:.1f}, {100 * pair[1]:.1f}]"
     return f"[{pair[0]:.4f}, {pair[1]:.4f}]"
+
+
+def file_size(value: float | None) -> str:
+    """A byte count as people read it (``44.8 MB``)."""
+    if value is None or math.isnan(value):
+        return "-"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.1f} {unit}"
+    return f"{int(value)} B"
+
+
+def file_description(facts: FileFacts) -> str:
+    """``file: onnx, int8 weights, 2 layer(s) left in float (conv1, fc), 11.3 MB`` for an
+    exported file."""
+    text = f"file: {facts.format}"
+    quantization = facts.quantization
+    if quantization is not None:
+        text += f", {quantization.weights or 'int8'} weights"
+        floats = quantization.float_layers or []
+        if floats:
+            shown = ", ".join(floats[:3]) + (" ..." if len(floats) > 3 else "")
+            text += f", {len(floats)} layer(s) left in float ({shown})"
+    if isinstance(facts.bytes, int):
+        text += f", {file_size(facts.bytes)}"
+    return text
 
 
 # comparison column unit -> how a value of it is written

@@ -13,6 +13,7 @@ from ._formats import (
     FORMATS,
     clean,
     density_label,
+    file_description,
     fraction,
     history_series,
     interval,
@@ -45,10 +46,17 @@ def _escape(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def history_html(reports: Report | Mapping | Sequence[Report | Mapping], *, comparison: dict | None = None) -> str:
+def history_html(
+    reports: Report | Mapping | Sequence[Report | Mapping],
+    *,
+    comparison: dict | None = None,
+    thumbnails: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+) -> str:
     """A self-contained HTML page: inline SVG charts of each run's history (per-group and overall
     accuracy vs density) and, for several reports, their ``comparison`` table
-    (``method.comparison.compare_reports``). No external references.
+    (``method.comparison.compare_reports``); for one report its error types and, per group,
+    ``thumbnails`` of the images compression broke (``(data URI, caption)``, embedded). No
+    external references.
     """
     reports = [as_report(reports)] if isinstance(reports, (Report, Mapping)) else [as_report(r) for r in reports]
     if comparison is None and len(reports) > 1:
@@ -62,12 +70,18 @@ def history_html(reports: Report | Mapping | Sequence[Report | Mapping], *, comp
     first = reports[0]
     meta = f"images: {first.data} {split_label(first.split)}"
     meta += f"; target {first.target}, groups by {first.attribute}"
+    if comparison is None and first.file is not None:  # the exported file judged, as it ships
+        meta += f"; {file_description(first.file)}"
 
     parts = [f"<h1>{_escape(title)}</h1>", f'<p class="meta">{_escape(meta)}</p>']
     if comparison is not None:
         parts.append(_comparison_table_html(comparison))
     else:
         parts.append(_report_table_html(first))
+        if first.error_types is not None and first.error_types.groups:
+            parts.append(_error_types_html(first))
+        if thumbnails:
+            parts.append(_thumbnails_html(thumbnails))
     charted = [report for report in reports if report.history]
     accuracy_range = _accuracy_range_of(charted)  # one y range, so the charts compare at a glance
     for report, label in zip(reports, labels):
@@ -108,18 +122,22 @@ def _interval_html(pair, unit: str) -> str:
 
 def _report_table_html(report: Report) -> str:
     """The groups and every image as a table, then density and each disparity metric."""
+    flips = report.groups[0].flips_lost is not None
     head = ["group", "n", "accuracy"] + (["baseline", "drop"] if report.has_baseline else [])
+    head += ["lost", "gained", "flip rate"] if flips else []
     lines = ["<table>", "<tr>" + "".join(f"<th>{_escape(name)}</th>" for name in head) + "</tr>"]
     overall = report.overall
-    rows = [(row.group, row.n, row.accuracy, row.accuracy_ci, row.baseline_accuracy, row.drop, row.drop_ci)
+    rows = [(row.group, row.n, row.accuracy, row.accuracy_ci, row.baseline_accuracy, row.drop, row.drop_ci, row)
             for row in report.groups]  # fmt: skip
     every = ("overall", overall.n, overall.accuracy, overall.accuracy_ci, overall.baseline_accuracy,
-             overall.drop, overall.accuracy_drop_ci)  # fmt: skip
+             overall.drop, overall.accuracy_drop_ci, None)  # fmt: skip
     for row in [*rows, every]:
-        group, n, accuracy, accuracy_ci, baseline, drop, drop_ci = row
+        group, n, accuracy, accuracy_ci, baseline, drop, drop_ci, record = row
         cells = [_escape(group), _escape(n), _escape(percent(accuracy)) + _interval_html(accuracy_ci, "accuracy")]
         if report.has_baseline:
             cells += [_escape(percent(baseline)), _escape(points(drop)) + _interval_html(drop_ci, "points")]
+        if flips:
+            cells += _flip_cells(record, report)
         css = ' class="section"' if row is every else ""
         lines.append(f"<tr{css}>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
     lines.append("</table>")
@@ -130,6 +148,55 @@ def _report_table_html(report: Report) -> str:
         if (value := report.disparity.values.get(name)) is not None
     ]
     lines.append(f'<p class="meta">{_escape(" · ".join(summary))}</p>')
+    return "\n".join(lines)
+
+
+def _flip_cells(row, report: Report) -> list[str]:
+    """Lost, gained and the flip rate of a group (its interval below); the totals for overall."""
+    if row is None:
+        return [_escape(sum(r.flips_lost or 0 for r in report.groups)),
+                _escape(sum(r.flips_gained or 0 for r in report.groups)), ""]  # fmt: skip
+    rate = _escape(percent(row.flip_rate)) + _interval_html(row.flip_rate_ci, "accuracy")
+    return [_escape(row.flips_lost), _escape(row.flips_gained), rate]
+
+
+_ERROR_COLUMNS = (("true_positive_rate", "TPR"), ("false_positive_rate", "FPR"),
+                  ("selection_rate", "selection rate"), ("balanced_accuracy", "balanced accuracy"))  # fmt: skip
+
+
+def _error_types_html(report: Report) -> str:
+    """Error types per group of a binary target, and the two differences (fairlearn's)."""
+    section = report.error_types
+    head = ["group", "n", "positives"] + [label for _, label in _ERROR_COLUMNS]
+    lines = [f"<h2>Error types (positive class: {_escape(section.positive)})</h2>", "<table>",
+             "<tr>" + "".join(f"<th>{_escape(name)}</th>" for name in head) + "</tr>"]  # fmt: skip
+    for row in section.groups:
+        cells = [_escape(row.group), _escape(row.n), _escape(row.positives)] + [
+            _escape(percent(getattr(row, key))) + _interval_html(getattr(row, f"{key}_ci"), "accuracy")
+            for key, _ in _ERROR_COLUMNS
+        ]
+        lines.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+    lines.append("</table>")
+    summary = [
+        f"{name} {points(getattr(section, name))} {interval(getattr(section, f'{name}_ci'), 'points')}".rstrip()
+        for name in ("equalized_odds_difference", "demographic_parity_difference")
+    ]
+    lines.append(f'<p class="meta">{_escape(" · ".join(summary))}</p>')
+    return "\n".join(lines)
+
+
+def _thumbnails_html(thumbnails: Mapping[str, Sequence[tuple[str, str]]]) -> str:
+    """Per group, the images the baseline got right and the model gets wrong, most confident first."""
+    lines = ["<h2>Images compression broke</h2>",
+             '<p class="note">Per group, images the baseline classified right and the compressed model '
+             "gets wrong, the baseline's most confident first (a few per group; --exemplars lists all).</p>"]  # fmt: skip
+    for group, images in thumbnails.items():
+        lines.append(f"<h3>{_escape(group)} ({len(images)} shown)</h3>")
+        lines.append("<div>" + "".join(
+            f'<img src="{_escape(uri)}" alt="{_escape(caption)}" title="{_escape(caption)}" '
+            'style="margin:2px;max-width:96px;max-height:96px">'
+            for uri, caption in images
+        ) + "</div>")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..io.reports import DISPARITY_METRICS, ModelSize, Report, as_report
-from ._formats import density_label, history_series, interval, percent, points, split_label
+from ._formats import density_label, file_description, history_series, interval, percent, points, split_label
 
 _SPARKS = "▁▂▃▄▅▆▇█"
 
@@ -41,8 +41,10 @@ def _groups_table(report: Report) -> Table:
     columns = [("accuracy", "accuracy")]
     if report.has_baseline:
         columns += [("baseline_accuracy", "accuracy"), ("drop", "points")]
+    if report.groups[0].flip_rate is not None:
+        columns += [("flip_rate", "accuracy")]
     for key, _ in columns:
-        heading = "baseline" if key == "baseline_accuracy" else key
+        heading = {"baseline_accuracy": "baseline", "flip_rate": "flip rate"}.get(key, key)
         with_ci = report.has_intervals and key != "baseline_accuracy"
         table.add_column(f"{heading}\n95% CI" if with_ci else heading, justify="right")
     worst = min(report.groups, key=lambda row: row.accuracy).group
@@ -51,7 +53,7 @@ def _groups_table(report: Report) -> Table:
     rows = [(row.group, row.n, {key: (getattr(row, key), getattr(row, f"{key}_ci")) for key, _ in columns})
             for row in report.groups]  # fmt: skip
     every = {"accuracy": (overall.accuracy, overall.accuracy_ci), "baseline_accuracy": (overall.baseline_accuracy, None),
-             "drop": (overall.drop, overall.accuracy_drop_ci)}  # fmt: skip
+             "drop": (overall.drop, overall.accuracy_drop_ci), "flip_rate": (None, None)}  # fmt: skip
     for name, n, values in [*rows, ("overall", overall.n, every)]:
         cells = [Text(str(name)), str(n)]
         for key, unit in columns:
@@ -73,22 +75,37 @@ def _summary_lines(report: Report) -> Text:
     """Density, each disparity metric (with its interval), what the intervals are, the size."""
     lines = Text()
     lines.append(f"density {report.density:.4f}")
-    shown = [spec for spec in DISPARITY_METRICS.values() if report.has_baseline or not spec.needs_baseline]
+    shown = [spec for spec in DISPARITY_METRICS.values()
+             if (report.has_baseline or not spec.needs_baseline) and spec.name in report.disparity.values]  # fmt: skip
     for position, spec in enumerate(shown):
         lines.append("\n" if position == 2 else "   ")
         lines.append(f"{spec.name} {_FORMATTED[spec.unit](report.disparity.values.get(spec.name))}")
         ci = interval(report.disparity.interval(spec.name), spec.unit)
         if ci:
             lines.append(f" {ci}", style="dim")
+    if report.groups[0].flips_lost is not None:
+        lost, gained = (sum(getattr(row, key) or 0 for row in report.groups) for key in ("flips_lost", "flips_gained"))
+        lines.append(f"\nflips: {lost} right before and wrong now (lost), {gained} the reverse (gained)")
+    if report.error_types is not None:
+        lines.append("\n" + error_types_line(report.error_types))
     if report.has_intervals:
-        lines.append(
-            "\n95% CI: seeded bootstrap over each group's images; where two groups' intervals overlap, "
-            "their difference may be noise",
-            style="dim",
-        )
+        method = report.intervals.method if report.intervals else "seeded bootstrap over each group's images"
+        lines.append(f"\n95% CI: {method}; where two groups' intervals overlap, their difference may be noise", style="dim")
     if report.size.params is not None:
         lines.append("\n" + size_line(report.size))
+    if report.file is not None:
+        lines.append("\n" + file_description(report.file))
     return lines
+
+
+def error_types_line(section) -> str:
+    """The equalized odds and demographic parity differences, with their intervals."""
+    parts = []
+    for name in ("equalized_odds_difference", "demographic_parity_difference"):
+        shown = interval(getattr(section, f"{name}_ci"), "points")
+        parts.append(f"{name} {points(getattr(section, name))}" + (f" {shown}" if shown else ""))
+    which = f" (positive: {section.positive})" if section.positive else " (the worst attribute)"
+    return "   ".join(parts) + which
 
 
 def _attributes_table(report: Report, show_all: bool) -> RenderableType:
@@ -143,14 +160,19 @@ def _count(value: float) -> str:
     return str(int(value))
 
 
-def render_conditions(failed: list[str], checked: list[str]) -> Text:
-    """``FAIL  condition`` or ``ok    condition`` for each ``--fail-if`` condition checked."""
+def render_conditions(checks: Sequence) -> Text:
+    """``FAIL  drop_gap>0.05: 0.276 [0.210, 0.340]`` or ``ok    ...`` for each ``--fail-if``
+    condition checked (``method.metrics.ConditionCheck``): the metric's value, as a fraction
+    like the threshold, and its 95% interval."""
     text = Text()
-    for condition in checked:
-        if condition in failed:
-            text.append(f"FAIL  {condition}\n", style="bold red")
+    for check in checks:
+        measured = f"{check.value:.3f}" if check.value is not None else "-"
+        if check.interval:
+            measured += f" [{check.interval[0]:.3f}, {check.interval[1]:.3f}]"
+        if check.held:
+            text.append(f"FAIL  {check.text}: {measured}\n", style="bold red")
         else:
-            text.append(f"ok    {condition}\n", style="green")
+            text.append(f"ok    {check.text}: {measured}\n", style="green")
     return text
 
 

@@ -17,6 +17,7 @@ from ..io import checkpoints as ckpt
 from ..io.artifacts import Artifact, check_fits
 from ..io.data import DEFAULT_IMAGE_SIZE, DataSpec, GroupedTable, load_table, resolve_classes
 from ..io.images import ImageLoader, default_workers
+from ..io.onnx_models import is_onnx_path, runtime_only
 
 log = logging.getLogger("fairgrape")
 
@@ -26,20 +27,35 @@ STORED_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16":
 
 @dataclass(frozen=True)
 class ModelSource:
-    """A checkpoint path and how to read it (``--arch``, ``--trust-checkpoint``)."""
+    """A checkpoint path (or Hugging Face model folder) and how to read it (``--arch``,
+    ``--arch-args``, ``--trust-checkpoint``)."""
 
     path: Path
     arch: str | None = None
     trust_checkpoint: bool = False
     default_arch: str | None = None  # recorded by an artifact; used when the file names none
+    arch_args: dict[str, Any] | None = None  # the user's constructor arguments (--arch-args)
+    default_arch_args: dict[str, Any] | None = None  # recorded by an artifact, with default_arch
 
-    def load(self) -> ckpt.Checkpoint:
-        """Load the checkpoint."""
+    def load(self, *, weights_for: str | None = None) -> ckpt.Checkpoint:
+        """Load the checkpoint; ``weights_for`` names a stage that needs the PyTorch model itself
+        (gradients, masks, new weights, tracing): an ONNX file, which only onnxruntime runs, is
+        refused for it in one line."""
+        if weights_for is not None and is_onnx_path(self.path):
+            raise InputError(runtime_only(self.path, weights_for))
         return ckpt.load_checkpoint(
             self.path,
             arch=self.arch,
             default_arch=self.default_arch,
             trust_checkpoint=self.trust_checkpoint,
+            arch_args=self.arch_args,
+            default_arch_args=self.default_arch_args,
+        )
+
+    def recorded_by(self, artifact: Artifact | None) -> ModelSource:
+        """This source with the architecture ``artifact`` records as its fallback."""
+        return replace(
+            self, default_arch=recorded_value(artifact, "arch"), default_arch_args=recorded_value(artifact, "arch_args")
         )
 
 
@@ -312,11 +328,9 @@ def _describe_patterns(include: Sequence[str], exclude: Sequence[str]) -> str:
 
 
 def same_arch(first: str, second: str) -> bool:
-    """Whether two architecture names build the same model: a moved name (io/checkpoints'
+    """Whether two architecture names build the same model: a moved name (io/architectures'
     current_arch_name) and ``torchvision.models:NAME`` for the builder ``NAME`` count as the same."""
-
-    def canonical(name: str) -> str:
-        return (ckpt.current_arch_name(name) or name).removeprefix("torchvision.models:")
+    from ..io.architectures import canonical
 
     return canonical(first) == canonical(second)
 

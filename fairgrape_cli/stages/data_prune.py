@@ -291,6 +291,7 @@ def _plan_record(inputs: DataPruneInputs, checkpoint, units: _Units, plan, text:
         "model": record_path(checkpoint.path, where),
         "model_sha256": checkpoint.sha256,
         "arch": checkpoint.arch,
+        "arch_args": checkpoint.arch_args or None,
         "data": record_path(data.root, where),
         "labels": record_path(data.labels, where) if data.labels else None,
         "sources": [{"path": record_path(s, where), "sha256": hashes[s]} for s in raw.sources],

@@ -350,7 +350,7 @@ def export(
 def _job(inputs: ExportInputs) -> ExportJob:
     """The loaded model, its check batch and the logits the export must reproduce."""
     model = inputs.model
-    checkpoint = model.load()
+    checkpoint = model.load(weights_for="export")
     if inputs.format == "sparse" and checkpoint.arch is None:
         checkpoint = replace(checkpoint, arch=model.arch)
         if checkpoint.arch is None:

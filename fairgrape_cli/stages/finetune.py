@@ -47,6 +47,9 @@ from ._size import density_against_dense
 
 log = logging.getLogger("fairgrape")
 
+# the checkpoint's name when the command is given no --output (a Hugging Face model: a folder)
+DEFAULT_FINETUNED = Path("finetuned.pt")
+
 
 @dataclass
 class FinetuneSummary:
@@ -74,7 +77,7 @@ class FinetuneInputs:
     model: ModelSource
     data: DataSpec
     masks: Artifact | None  # None: dense training
-    output: Path
+    output: Path | None  # None: finetuned.pt (a Hugging Face model: the folder finetuned), once loaded
     loading: Loading
     epochs: int
     lr: float
@@ -93,7 +96,7 @@ class FinetuneInputs:
 
 def resolve_finetune(
     *,
-    output: Path,
+    output: Path | None,
     model: ModelSource | None = None,
     data: DataSpec | None = None,
     masks: Path | None = None,
@@ -127,13 +130,20 @@ def resolve_finetune(
     if chosen.needs_groups:  # the error lists the data's columns
         require_groups(spec, f"--objective {objective} weighs groups (the masks do not record any)")
     teacher = _teacher_source(teacher, chosen, distillation, masks_artifact)
-    refuse_overwriting_inputs(
-        [output], [model.path, masks_artifact.path if masks_artifact else None, teacher and teacher.path]
-    )
-    return FinetuneInputs(
-        model, spec, masks_artifact, Path(output), loading, epochs, lr, tuple(lr_milestones), lr_gamma, val_split,
+    inputs = FinetuneInputs(
+        model, spec, masks_artifact, Path(output) if output is not None else None, loading, epochs, lr, tuple(lr_milestones), lr_gamma, val_split,
         augment, chosen, objective_options, teacher, distillation, kept_epoch, seed, precision,
     )  # fmt: skip
+    if output is not None:
+        _refuse_overwriting(inputs)
+    return inputs
+
+
+def _refuse_overwriting(inputs: FinetuneInputs) -> None:
+    masks, teacher = inputs.masks, inputs.teacher
+    refuse_overwriting_inputs(
+        [inputs.output], [inputs.model.path, masks.path if masks else None, teacher and teacher.path]
+    )
 
 
 def _masks(masks: Path | None, model: ModelSource | None, fallback: Path | None) -> Artifact | None:
@@ -153,14 +163,14 @@ def _masks(masks: Path | None, model: ModelSource | None, fallback: Path | None)
 def _model_source(model: ModelSource | None, masks: Artifact | None) -> ModelSource:
     """The model given, else the one the masks were made for."""
     if model is not None:
-        return replace(model, default_arch=recorded_value(masks, "arch"))
+        return model.recorded_by(masks)
     # channel masks are in the slim model's shapes: they fit the checkpoint prune wrote, not
     # the model it started from
     slim = masks.metadata.get("granularity") == "channel"
     recorded = masks.recorded_path("checkpoint" if slim else "model")
     if recorded is None:
         raise InputError(f"{masks.path} does not record its model; pass MODEL")
-    return ModelSource(recorded, default_arch=recorded_value(masks, "arch"))
+    return ModelSource(recorded).recorded_by(masks)
 
 
 def _data_spec(data: DataSpec | None, masks: Artifact | None) -> DataSpec:
@@ -184,7 +194,7 @@ class _Loaded:
 
 def finetune(
     *,
-    output: Path,
+    output: Path | None,
     model: ModelSource | None = None,
     data: DataSpec | None = None,
     masks: Path | None = None,
@@ -237,6 +247,9 @@ def finetune(
         )  # fmt: skip
         seed_everything(seed)
         loaded = _load(inputs)
+        if inputs.output is None:  # finetuned.pt; a Hugging Face model: the folder finetuned/
+            inputs = replace(inputs, output=ckpt.default_model_output(DEFAULT_FINETUNED, loaded.checkpoint))
+            _refuse_overwriting(inputs)
     result, rows_per_epoch = _train(inputs, loaded, device, runtime, progress or NoProgress())
     history = [record.__dict__ for record in result.history]
     with runtime.together():  # rank 0 writes; the others wait until the file is there
@@ -265,7 +278,7 @@ def _load(inputs: FinetuneInputs) -> _Loaded:
     from ..method.masks import apply_masks
 
     masks = inputs.masks
-    checkpoint = inputs.model.load()
+    checkpoint = inputs.model.load(weights_for="finetune")
     weights = ckpt.prunable_parameters(checkpoint.model)
     if masks is not None:
         covered_layers(masks, checkpoint, "masks", remedy="Prune the model again to make its masks.")
@@ -461,12 +474,12 @@ def _teacher_source(
             f"{' and '.join(needed_by)} need(s) a teacher (the dense model): pass --teacher DENSE_MODEL "
             "(no masks file records the model it was pruned from)"
         )
-    if not recorded.is_file():
+    if not recorded.exists():  # a checkpoint file, or a Hugging Face model folder
         raise InputError(
             f"{' and '.join(needed_by)} need(s) a teacher: the masks {masks.path} were pruned from "
             f"{recorded}, which does not exist; pass --teacher DENSE_MODEL"
         )
-    return ModelSource(recorded, default_arch=recorded_value(masks, "arch"))
+    return ModelSource(recorded).recorded_by(masks)
 
 
 def _load_teacher(source: ModelSource, train_data: PreparedData) -> ckpt.Checkpoint:

@@ -68,10 +68,11 @@ class PruneInputs:
     importance: Artifact | None
     previous_masks: Path | None
     output: Path
-    model_output: Path
+    model_output: Path  # given, else pruned.pt beside the masks
     include: tuple[str, ...]
     exclude: tuple[str, ...]
     seed: int
+    model_output_given: bool = True  # False: a Hugging Face model goes to the folder pruned/ instead
 
 
 def resolve_prune(
@@ -115,14 +116,14 @@ def resolve_prune(
         recorded = scores.recorded_path("model")
         if recorded is None:
             raise InputError(f"{scores.path} does not record its model; pass MODEL")
-        model = ModelSource(recorded, default_arch=recorded_value(scores, "arch"))
+        model = ModelSource(recorded).recorded_by(scores)
     else:
-        model = replace(model, default_arch=recorded_value(scores, "arch"))
+        model = model.recorded_by(scores)
     output = Path(output)
     return PruneInputs(
         rate, method, scope, min_layer_density, granularity, model, scores, _previous_masks_path(masks, scores),
         output, Path(model_output) if model_output else output.with_name(DEFAULT_PRUNED),
-        tuple(include), tuple(exclude), seed,
+        tuple(include), tuple(exclude), seed, model_output_given=model_output is not None,
     )  # fmt: skip
 
 
@@ -148,6 +149,7 @@ class _Loaded:
     exclude: list[str]
     previous: Artifact | None
     image_size: int  # what the FLOPs are counted at, and the tracing input's side
+    model_output: Path  # the pruned checkpoint's path
 
 
 @dataclass
@@ -196,7 +198,7 @@ def prune(
     _write(inputs, loaded, selection)
     return PruneSummary(
         masks=inputs.output,
-        checkpoint=inputs.model_output,
+        checkpoint=loaded.model_output,
         method=method,
         rate=rate,
         scope=scope,
@@ -212,7 +214,7 @@ def _load(inputs: PruneInputs) -> _Loaded:
     """The checkpoint; the layers to prune (all scored, unless a subset was meant); the masks
     already applied; refuses outputs that would overwrite an input."""
     scores = inputs.importance
-    checkpoint = inputs.model.load()
+    checkpoint = inputs.model.load(weights_for="prune")
     if scores is not None:  # the layers to prune must all be scored, unless the subset was meant
         weights = covered_layers(
             scores, checkpoint, "importance", include=inputs.include, exclude=inputs.exclude, leading_dims=1,
@@ -229,13 +231,17 @@ def _load(inputs: PruneInputs) -> _Loaded:
     previous = read_masks(path) if path is not None else None
     if previous is not None:
         covered_layers(previous, checkpoint, "masks", remedy="Prune the model again to make its masks.")
+    # a Hugging Face model is written as a folder: pruned/, not pruned.pt
+    model_output = inputs.model_output
+    if not inputs.model_output_given:
+        model_output = ckpt.default_model_output(model_output, checkpoint)
     refuse_overwriting_inputs(
-        [inputs.output, inputs.model_output],
+        [inputs.output, model_output],
         [checkpoint.path, scores.path if scores else None, previous.path if previous else None],
     )
     recorded_size = int_or_none(recorded_value(scores, "image_size"))
     image_size = checkpoint.image_size or recorded_size or DEFAULT_IMAGE_SIZE
-    return _Loaded(checkpoint, weights, include, exclude, previous, image_size)
+    return _Loaded(checkpoint, weights, include, exclude, previous, image_size, model_output)
 
 
 def _select(inputs: PruneInputs, loaded: _Loaded, progress: ProgressSink) -> _Selection:
@@ -274,15 +280,15 @@ def _write(inputs: PruneInputs, loaded: _Loaded, selection: _Selection) -> None:
     with all_or_none():
         masks_sha = write_artifact(inputs.output, selection.masks, _metadata(inputs, loaded, selection))
         ckpt.save_checkpoint(
-            inputs.model_output,
+            loaded.model_output,
             checkpoint.model,
             like=saved_like,
             classes=checkpoint.classes or recorded_value(scores, "classes"),
             provenance={
                 "stage": "prune",
-                "masks": record_path(inputs.output, inputs.model_output),
+                "masks": record_path(inputs.output, loaded.model_output),
                 "masks_sha256": masks_sha,
-                "source": record_path(checkpoint.path, inputs.model_output),
+                "source": record_path(checkpoint.path, loaded.model_output),
                 "source_sha256": checkpoint.sha256,
             },
         )
@@ -305,9 +311,10 @@ def _metadata(inputs: PruneInputs, loaded: _Loaded, selection: _Selection) -> di
         "model": record_path(checkpoint.path, output),
         "model_sha256": checkpoint.sha256,
         "arch": checkpoint.arch,
+        "arch_args": checkpoint.arch_args or None,
         "density": str(selection.kept_fraction),
         "previous_masks": record_path(previous.path, output) if previous else None,
-        "checkpoint": record_path(inputs.model_output, output),
+        "checkpoint": record_path(loaded.model_output, output),
         "include": loaded.include,
         "exclude": loaded.exclude,
         **selection.metadata,
@@ -387,10 +394,13 @@ def _channel_graph(checkpoint: ckpt.Checkpoint, weights: dict[str, torch.Tensor]
 def _dense_widths(checkpoint: ckpt.Checkpoint, graph) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
     """The dense architecture's weights (meta tensors) and each group's dense channel count, so
     rates count against the dense model however slim this one already is."""
-    reference = ckpt.dense_reference(checkpoint.arch, checkpoint.num_classes) if checkpoint.arch else None
+    reference = (
+        ckpt.dense_reference(checkpoint.arch, checkpoint.num_classes, arch_args=checkpoint.arch_args)
+        if checkpoint.arch else None
+    )  # fmt: skip
     dense_weights = dict(reference.named_parameters()) if reference is not None else {}
     dense_sizes = {}
     for group in graph.groups:
         dense = dense_weights.get(f"{group.name}.weight")
-        dense_sizes[group.name] = int(dense.shape[group.out_dim]) if dense is not None else group.size
+        dense_sizes[group.name] = int(dense.shape[group.out_dim]) // group.unit_width if dense is not None else group.size
     return dense_weights, dense_sizes

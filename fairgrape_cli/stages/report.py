@@ -1,15 +1,17 @@
-"""The report stage: per-group accuracy, drops from a baseline, disparity, CI conditions.
+"""The report stage: per-group accuracy, drops from a baseline, flips, error types,
+disparity, CI conditions.
 
 resolve (:func:`resolve_report`: the conditions parsed, the flags checked; no model loaded) ->
 load (the model, its baseline, the rows they are judged on) -> compute (``method.metrics``:
-predictions, per-group accuracy, intervals, the ``io.reports.Report``) -> write (JSON, HTML).
+predictions, per-group accuracy, intervals, the ``io.reports.Report``; ``_evidence``: flips and
+error types) -> write (JSON, HTML, the exemplar CSV, the model card).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,24 +24,33 @@ from ..errors import InputError
 from ..io import checkpoints as ckpt
 from ..io.artifacts import read_masks
 from ..io.data import DataSpec, require_groups, resolve_classes
-from ..io.files import all_or_none, refuse_overwriting_inputs, resolve_recorded, write_text_atomically
+from ..io.files import refuse_overwriting_inputs, resolve_recorded
 from ..io.images import Normalizer
-from ..io.reports import BootstrapInfo, ModelSize, PruningSettings, Report
+from ..io.reports import (
+    BootstrapInfo,
+    FileFacts,
+    IntervalInfo,
+    ModelSize,
+    PruningSettings,
+    QuantizationFacts,
+    Report,
+)
 from ..method.batches import sequential_batches, share_of
 from ..method.metrics import (
     Bootstrap,
     Condition,
-    Outcomes,
+    ConditionCheck,
     attribute_sections,
-    bootstrap_intervals,
     build_report,
+    check_conditions,
     group_accuracies,
-    paired_outcomes,
     parse_condition,
-    predict,
+    report_intervals,
 )
-from ..render.html import history_html
+from ..method.predictions import Predictions, predict_all
+from ._evidence import add_error_types, add_flips, broken_thumbnails, exemplar_rows
 from ._inputs import Loading, ModelSource, PreparedData, image_loader, prepare_data
+from ._report_files import ReportFiles, save_report
 from ._size import density_against_dense, model_size
 
 log = logging.getLogger("fairgrape")
@@ -47,11 +58,13 @@ log = logging.getLogger("fairgrape")
 
 @dataclass
 class ReportResult:
-    """The report, the ``--fail-if`` conditions that hold, and the images left out."""
+    """The report, the ``--fail-if`` conditions that hold (and each checked, with the value and
+    interval it measured), and the images left out."""
 
     report: Report
     failed: list[str]  # the --fail-if conditions that hold
     skipped_images: int = 0
+    checks: list[ConditionCheck] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -64,8 +77,7 @@ class ReportInputs:
     loading: Loading
     conditions: tuple[Condition, ...]
     bootstrap: Bootstrap
-    json_output: Path | None
-    html_output: Path | None
+    files: ReportFiles
     precision: str
 
 
@@ -77,15 +89,20 @@ def resolve_report(
     loading: Loading = Loading(),
     fail_if: Sequence[str] = (),
     bootstrap: Bootstrap = Bootstrap(),
-    json_output: Path | None = None,
-    html_output: Path | None = None,
+    files: ReportFiles = ReportFiles(),
     precision: str = "fp32",
 ) -> ReportInputs:
-    """Parse the ``--fail-if`` conditions and check the flags (groups named, no input overwritten)."""
-    conditions = tuple(parse_condition(text, has_baseline=baseline is not None) for text in fail_if)
+    """Parse the ``--fail-if`` conditions and check the flags (groups named, no input
+    overwritten, an exemplar file only with a baseline)."""
+    has_baseline = baseline is not None
+    conditions = tuple(
+        parse_condition(text, has_baseline=has_baseline, has_intervals=bootstrap.wanted) for text in fail_if
+    )
     require_groups(data, "the column(s) to compare accuracy across")
-    refuse_overwriting_inputs([json_output, html_output], [model.path, baseline.path if baseline else None])
-    return ReportInputs(model, data, baseline, loading, conditions, bootstrap, json_output, html_output, precision)
+    if files.exemplars is not None and not has_baseline:
+        raise InputError(f"--exemplars {files.exemplars}: flips need --baseline DENSE_MODEL")
+    refuse_overwriting_inputs(files.outputs(), [model.path, baseline.path if baseline else None])
+    return ReportInputs(model, data, baseline, loading, conditions, bootstrap, files, precision)
 
 
 @dataclass
@@ -105,29 +122,36 @@ def report(
     bootstrap: Bootstrap = Bootstrap(),
     json_output: Path | None = None,
     html_output: Path | None = None,
+    exemplars_output: Path | None = None,
+    model_card_output: Path | None = None,
     precision: str = "fp32",
     progress: ProgressSink | None = None,
 ) -> ReportResult:
-    """Per-group accuracy of ``model`` (and drop from ``baseline``), disparity, CI conditions;
-    ``bootstrap`` intervals beside them (``Bootstrap(resamples=0)``: none). ``precision="bf16"``
-    evaluates under bf16 autocast with channels_last (CUDA only). Under torchrun each rank
-    predicts a share of the rows; the report is one process's, written by rank 0."""
+    """Per-group accuracy of ``model`` (and drop and flips from ``baseline``), error types of a
+    binary target, disparity, CI conditions; 95% intervals beside them (``bootstrap``: how;
+    ``Bootstrap(resamples=0)``: none). Writes the JSON, HTML, the flips as CSV
+    (``exemplars_output``) and a model card's fairness section (``model_card_output``) as asked.
+    ``precision="bf16"`` evaluates under bf16 autocast with channels_last (CUDA only). Under
+    torchrun each rank predicts a share of the rows; the report is one process's, written by
+    rank 0."""
+    files = ReportFiles(json_output, html_output, exemplars_output, model_card_output)
     device = resolve_device(loading.device)
     runtime = distributed.start(device)
     with runtime.together():  # every rank checks the inputs before any collective
         check_precision(precision, device)
         inputs = resolve_report(
             model=model, data=data, baseline=baseline, loading=loading, fail_if=fail_if, bootstrap=bootstrap,
-            json_output=json_output, html_output=html_output, precision=precision,
+            files=files, precision=precision,
         )  # fmt: skip
         loaded = _load(inputs)
     outcomes, bad_images = _predict(inputs, loaded, device, runtime, progress or NoProgress())
     result = _build(inputs, loaded, outcomes)
+    checks = check_conditions(inputs.conditions, result)
     with runtime.together():  # rank 0 writes; the others wait until the files are there
         if runtime.is_main:
-            save_report(result, json_output=json_output, html_output=html_output)
-    failed = [condition.text for condition in inputs.conditions if condition.holds(result)]
-    return ReportResult(result, failed, sum(loaded.prepared.table.skipped.values()) + bad_images)
+            _write(inputs, loaded, outcomes, result)
+    failed = [check.text for check in checks if check.held]
+    return ReportResult(result, failed, sum(loaded.prepared.table.skipped.values()) + bad_images, checks)
 
 
 def _load(inputs: ReportInputs) -> _Loaded:
@@ -169,7 +193,7 @@ def _predict(inputs: ReportInputs, loaded: _Loaded, device, runtime: distributed
         checkpoint.model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
         prepares.append(Normalizer(*checkpoint.normalization, device, channels_last=channels_last))
     with autocast_for(inputs.precision, device)():
-        outcomes = predict(
+        outcomes = predict_all(
             [checkpoint.model for checkpoint in loaded.models],
             runtime.agreed(loader),
             prepares,
@@ -180,11 +204,10 @@ def _predict(inputs: ReportInputs, loaded: _Loaded, device, runtime: distributed
     return outcomes, int(runtime.sum_(torch.tensor([loader.bad_images]))[0])
 
 
-def _build(inputs: ReportInputs, loaded: _Loaded, outcomes: list[Outcomes]) -> Report:
-    """The report of the model's (and the baseline's) outcomes, with its context."""
-    table, checkpoint = loaded.prepared.table, loaded.models[0]
+def _build(inputs: ReportInputs, loaded: _Loaded, outcomes: list[Predictions]) -> Report:
+    """The report of the model's (and the baseline's) predictions, with its context."""
+    table, checkpoint, settings = loaded.prepared.table, loaded.models[0], inputs.bootstrap
     theirs = outcomes[1] if inputs.baseline is not None else None
-    pairs = paired_outcomes(outcomes[0], theirs, table.group_index, len(table.group_names))
     result = build_report(
         model=str(inputs.model.path),
         data=str(inputs.data.root),
@@ -194,31 +217,57 @@ def _build(inputs: ReportInputs, loaded: _Loaded, outcomes: list[Outcomes]) -> R
         density=density_against_dense(checkpoint),
         groups=group_accuracies(outcomes[0], table.group_index, table.group_names),
         baseline_groups=group_accuracies(theirs, table.group_index, table.group_names) if theirs is not None else None,
-        intervals=bootstrap_intervals(pairs, has_baseline=theirs is not None, settings=inputs.bootstrap),
+        intervals=report_intervals(outcomes[0], theirs, table.group_index, len(table.group_names), settings=settings),
     )
     if table.multi_label:  # the mean over attributes above; each attribute here
         result.attributes = attribute_sections(
             outcomes[0], theirs, table.group_index, table.group_names, loaded.prepared.classes
         )
-    bootstrap = inputs.bootstrap
-    if bootstrap.resamples:
-        result.bootstrap = BootstrapInfo(
-            bootstrap.resamples, bootstrap.confidence, bootstrap.seed,
-            "percentile; images resampled within each group, paired with the baseline",
-        )  # fmt: skip
+    confidence = settings.confidence if result.has_intervals else None
+    if theirs is not None:
+        add_flips(result, outcomes[0], theirs, table, confidence=confidence)
+    targets = loaded.prepared.targets.numpy()
+    add_error_types(result, outcomes[0], targets, table, loaded.prepared.classes, confidence=confidence)
+    if result.has_intervals:
+        result.intervals = IntervalInfo(settings.description(), settings.confidence)
+        if settings.method == "bootstrap":
+            result.bootstrap = BootstrapInfo(
+                settings.resamples, settings.confidence, settings.seed,
+                "percentile; images resampled within each group, paired with the baseline",
+            )  # fmt: skip
     result.baseline = str(inputs.baseline.path) if inputs.baseline else None
     result.pruning = _pruning_settings(checkpoint)
     result.size = loaded.size
+    result.file = file_facts(checkpoint)
     return result
 
 
-def _gathered(runtime: distributed.Runtime, outcomes: Outcomes) -> Outcomes:
-    """Every rank's outcomes in one: each row was evaluated by one rank (False on the others)."""
+def _gathered(runtime: distributed.Runtime, outcomes: Predictions) -> Predictions:
+    """Every rank's predictions in one: each row was evaluated by one rank (0 on the others)."""
     if not runtime.distributed:
         return outcomes
     right = runtime.sum_(torch.from_numpy(outcomes.right.astype(np.int32))) > 0
     scored = runtime.sum_(torch.from_numpy(outcomes.scored.astype(np.int32))) > 0
-    return Outcomes(right.numpy(), scored.numpy())
+    predicted = runtime.sum_(torch.from_numpy(outcomes.predicted.astype(np.int64)))
+    confidence = runtime.sum_(torch.from_numpy(outcomes.confidence.astype(np.float64)))
+    return Predictions(right.numpy(), scored.numpy(), predicted.numpy(), confidence.numpy())
+
+
+def _write(inputs: ReportInputs, loaded: _Loaded, outcomes: list[Predictions], result: Report) -> None:
+    """The files asked for: the flips as CSV and the broken images on the HTML page need the
+    predictions, so they are gathered here rather than kept in the report."""
+    table, classes, files = loaded.prepared.table, loaded.prepared.classes, inputs.files
+    rows, thumbnails = None, None
+    if len(outcomes) > 1 and files.exemplars is not None:
+        rows = exemplar_rows(outcomes[0], outcomes[1], loaded.prepared.targets.numpy(), table, classes)
+    if len(outcomes) > 1 and files.html is not None:
+        thumbnails = broken_thumbnails(outcomes[0], outcomes[1], table)
+    inputs_used = [("model", inputs.model.path), ("baseline", inputs.baseline.path if inputs.baseline else None),
+                   ("labels", inputs.data.labels)]  # fmt: skip
+    save_report(
+        result, json_output=files.json, html_output=files.html, exemplars_output=files.exemplars,
+        model_card_output=files.model_card, exemplar_rows=rows, thumbnails=thumbnails, inputs=inputs_used,
+    )  # fmt: skip
 
 
 def warn_if_trained_on(checkpoint: ckpt.Checkpoint, data: DataSpec, split: str | None) -> None:
@@ -251,6 +300,24 @@ def _same_path(first: Path | None, second: Path | None) -> bool:
         return False
 
 
+EXPORTED_KINDS = ("onnx", "torchscript", "sparse")  # what ships; a report on one says so
+
+
+def file_facts(checkpoint: ckpt.Checkpoint) -> FileFacts | None:
+    """What exported file was judged: its format, its size, and for a quantized file what stayed
+    in float and the drops it was built to (None for a checkpoint: the report keeps its shape)."""
+    if checkpoint.kind not in EXPORTED_KINDS:
+        return None
+    recorded = checkpoint.provenance.get("quantization")
+    quantization = None
+    if isinstance(recorded, dict):
+        quantization = QuantizationFacts(
+            **{name: recorded.get(name) for name in (
+                "weights", "activations", "calibration", "max_group_drop", "float_layers", "group_drops")}
+        )  # fmt: skip
+    return FileFacts(format=checkpoint.kind, bytes=checkpoint.path.stat().st_size, quantization=quantization)
+
+
 def _pruning_settings(checkpoint: ckpt.Checkpoint) -> PruningSettings | None:
     """Method, rate and scope of the masks a checkpoint names, when they can still be read."""
     path = ckpt.named_masks(checkpoint)
@@ -274,12 +341,3 @@ def _number(value: object) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
-
-
-def save_report(result: Report, *, json_output: Path | None = None, html_output: Path | None = None) -> None:
-    """Write a report as JSON and/or as a self-contained HTML page (atomically, both or neither)."""
-    with all_or_none():
-        if json_output is not None:
-            write_text_atomically(json_output, result.to_json())
-        if html_output is not None:
-            write_text_atomically(html_output, history_html(result))

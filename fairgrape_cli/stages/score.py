@@ -163,7 +163,7 @@ def _load(inputs: ScoreInputs) -> _Loaded:
     """The model (masked as its masks say), the data it is scored on, the layers scored."""
     from ..method.masks import apply_masks
 
-    checkpoint = inputs.model.load()
+    checkpoint = inputs.model.load(weights_for="score")
     prepared = prepare_data(inputs.data, checkpoint, image_size=inputs.loading.image_size, default_split=("train",))
     weights = ckpt.prunable_parameters(checkpoint.model, inputs.include, inputs.exclude)
     path = inputs.masks if inputs.masks is not None else ckpt.named_masks(checkpoint)
@@ -249,6 +249,7 @@ def _metadata(inputs: ScoreInputs, loaded: _Loaded, result, scales: dict[str, fl
         "model": record_path(checkpoint.path, output),
         "model_sha256": checkpoint.sha256,
         "arch": checkpoint.arch,
+        "arch_args": checkpoint.arch_args or None,
         "data": record_path(data.root, output),
         "labels": record_path(data.labels, output) if data.labels else None,
         "split": table.split or "",
