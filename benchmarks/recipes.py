@@ -55,6 +55,113 @@ rebuilt model that differs is reported. Run folders keep their reports, not thei
     python benchmarks/recipes.py --dense-only --jobs 2                            # data and dense models
     python benchmarks/recipes.py --plan                                           # what is left, hours
     python benchmarks/recipes.py --summary                                        # tables from the rows
+
+Results (``--budget --parts recipes --datasets fashion-dark minority10 demo-cnn``, 2026-12-03; ``--summary``):
+
+    ## dense models (test split)
+
+    | dataset | seed | rows train/val/test (group share) | accuracy | per group | best epoch |
+    |---|---|---|---|---|---|
+    | demo | 0 | 640 (19%) / 160 (18%) / 320 (18%) | 61.6 | majority 71.2, minority 16.1 | 24/30 |
+    | demo | 1 | 640 (20%) / 160 (22%) / 320 (18%) | 62.8 | majority 72.0, minority 22.0 | 30/30 |
+    | demo | 2 | 640 (21%) / 160 (23%) / 320 (21%) | 62.8 | majority 71.9, minority 28.4 | 21/30 |
+    | demo-cnn | 0 | 640 (19%) / 160 (18%) / 320 (18%) | 97.2 | majority 99.2, minority 87.5 | 12/16 |
+    | demo-cnn | 1 | 640 (20%) / 160 (22%) / 320 (18%) | 97.5 | majority 100.0, minority 86.4 | 16/16 |
+    | demo-cnn | 2 | 640 (21%) / 160 (23%) / 320 (21%) | 93.4 | majority 98.8, minority 73.1 | 15/16 |
+    | fashion-dark | 0 | 4000 (4%) / 1000 (20%) / 2000 (20%) | 87.5 | dark 83.5, other 88.4 | 24/30 |
+    | fashion-dark | 1 | 4000 (4%) / 1000 (20%) / 2000 (20%) | 86.2 | dark 79.0, other 88.1 | 22/30 |
+    | fashion-dark | 2 | 4000 (4%) / 1000 (20%) / 2000 (20%) | 86.8 | dark 81.0, other 88.2 | 22/30 |
+    | minority10 | 0 | 640 (9%) / 160 (6%) / 320 (8%) | 78.4 | majority 85.0, minority 7.4 | 29/30 |
+    | minority10 | 1 | 640 (8%) / 160 (12%) / 320 (9%) | 77.8 | majority 84.5, minority 13.3 | 28/30 |
+    | minority10 | 2 | 640 (9%) / 160 (9%) / 320 (12%) | 77.2 | majority 85.2, minority 16.2 | 19/30 |
+    | mnist-bold | 0 | 3000 (4%) / 400 (20%) / 1000 (20%) | 97.5 | bold 98.0, other 97.4 | 25/30 |
+    | mnist-bold | 1 | 3000 (4%) / 400 (20%) / 1000 (20%) | 97.4 | bold 95.0, other 98.0 | 29/30 |
+
+    ## fashion-dark, rate 0.99 (keep 0.1): mean ± std over seeds 0 1; accuracy in %, drop_gap in points
+
+    | recipe | runs | accuracy | worst group | drop_gap | drop_std | images seen | minutes | cost x ref |
+    |---|---|---|---|---|---|---|---|---|
+    | magnitude+erm | 2 | 77.5 ± 1.2 | 65.8 ± 0.4 | 7.7 ± 4.0 | 3.8 ± 2.0 | 20,000 | 9.3 | 1.00 images, 1.00 time |
+    | magnitude+balanced | 2 | 75.6 ± 1.1 | 68.6 ± 1.2 | 2.0 ± 2.3 | 1.0 ± 1.2 | 20,000 | 5.9 | 1.00 images, 0.63 time |
+    | magnitude+upsample | 2 | 79.1 ± 0.2 | 70.1 ± 0.5 | 4.2 ± 1.9 | 2.1 ± 1.0 | 38,400 | 12.8 | 1.92 images, 1.38 time |
+    | magnitude+constrained | 2 | 74.4 ± 4.3 | 68.9 ± 2.7 | 3.5 ± 0.1 | 1.7 ± 0.0 | 20,000 | 9.3 | 1.00 images, 1.00 time |
+
+    ## minority10, rate 0.99 (keep 0.1): mean ± std over seeds 0 1; accuracy in %, drop_gap in points
+
+    | recipe | runs | accuracy | worst group | drop_gap | drop_std | images seen | minutes | cost x ref |
+    |---|---|---|---|---|---|---|---|---|
+    | magnitude+erm | 2 | 25.5 ± 1.1 | 23.7 ± 2.1 | 78.8 ± 5.5 | 39.4 ± 2.7 | 3,200 | 1.3 | 1.00 images, 1.00 time |
+    | magnitude+balanced | 2 | 25.6 ± 3.1 | 20.9 ± 8.5 | 74.5 ± 9.0 | 37.3 ± 4.5 | 3,200 | 0.8 | 1.00 images, 0.64 time |
+    | magnitude+upsample | 2 | 28.0 ± 1.5 | 24.0 ± 2.6 | 76.0 ± 8.4 | 38.0 ± 4.2 | 5,845 | 1.2 | 1.83 images, 0.96 time |
+    | magnitude+constrained | 2 | 26.1 ± 3.8 | 18.8 ± 5.6 | 70.4 ± 11.3 | 35.2 ± 5.7 | 3,200 | 0.9 | 1.00 images, 0.69 time |
+
+    ### the rule at rate 0.99: lowest drop_gap among the recipes no more than 1 point below magnitude+erm in accuracy and not below it in worst group (means over seeds)
+
+    - minority10 is left out of the pooled rule at this rate: magnitude+erm keeps 25.5%, near chance (25%)
+    - fashion-dark: **magnitude+upsample** (drop_gap 4.2 vs 7.7, accuracy 79.1 vs 77.5, worst group 70.1 vs 65.8); also eligible: magnitude+erm
+    - minority10: **magnitude+upsample** (drop_gap 76.0 vs 78.8, accuracy 28.0 vs 25.5, worst group 24.0 vs 23.7); also eligible: magnitude+erm
+
+    ### the issue's check at rate 0.99, per dataset: drop_gap at most half of magnitude+erm's, accuracy no more than 1 point lower, worst group not lower (means over seeds)
+
+    | recipe | fashion-dark | minority10 |
+    |---|---|---|
+    | magnitude+balanced | fail: accuracy (0.26x gap, -1.9 acc, +2.9 worst) | fail: gap, worst (0.95x gap, +0.2 acc, -2.8 worst) |
+    | magnitude+upsample | fail: gap (0.54x gap, +1.6 acc, +4.4 worst) | fail: gap (0.97x gap, +2.5 acc, +0.3 worst) |
+    | magnitude+constrained | fail: accuracy (0.46x gap, -3.1 acc, +3.1 worst) | fail: gap, worst (0.89x gap, +0.6 acc, -4.9 worst) |
+
+    ## fashion-dark, rate 0.9 (keep 0.1): mean ± std over seeds 0 1; accuracy in %, drop_gap in points
+
+    | recipe | runs | accuracy | worst group | drop_gap | drop_std | images seen | minutes | cost x ref |
+    |---|---|---|---|---|---|---|---|---|
+    | magnitude+erm | 2 | 85.1 ± 0.5 | 77.9 ± 0.9 | 2.1 ± 2.4 | 1.0 ± 1.2 | 16,000 | 3.9 | 1.00 images, 1.00 time |
+    | magnitude+balanced | 2 | 85.5 ± 0.6 | 82.7 ± 0.4 | 3.5 ± 1.7 | 1.7 ± 0.8 | 16,000 | 3.9 | 1.00 images, 0.99 time |
+    | magnitude+upsample | 1 | 86.8 ± 0.0 | 82.0 ± 0.0 | 1.0 ± 0.0 | 0.5 ± 0.0 | 30,720 | 8.4 | 1.92 images, 2.12 time |
+    | magnitude+constrained | 1 | 84.7 ± 0.0 | 79.5 ± 0.0 | 1.6 ± 0.0 | 0.8 ± 0.0 | 16,000 | 5.3 | 1.00 images, 1.34 time |
+    | fairgrape+erm | 1 | 66.5 ± 0.0 | 62.0 ± 0.0 | 0.6 ± 0.0 | 0.3 ± 0.0 | 16,000 | 5.1 | 1.00 images, 1.30 time |
+
+    ## minority10, rate 0.9 (keep 0.1): mean ± std over seeds 0; accuracy in %, drop_gap in points
+
+    | recipe | runs | accuracy | worst group | drop_gap | drop_std | images seen | minutes | cost x ref |
+    |---|---|---|---|---|---|---|---|---|
+    | magnitude+erm | 1 | 44.4 ± 0.0 | 18.5 ± 0.0 | 49.3 ± 0.0 | 24.7 ± 0.0 | 2,560 | 0.7 | 1.00 images, 1.00 time |
+    | magnitude+balanced | 1 | 42.5 ± 0.0 | 29.6 ± 0.0 | 63.5 ± 0.0 | 31.8 ± 0.0 | 2,560 | 0.7 | 1.00 images, 1.02 time |
+    | magnitude+upsample | 1 | 45.0 ± 0.0 | 25.9 ± 0.0 | 56.7 ± 0.0 | 28.4 ± 0.0 | 4,656 | 2.1 | 1.82 images, 3.03 time |
+    | magnitude+constrained | 1 | 42.8 ± 0.0 | 29.6 ± 0.0 | 63.2 ± 0.0 | 31.6 ± 0.0 | 2,560 | 1.5 | 1.00 images, 2.28 time |
+    | fairgrape+erm | 1 | 62.8 ± 0.0 | 3.7 ± 0.0 | 13.0 ± 0.0 | 6.5 ± 0.0 | 2,560 | 1.6 | 1.00 images, 2.40 time |
+
+    ## demo-cnn, rate 0.9 (keep 0.1): mean ± std over seeds 0 1; accuracy in %, drop_gap in points
+
+    | recipe | runs | accuracy | worst group | drop_gap | drop_std | images seen | minutes | cost x ref |
+    |---|---|---|---|---|---|---|---|---|
+    | magnitude+erm | 2 | 93.9 ± 3.8 | 73.3 ± 12.5 | 12.5 ± 9.6 | 6.3 ± 4.8 | 2,560 | 1.2 | 1.00 images, 1.00 time |
+    | magnitude+balanced | 2 | 87.7 ± 0.2 | 79.2 ± 4.2 | 2.9 ± 3.3 | 1.5 ± 1.6 | 2,560 | 1.2 | 1.00 images, 0.99 time |
+    | magnitude+upsample | 2 | 94.5 ± 0.2 | 81.8 ± 3.0 | 2.9 ± 2.8 | 1.4 ± 1.4 | 4,128 | 0.9 | 1.61 images, 0.79 time |
+    | magnitude+erm+distill | 2 | 89.2 ± 0.2 | 48.5 ± 8.0 | 36.9 ± 10.4 | 18.4 ± 5.2 | 2,560 | 0.8 | 1.00 images, 0.67 time |
+    | magnitude+upsample+distill | 2 | 92.3 ± 2.4 | 73.0 ± 2.2 | 10.9 ± 0.8 | 5.5 ± 0.4 | 4,128 | 1.5 | 1.61 images, 1.24 time |
+    | magnitude+constrained | 2 | 93.6 ± 3.8 | 86.2 ± 6.9 | 3.6 ± 2.6 | 1.8 ± 1.3 | 2,560 | 0.9 | 1.00 images, 0.74 time |
+    | magnitude+group-dro | 2 | 87.3 ± 2.4 | 84.3 ± 0.6 | 9.0 ± 4.9 | 4.5 ± 2.5 | 2,560 | 0.7 | 1.00 images, 0.63 time |
+    | fairgrape+erm | 2 | 69.2 ± 3.3 | 40.8 ± 2.2 | 22.0 ± 0.4 | 11.0 ± 0.2 | 2,560 | 0.8 | 1.00 images, 0.68 time |
+    | fairgrape+upsample+distill | 2 | 61.3 ± 5.7 | 52.1 ± 5.5 | 10.5 ± 2.1 | 5.3 ± 1.1 | 4,128 | 1.2 | 1.61 images, 1.03 time |
+
+    ### the rule at rate 0.9: lowest drop_gap among the recipes no more than 1 point below magnitude+erm in accuracy and not below it in worst group (means over seeds)
+
+    - fashion-dark: **magnitude+upsample** (drop_gap 1.0 vs 2.1, accuracy 86.8 vs 85.1, worst group 82.0 vs 77.9); also eligible: magnitude+constrained, magnitude+erm, magnitude+balanced
+    - minority10: **magnitude+erm** (drop_gap 49.3 vs 49.3, accuracy 44.4 vs 44.4, worst group 18.5 vs 18.5); also eligible: magnitude+upsample
+    - demo-cnn: **magnitude+upsample** (drop_gap 2.9 vs 12.5, accuracy 94.5 vs 93.9, worst group 81.8 vs 73.3); also eligible: magnitude+constrained, magnitude+erm
+    - pooled over fashion-dark, minority10, demo-cnn: **magnitude+upsample** (drop_gap 20.2 vs 21.3, accuracy 75.4 vs 74.5, worst group 63.2 vs 56.6); also eligible: magnitude+erm, magnitude+constrained
+
+    ### the issue's check at rate 0.9, per dataset: drop_gap at most half of magnitude+erm's, accuracy no more than 1 point lower, worst group not lower (means over seeds)
+
+    | recipe | fashion-dark | minority10 | demo-cnn |
+    |---|---|---|---|
+    | magnitude+balanced | fail: gap (1.67x gap, +0.4 acc, +4.9 worst) | fail: gap, accuracy (1.29x gap, -1.9 acc, +11.1 worst) | fail: accuracy (0.23x gap, -6.2 acc, +5.9 worst) |
+    | magnitude+upsample | pass (0.48x gap, +1.6 acc, +4.1 worst) | fail: gap (1.15x gap, +0.6 acc, +7.4 worst) | pass (0.23x gap, +0.6 acc, +8.5 worst) |
+    | magnitude+erm+distill | - | - | fail: gap, accuracy, worst (2.94x gap, -4.7 acc, -24.7 worst) |
+    | magnitude+upsample+distill | - | - | fail: gap, accuracy, worst (0.87x gap, -1.6 acc, -0.3 worst) |
+    | magnitude+constrained | fail: gap (0.75x gap, -0.4 acc, +1.6 worst) | fail: gap, accuracy (1.28x gap, -1.6 acc, +11.1 worst) | pass (0.29x gap, -0.3 acc, +12.9 worst) |
+    | magnitude+group-dro | - | - | fail: gap, accuracy (0.72x gap, -6.6 acc, +11.1 worst) |
+    | fairgrape+erm | fail: accuracy, worst (0.30x gap, -18.7 acc, -15.9 worst) | fail: worst (0.26x gap, +18.4 acc, -14.8 worst) | fail: gap, accuracy, worst (1.75x gap, -24.7 acc, -32.4 worst) |
+    | fairgrape+upsample+distill | - | - | fail: gap, accuracy, worst (0.84x gap, -32.7 acc, -21.2 worst) |
 """
 
 from __future__ import annotations
@@ -678,6 +785,18 @@ def pooled_means(per_dataset: dict[str, dict[str, Means]], datasets: list[str]) 
             for label in common}  # fmt: skip
 
 
+CHANCE_FACTOR = 1.5  # "near chance": the reference's accuracy below 1.5 times 1 / classes
+
+
+def _classes(dataset: str) -> int:
+    return len(DATASETS[dataset].classes)
+
+
+def _near_chance(dataset: str, means: dict[str, Means]) -> bool:
+    reference = means.get(REFERENCE)
+    return reference is not None and reference["accuracy"] < CHANCE_FACTOR / _classes(dataset)
+
+
 def pick(rows: list[dict], rate: float) -> None:
     """Issue 23's rule, per dataset and pooled over the datasets, then its check per dataset."""
     mine = [row for row in rows if row["rate"] == rate]
@@ -687,8 +806,15 @@ def pick(rows: list[dict], rate: float) -> None:
     per_dataset = {d: _means([row for row in mine if row["dataset"] == d]) for d in datasets}
     scopes = [(d, per_dataset[d]) for d in datasets]
     photographs = [d for d in datasets if d in PHOTOGRAPHS]
-    if len(datasets) > 1:
-        scopes.append((f"pooled over {', '.join(datasets)}", pooled_means(per_dataset, datasets)))
+    # the issue's precondition: a model that keeps more than chance at the rate. Where the
+    # reference is near chance every recipe is, and its drop_gaps (tens of points) would decide a
+    # pooled mean by themselves; the dataset's own line still shows it.
+    informative = [d for d in datasets if not _near_chance(d, per_dataset[d])]
+    for d in sorted(set(datasets) - set(informative)):
+        print(f"- {d} is left out of the pooled rule at this rate: {REFERENCE} keeps "
+              f"{100 * per_dataset[d][REFERENCE]['accuracy']:.1f}%, near chance ({100 / _classes(d):.0f}%)")
+    if len(informative) > 1:
+        scopes.append((f"pooled over {', '.join(informative)}", pooled_means(per_dataset, informative)))
     if len(photographs) > 1:
         scopes.append((f"pooled over the photographs ({', '.join(photographs)})",
                        pooled_means(per_dataset, photographs)))  # fmt: skip

@@ -62,6 +62,25 @@ def test_pooling_weighs_every_dataset_the_same_over_the_recipes_run_on_all(bench
     assert pooled[bench.REFERENCE]["accuracy"] == pytest.approx(0.7)
 
 
+def test_a_dataset_where_the_reference_is_near_chance_is_left_out_of_the_pooled_rule(bench, capsys):
+    # 10 classes: chance is 10%, "near" below 15%
+    assert bench._near_chance("fashion-dark", {bench.REFERENCE: means(0.14, 0.1, 0.5)})
+    assert not bench._near_chance("fashion-dark", {bench.REFERENCE: means(0.16, 0.1, 0.5)})
+    rows = [
+        {"rate": 0.99, "dataset": dataset, "seed": 0, "recipe": recipe, "part": "recipes", "kind": "run",
+         **means(accuracy, accuracy - 0.05, gap)}
+        for dataset, recipe, accuracy, gap in [
+            ("fashion-dark", bench.REFERENCE, 0.80, 0.10), ("fashion-dark", "magnitude+upsample", 0.81, 0.04),
+            ("minority10", bench.REFERENCE, 0.26, 0.80), ("minority10", "magnitude+upsample", 0.25, 0.70),
+            ("demo-cnn", bench.REFERENCE, 0.90, 0.10), ("demo-cnn", "magnitude+upsample", 0.91, 0.02),
+        ]
+    ]  # fmt: skip
+    bench.pick(rows, 0.99)
+    printed = capsys.readouterr().out
+    assert "minority10 is left out of the pooled rule at this rate" in printed
+    assert "pooled over fashion-dark, demo-cnn: **magnitude+upsample**" in printed
+
+
 def test_a_finished_row_is_found_again_and_a_changed_setting_runs_anew(bench, tmp_path):
     class Args:
         seeds, datasets, rates, parts, output = [0], ["mnist-bold"], [0.9], ["recipes"], tmp_path
