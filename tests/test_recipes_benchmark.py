@@ -84,9 +84,12 @@ def test_a_dataset_where_the_reference_is_near_chance_is_left_out_of_the_pooled_
 def test_a_finished_row_is_found_again_and_a_changed_setting_runs_anew(bench, tmp_path):
     class Args:
         seeds, datasets, rates, parts, output = [0], ["mnist-bold"], [0.9], ["recipes"], tmp_path
+        recipes, budget = list(bench.RECIPES), False
 
     cells = bench.grid(Args)
     assert [c["recipe"] for c in cells] == list(bench.RECIPES)
+    Args.budget = True  # the grid this machine affords: the recipes RECIPES_AT names for the rate
+    assert [c["recipe"] for c in bench.grid(Args)] == list(bench.RECIPES_AT[0.9])
     cell = cells[0]
     row = {"kind": "run", **{k: cell[k] for k in ("dataset", "seed", "rate", "keep", "recipe", "key")}}
     results = tmp_path / "rows.jsonl"
