@@ -23,8 +23,8 @@ SMALL_DEMO = replace(
     batch_size=16,
     rate=0.75,
 )
-# the recipe's method and objective on a short schedule: its own (keep 0.9) would take 14 steps here
-SMALL_RECIPES = {**experiment.DEMO_RECIPES, "recommended": replace(experiment.RECOMMENDED, keep_per_iter=0.5)}
+# the demo's own recipes (keep 0.1: one step to rate 0.75)
+SMALL_RECIPES = experiment.DEMO_RECIPES
 
 
 def _small_demo(monkeypatch, **changes) -> None:
@@ -47,6 +47,7 @@ def test_demo_compares_magnitude_fairgrape_and_the_recipe_and_explains(tmp_path,
         config = yaml.safe_load((tmp_path / f"demo/{label}-0.75.yaml").read_text())
         assert config["method"] == recipe.method and config["rate"] == 0.75
         assert config["final_finetune"]["objective"] == recipe.objective
+        assert config["final_finetune"]["balance_by"] == recipe.balance_by
     # the explanation is worded from the numbers it prints
     plain, recipe = reports["magnitude"]["disparity"]["drop_gap"], reports["recommended"]["disparity"]["drop_gap"]
     assert f"({100 * recipe:.1f} points against {100 * plain:.1f} points)" in out
@@ -116,5 +117,5 @@ def test_the_recommended_config_names_the_recommended_recipe():
     recipe = experiment.RECOMMENDED
     assert config["method"] == recipe.method
     assert config.get("keep_per_iter") == recipe.keep_per_iter
-    for section in ("finetune", "final_finetune"):
-        assert config[section]["objective"] == recipe.objective
+    for section in ("finetune", "final_finetune"):  # the whole recipe, every lever spelled out
+        assert {key: config[section][key] for key in recipe.finetune_options()} == recipe.finetune_options()

@@ -46,11 +46,12 @@ _FINETUNE_OPTIONS = {
     "lr_milestones": Option(list, [], items=Option(int, minimum=1)),  # increasing, below epochs
     "lr_gamma": Option(float, 0.1, above=0),
     "augment": Option(bool, True),
-    # balanced: the fairness benchmark's recipe (README); the paper's sample configs say erm
+    # balanced with upsample: benchmarks/recipes.py's recipe (README); the paper's sample configs say
+    # erm. (Until 0.3 the default was sampling: the balance_by in every fingerprint reruns those.)
     "objective": Option(str, "balanced", choices=("erm", "balanced", "group-dro", "constrained")),
     "dro_step": Option(float, 0.1, above=0),
     "balance_unit": Option(str, "group", choices=("group", "cell")),
-    "balance_by": Option(str, "sampling", choices=("sampling", "upsample", "weights")),
+    "balance_by": Option(str, "upsample", choices=("sampling", "upsample", "weights")),
     # added in 0.3 (fingerprint_default=False: runs recorded before them stay up to date)
     "constraint_bound": Option(float, 0.02, minimum=0, fingerprint_default=False),
     "constraint_metric": Option(str, "accuracy", choices=("accuracy", "loss"), fingerprint_default=False),

@@ -37,6 +37,10 @@ class SyntheticSpec:
         if not 2 <= len(self.classes) <= len(_CUES):
             raise ValueError(f"SyntheticSpec: 2 to {len(_CUES)} classes, got {len(self.classes)}")
 
+    def build(self, root: str | Path) -> Path:
+        """Write the dataset to ``root`` (an experiment's data source, like ``PhotoSpec``)."""
+        return make_biased_dataset(root, self)
+
 
 # The class cue: stripe orientation and width. Only horizontal and vertical stripes, because the
 # horizontal flips used in fine-tuning would turn a 45-degree image into a 135-degree one.

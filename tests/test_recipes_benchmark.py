@@ -1,0 +1,121 @@
+"""benchmarks/recipes.py's own logic (no training): issue 23's rule and check, and what makes a
+finished row count as done when the grid resumes in a later session."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from fairgrape_cli.flows.experiment import Recipe
+
+PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "recipes.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("recipes_benchmark", PATH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def means(accuracy, worst, gap):
+    return {"accuracy": accuracy, "worst_group_accuracy": worst, "drop_gap": gap, "drop_std": gap / 2}
+
+
+def test_the_rule_takes_the_lowest_gap_among_recipes_that_keep_accuracy_and_the_worst_group(bench):
+    table = {
+        bench.REFERENCE: means(0.80, 0.60, 0.10),
+        "lowest gap, 2 points less accurate": means(0.78, 0.70, 0.01),
+        "low gap, worst group lower": means(0.81, 0.59, 0.02),
+        "within a point, higher worst group": means(0.795, 0.65, 0.04),
+        "more accurate, gap a little lower": means(0.82, 0.61, 0.08),
+    }
+    assert set(bench.eligible_for_rule(table)) == {
+        bench.REFERENCE, "within a point, higher worst group", "more accurate, gap a little lower"
+    }
+    assert bench.rule_choice(table) == "within a point, higher worst group"
+    # nothing better: the reference itself
+    assert bench.rule_choice({bench.REFERENCE: means(0.8, 0.6, 0.1), "worse": means(0.7, 0.5, 0.0)}) == bench.REFERENCE
+
+
+def test_the_issue_check_wants_half_the_gap_no_accuracy_point_lost_and_no_lower_worst_group(bench):
+    reference = means(0.80, 0.60, 0.10)
+    assert all(bench.issue_check(means(0.791, 0.60, 0.05), reference).values())
+    assert bench.issue_check(means(0.80, 0.60, 0.051), reference) == {"gap": False, "accuracy": True, "worst": True}
+    assert bench.issue_check(means(0.789, 0.60, 0.01), reference)["accuracy"] is False
+    assert bench.issue_check(means(0.85, 0.599, 0.01), reference)["worst"] is False
+
+
+def test_pooling_weighs_every_dataset_the_same_over_the_recipes_run_on_all(bench):
+    per_dataset = {
+        "a": {bench.REFERENCE: means(0.9, 0.8, 0.1), "x": means(0.7, 0.6, 0.3)},
+        "b": {bench.REFERENCE: means(0.5, 0.4, 0.3)},
+    }
+    pooled = bench.pooled_means(per_dataset, ["a", "b"])
+    assert set(pooled) == {bench.REFERENCE}
+    assert pooled[bench.REFERENCE]["accuracy"] == pytest.approx(0.7)
+
+
+def test_a_dataset_where_the_reference_is_near_chance_is_left_out_of_the_pooled_rule(bench, capsys):
+    # 10 classes: chance is 10%, "near" below 15%
+    assert bench._near_chance("fashion-dark", {bench.REFERENCE: means(0.14, 0.1, 0.5)})
+    assert not bench._near_chance("fashion-dark", {bench.REFERENCE: means(0.16, 0.1, 0.5)})
+    rows = [
+        {"rate": 0.99, "dataset": dataset, "seed": 0, "recipe": recipe, "part": "recipes", "kind": "run",
+         **means(accuracy, accuracy - 0.05, gap)}
+        for dataset, recipe, accuracy, gap in [
+            ("fashion-dark", bench.REFERENCE, 0.80, 0.10), ("fashion-dark", "magnitude+upsample", 0.81, 0.04),
+            ("minority10", bench.REFERENCE, 0.26, 0.80), ("minority10", "magnitude+upsample", 0.25, 0.70),
+            ("demo-cnn", bench.REFERENCE, 0.90, 0.10), ("demo-cnn", "magnitude+upsample", 0.91, 0.02),
+        ]
+    ]  # fmt: skip
+    bench.pick(rows, 0.99)
+    printed = capsys.readouterr().out
+    assert "minority10 is left out of the pooled rule at this rate" in printed
+    assert "pooled over fashion-dark, demo-cnn: **magnitude+upsample**" in printed
+
+
+def test_a_finished_row_is_found_again_and_a_changed_setting_runs_anew(bench, tmp_path):
+    class Args:
+        seeds, datasets, rates, parts, output = [0], ["mnist-bold"], [0.9], ["recipes"], tmp_path
+        recipes, budget = list(bench.RECIPES), False
+
+    cells = bench.grid(Args)
+    assert [c["recipe"] for c in cells] == list(bench.RECIPES)
+    Args.budget = True  # the grid this machine affords: the recipes RECIPES_AT names for the rate
+    assert [c["recipe"] for c in bench.grid(Args)] == list(bench.RECIPES_AT[0.9])
+    cell = cells[0]
+    row = {"kind": "run", **{k: cell[k] for k in ("dataset", "seed", "rate", "keep", "recipe", "key")}}
+    results = tmp_path / "rows.jsonl"
+    bench.append_row(results, row)
+    with open(results, "a", encoding="utf-8") as handle:
+        handle.write('{"kind": "run", "dataset')  # a grid killed mid-write
+    rows = bench.read_rows(results)
+    assert [bench.row_identity(r) for r in rows] == [bench.cell_identity(cell)]
+    # another option (or another seed of the data) is another key; the same settings the same key
+    spec, recipe = cell["spec"], cell["recipe_object"]
+    assert bench.settings_key(spec, recipe) == cell["key"]
+    assert bench.settings_key(spec, replace(recipe, distill_weight=0.3)) != cell["key"]
+    assert bench.settings_key(replace(spec, data=replace(spec.data, seed=5)), recipe) != cell["key"]
+    # the device is not a setting the numbers depend on
+    assert bench.settings_key(replace(spec, device="cuda"), recipe) == cell["key"]
+
+
+def test_the_settings_key_ignores_fields_at_their_default(bench):
+    assert bench._non_default(Recipe(method="magnitude")) == {"type": "Recipe", "method": "magnitude"}
+
+
+def test_upsampling_draws_every_row_and_repeats_the_small_group_up_to_the_large_one(bench, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = ["path,label,group,split"] + [f"{i}.png,a,big,train" for i in range(9)] + ["9.png,b,small,train", "x.png,a,big,val"]
+    (data / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    assert bench.rows_per_epoch(data, Recipe(objective="erm")) == 10
+    assert bench.rows_per_epoch(data, Recipe(objective="balanced")) == 10
+    assert bench.rows_per_epoch(data, Recipe(objective="balanced", balance_by="upsample")) == 18
