@@ -110,41 +110,49 @@ def pruned_models(arch: str, rates: list[float], work: Path) -> dict[str, torch.
 
 
 def measure_speed(arch: str, rates: list[float], rounds: int, threads: int, work: Path) -> list[dict]:
-    import torch.utils.benchmark as benchmark
-
     from fairgrape_cli.method.cost import model_cost
 
     models = pruned_models(arch, rates, work)
     rows = {name: {"arch": arch, "model": name, **model_cost(model, 224).__dict__} for name, model in models.items()}
     for batch in (1, 64):
-        images = torch.randn(batch, 3, 224, 224)
-        timers = {
-            name: benchmark.Timer("model(images)", globals={"model": model, "images": images}, num_threads=threads)
-            for name, model in models.items()
-        }
-        number = 10 if batch == 1 else 1
-        with torch.no_grad():
-            for timer in timers.values():
-                timer.timeit(1)  # warm up (allocator, one-time kernels)
-            samples = {name: [] for name in models}
-            for _ in range(rounds):  # interleaved: a change of load hits every model alike
-                for name, timer in timers.items():
-                    samples[name].append(timer.timeit(number).mean)
-        for name, values in samples.items():
-            # the speed-up of each round (dense and pruned timed seconds apart), then their median:
-            # robust to the load other jobs put on the machine, which moves both alike
-            ratios = [dense / mine for dense, mine in zip(samples["dense"], values)]
-            rows[name][f"ms_b{batch}"] = 1e3 * statistics.median(values)
-            rows[name][f"iqr_b{batch}"] = 1e3 * _iqr(values)
-            rows[name][f"speedup_b{batch}"] = statistics.median(ratios)
-            rows[name][f"speedup_iqr_b{batch}"] = _iqr(ratios)
-            rows[name][f"samples_b{batch}"] = values
+        time_interleaved(models, rows, torch.randn(batch, 3, 224, 224), rounds=rounds, threads=threads,
+                         number=10 if batch == 1 else 1)
     dense = rows["dense"]
     for row in rows.values():
         row["params_ratio"] = row["params"] / dense["params"]
         row["flops_ratio"] = row["flops"] / dense["flops"]
         row["threads"] = threads
     return list(rows.values())
+
+
+def time_interleaved(models: dict[str, torch.nn.Module], rows: dict[str, dict], images: torch.Tensor, *,
+                     rounds: int, threads: int, number: int) -> None:
+    """CPU timings of every model on ``images`` into its row (``ms_bN``, ``speedup_bN`` against
+    ``models["dense"]``, their IQRs and samples), the models timed in turn within each round.
+    Shared with benchmarks/vit_heads.py."""
+    import torch.utils.benchmark as benchmark
+
+    batch = len(images)
+    timers = {
+        name: benchmark.Timer("model(images)", globals={"model": model, "images": images}, num_threads=threads)
+        for name, model in models.items()
+    }
+    with torch.no_grad():
+        for timer in timers.values():
+            timer.timeit(1)  # warm up (allocator, one-time kernels)
+        samples = {name: [] for name in models}
+        for _ in range(rounds):  # interleaved: a change of load hits every model alike
+            for name, timer in timers.items():
+                samples[name].append(timer.timeit(number).mean)
+    for name, values in samples.items():
+        # the speed-up of each round (dense and pruned timed seconds apart), then their median:
+        # robust to the load other jobs put on the machine, which moves both alike
+        ratios = [dense / mine for dense, mine in zip(samples["dense"], values)]
+        rows[name][f"ms_b{batch}"] = 1e3 * statistics.median(values)
+        rows[name][f"iqr_b{batch}"] = 1e3 * _iqr(values)
+        rows[name][f"speedup_b{batch}"] = statistics.median(ratios)
+        rows[name][f"speedup_iqr_b{batch}"] = _iqr(ratios)
+        rows[name][f"samples_b{batch}"] = values
 
 
 def _iqr(values: list[float]) -> float:

@@ -25,11 +25,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import tempfile
 from pathlib import Path
 
 import torch
+from structured import time_interleaved  # benchmarks/ is the script's folder
 
 MODELS = ("timm:vit_small_patch16_224", "timm:vit_tiny_patch16_224", "hf:vit-small-shape")
 SIZE = 224
@@ -84,8 +84,6 @@ def heads_of(model: torch.nn.Module) -> list[int]:
 
 def measure(model: str, rates: list[float], rounds: int, threads: int, work: Path) -> list[dict]:
     """Parameters, FLOPs and interleaved CPU timings of the dense and pruned ``model``."""
-    import torch.utils.benchmark as benchmark
-
     from fairgrape_cli.method.cost import model_cost
 
     models = pruned_models(model, rates, work)
@@ -94,36 +92,13 @@ def measure(model: str, rates: list[float], rounds: int, threads: int, work: Pat
         for name, built in models.items()
     }
     for batch in (1, 8):
-        images = torch.randn(batch, 3, SIZE, SIZE)
-        timers = {
-            name: benchmark.Timer("model(images)", globals={"model": built, "images": images}, num_threads=threads)
-            for name, built in models.items()
-        }
-        number = 5 if batch == 1 else 1
-        with torch.no_grad():
-            for timer in timers.values():
-                timer.timeit(1)  # warm up
-            samples = {name: [] for name in models}
-            for _ in range(rounds):  # interleaved: a change of load hits every model alike
-                for name, timer in timers.items():
-                    samples[name].append(timer.timeit(number).mean)
-        for name, values in samples.items():
-            ratios = [dense / mine for dense, mine in zip(samples["dense"], values)]
-            rows[name][f"ms_b{batch}"] = 1e3 * statistics.median(values)
-            rows[name][f"iqr_b{batch}"] = 1e3 * _iqr(values)
-            rows[name][f"speedup_b{batch}"] = statistics.median(ratios)
-            rows[name][f"speedup_iqr_b{batch}"] = _iqr(ratios)
-            rows[name][f"samples_b{batch}"] = values
+        time_interleaved(models, rows, torch.randn(batch, 3, SIZE, SIZE), rounds=rounds, threads=threads,
+                         number=5 if batch == 1 else 1)
     for row in rows.values():
         row["params_ratio"] = row["params"] / rows["dense"]["params"]
         row["flops_ratio"] = row["flops"] / rows["dense"]["flops"]
         row["threads"] = threads
     return list(rows.values())
-
-
-def _iqr(values: list[float]) -> float:
-    quartiles = statistics.quantiles(values, n=4)
-    return quartiles[2] - quartiles[0]
 
 
 def print_rows(rows: list[dict]) -> None:
