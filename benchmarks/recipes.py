@@ -213,6 +213,7 @@ RECIPES = {
     "magnitude+erm+distill": Recipe(method="magnitude", objective="erm", **DISTILL),
     "magnitude+upsample+distill": Recipe(method="magnitude", **UPSAMPLE, **DISTILL),
     "magnitude+constrained": Recipe(method="magnitude", objective="constrained"),
+    "magnitude+upsample+constrained": Recipe(method="magnitude", objective="balanced-constrained", balance_by="upsample"),
     "magnitude+group-dro": Recipe(method="magnitude", objective="group-dro"),
     "fairgrape+erm": Recipe(method="fairgrape", objective="erm"),
     "fairgrape+upsample+distill": Recipe(method="fairgrape", **UPSAMPLE, **DISTILL),
@@ -224,8 +225,10 @@ RECIPES = {
 # distillation (on the demo's CNN the dense teacher's bias came back: worst group -25 and -0.3
 # points), group-dro (-6.6 points of accuracy there), fairgrape + upsample + distillation (-33).
 RECIPES_AT = {
-    0.9: ("magnitude+erm", "magnitude+balanced", "magnitude+upsample", "magnitude+constrained", "fairgrape+erm"),
-    0.99: ("magnitude+erm", "magnitude+balanced", "magnitude+upsample", "magnitude+constrained"),
+    0.9: ("magnitude+erm", "magnitude+balanced", "magnitude+upsample", "magnitude+constrained",
+          "magnitude+upsample+constrained", "fairgrape+erm"),
+    0.99: ("magnitude+erm", "magnitude+balanced", "magnitude+upsample", "magnitude+constrained",
+           "magnitude+upsample+constrained"),
 }  # fmt: skip
 # the levers' own options, at rate 0.9 only; each beside the main recipe it varies (its default)
 VARIANT_RATE = 0.9
@@ -500,11 +503,11 @@ def estimate_seconds(cell: dict) -> float:
     spec, recipe = cell["spec"], cell["recipe_object"]
     sizes, share, cost = _sizes(cell["dataset"])
     train, val, test = sizes["train"], sizes.get("val", 0), sizes["test"]
-    upsampled = recipe.objective == "balanced" and recipe.balance_by == "upsample"
+    upsampled = recipe.objective.startswith("balanced") and recipe.balance_by == "upsample"
     per_epoch = 2 * (1 - share) * train if upsampled else train
     iterations = 2 if spec.rate == 0.99 else 1
     epochs = iterations + spec.final_epochs
-    teacher = 1.33 if (recipe.distill_weight > 0 or recipe.objective == "constrained") else 1.0
+    teacher = 1.33 if (recipe.distill_weight > 0 or recipe.objective.endswith("constrained")) else 1.0
     scoring = iterations * train if recipe.method == "fairgrape" else 0
     evaluations = epochs * val + (iterations + 4) * test
     return cost * (TRAIN_SECONDS * (teacher * per_epoch * epochs + scoring) + EVAL_SECONDS * evaluations)

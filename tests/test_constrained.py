@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import pytest
 import torch
@@ -66,7 +68,10 @@ def test_settings_outside_their_range_are_refused(options):
         ObjectiveOptions(**options)
 
 
-def test_finetune_constrained_compares_with_the_dense_model_and_records_the_multipliers(tmp_path, tiny_model_path, biased_data):
+@pytest.mark.parametrize("objective", ["constrained", "balanced-constrained"])
+def test_finetune_constrained_compares_with_the_dense_model_and_records_the_multipliers(
+    objective, tmp_path, tiny_model_path, biased_data
+):
     stages.prune(model=stages.ModelSource(tiny_model_path), method="magnitude", rate=0.8,
                  output=tmp_path / "masks.safetensors")  # fmt: skip
     summary = stages.finetune(
@@ -77,12 +82,46 @@ def test_finetune_constrained_compares_with_the_dense_model_and_records_the_mult
         loading=stages.Loading(batch_size=16, workers=0),
         epochs=2,
         lr=1e-2,
-        objective="constrained",
-        objective_options=ObjectiveOptions(constraint_metric="loss", constraint_bound=0.0, multiplier_lr=1.0),
+        objective=objective,
+        objective_options=ObjectiveOptions(constraint_metric="loss", constraint_bound=0.0, multiplier_lr=1.0,
+                                           balance_by="upsample"),  # fmt: skip
     )
     assert summary.teacher is not None and summary.teacher.samefile(tiny_model_path)
     multipliers = [record["group_weights"] for record in summary.history]
     assert all(len(m) == 2 and min(m) >= 0 for m in multipliers)
-    assert max(max(m) for m in multipliers) > 0  # 80% pruned: some group is worse than the dense model
+
+    with open(biased_data / "labels.csv") as rows:
+        train = [row["group"] for row in csv.DictReader(rows) if row["split"] == "train"]
+    sizes = [train.count(group) for group in set(train)]
+    if objective == "constrained":  # every row once; 80% pruned: some group is worse than the dense model
+        assert summary.rows_per_epoch == len(train) and max(max(m) for m in multipliers) > 0
+    else:  # upsampled: every group as many rows as the largest
+        assert summary.rows_per_epoch == len(sizes) * max(sizes) > len(train)
     saved = torch.load(tmp_path / "constrained.pt", weights_only=True)["fairgrape"]
-    assert saved["objective_options"] == {"constraint_bound": 0.0, "constraint_metric": "loss", "multiplier_lr": 1.0}
+    upsampled = {"balance_unit": "group", "balance_by": "upsample"} if objective == "balanced-constrained" else {}
+    assert saved["objective_options"] == {
+        **upsampled, "constraint_bound": 0.0, "constraint_metric": "loss", "multiplier_lr": 1.0
+    }
+
+
+def test_balanced_constrained_adds_the_multipliers_to_the_balanced_weighted_loss():
+    from fairgrape_cli.method.objectives import OBJECTIVES
+
+    chosen = OBJECTIVES.choose("balanced-constrained")
+    options = ObjectiveOptions(balance_by="weights", constraint_metric="loss", constraint_bound=0.0, multiplier_lr=1.0)
+    rule = chosen.loss_rule(ROWS, options, CPU)
+    # group 1 (2 of 5 rows) weighs 5 / (2 * 2) per row, group 0 5 / (2 * 3): each group half the loss
+    loss, _ = _step(rule, [0.2, 0.2, 0.2, 1.0, 1.0], [0.2] * 5, [1.0] * 5, [1.0] * 5)
+    assert float(loss.detach()) == pytest.approx(0.5 * 0.2 + 0.5 * 1.0)
+    assert rule.weights() == pytest.approx([0.0, 0.8])  # group 1 worse than the dense model by 0.8
+    loss, _ = _step(rule, [0.2, 0.2, 0.2, 1.0, 1.0], [0.2] * 5, [1.0] * 5, [1.0] * 5)
+    assert float(loss.detach()) == pytest.approx(0.6 + 0.8 * 1.0)
+    assert chosen.needs_teacher and chosen.epoch_rows is OBJECTIVES["balanced"].epoch_rows
+
+
+def test_balanced_constrained_upsamples_its_epochs():
+    from fairgrape_cli.method.objectives import OBJECTIVES
+
+    rows = OBJECTIVES["balanced-constrained"].epoch_rows(ROWS, ObjectiveOptions(balance_by="upsample"), torch.Generator().manual_seed(0))
+    assert sorted(ROWS.groups[rows].tolist()) == [0, 0, 0, 1, 1, 1]  # every row, group 1 repeated up to 3
+    assert set(rows[ROWS.groups[rows] == 0].tolist()) == {0, 1, 2}

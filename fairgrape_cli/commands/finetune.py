@@ -35,8 +35,9 @@ Objective = Annotated[
     typer.Option(
         "--objective",
         help="How groups weigh: erm (plain), balanced (every group the same per epoch), group-dro "
-        "(online group DRO) or constrained (no group worse than the dense --teacher by more than "
-        "--constraint-bound, held by Lagrange multipliers).",
+        "(online group DRO), constrained (no group worse than the dense --teacher by more than "
+        "--constraint-bound, held by Lagrange multipliers) or balanced-constrained (both: balanced's "
+        "epochs, --balance-by, with constrained's bounds).",
         rich_help_panel="Objective",
     ),
 ]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..method.objectives import OBJECTIVES
 
 _FLOAT_SLACK = 1e-9  # 1 - r**i computed in floating point may fall a hair short of the rate
 
@@ -48,7 +49,7 @@ _FINETUNE_OPTIONS = {
     "augment": Option(bool, True),
     # balanced with upsample: benchmarks/recipes.py's recipe (README); the paper's sample configs say
     # erm. (Until 0.3 the default was sampling: the balance_by in every fingerprint reruns those.)
-    "objective": Option(str, "balanced", choices=("erm", "balanced", "group-dro", "constrained")),
+    "objective": Option(str, "balanced", choices=tuple(OBJECTIVES)),
     "dro_step": Option(float, 0.1, above=0),
     "balance_unit": Option(str, "group", choices=("group", "cell")),
     "balance_by": Option(str, "upsample", choices=("sampling", "upsample", "weights")),

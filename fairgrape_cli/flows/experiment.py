@@ -49,7 +49,7 @@ class Recipe:
     def describe(self) -> str:
         """``magnitude, keep 0.5, balanced``: how the recipe reads in tables and on the terminal."""
         schedule = "one-shot" if self.keep_per_iter is None else f"keep {self.keep_per_iter:g}"
-        objective = self.objective + (" (upsample)" if self.objective == "balanced" and self.balance_by == "upsample" else "")
+        objective = self.objective + (" (upsample)" if self.objective.startswith("balanced") and self.balance_by == "upsample" else "")
         distilled = f", distilled {self.distill_weight:g}" if self.distill_weight else ""
         return f"{self.method}, {schedule}, {objective}{distilled}"
 

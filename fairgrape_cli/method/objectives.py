@@ -21,6 +21,8 @@ that wins that back (benchmarks/fairness.py measures how much).
   (on the loss, or on accuracy with the loss as its differentiable proxy), each constraint held
   by a Lagrange multiplier that grows while the constraint is violated and shrinks back to 0
   when it holds. It compares with the dense model on the same rows, so it needs a teacher.
+- ``balanced-constrained``: both levers at once: ``balanced``'s epochs (``balance_by``) and
+  weights, with ``constrained``'s per-group bounds on top (the benchmark's combined recipe).
 
 Any objective can be combined with distillation from the dense model (``distillation.py``): the
 per-sample loss the rules see is then the task loss mixed with the distillation term.
@@ -292,9 +294,20 @@ class LagrangianConstraints:
     each step ``lambda_g <- max(0, lambda_g + multiplier_lr * (excess_g - bound))`` from that
     step's rows (a group absent from the step keeps its multiplier). The multipliers add up the
     violations over steps, so the noise of a few rows per step averages out. Under torchrun the
-    per-group sums are added up over the ranks' batches of the step, as for group DRO."""
+    per-group sums are added up over the ranks' batches of the step, as for group DRO.
 
-    def __init__(self, rows: TrainingRows, options: ObjectiveOptions, device: torch.device, runtime: Runtime = SINGLE):
+    ``main`` is the rule whose loss the constraints are added to (the plain mean by default;
+    ``balanced-constrained`` gives it ``balanced``'s rule)."""
+
+    def __init__(
+        self,
+        rows: TrainingRows,
+        options: ObjectiveOptions,
+        device: torch.device,
+        runtime: Runtime = SINGLE,
+        main: LossRule | None = None,
+    ):
+        self.main = main if main is not None else MeanLoss()
         self.multipliers = torch.zeros(rows.num_groups, dtype=torch.float64, device=device)
         self.bound = options.constraint_bound
         self.on_accuracy = options.constraint_metric == "accuracy"
@@ -324,7 +337,7 @@ class LagrangianConstraints:
         present = counts > 0
         denominators = counts.clamp(min=1)
         multipliers = self.multipliers.to(proxy.dtype)
-        lagrangian = loss("mean") + self.runtime.world_size * (multipliers * proxy_sums / denominators).sum()
+        lagrangian = self.main(loss, rows) + self.runtime.world_size * (multipliers * proxy_sums / denominators).sum()
         with torch.no_grad():
             violation = (excess_sums / denominators).double() - self.bound
             self.multipliers[present] = (self.multipliers + self.step * violation)[present].clamp(min=0)
@@ -333,6 +346,13 @@ class LagrangianConstraints:
     def weights(self) -> list[float]:
         """The groups' current multipliers."""
         return [round(float(value), 6) for value in self.multipliers]
+
+
+def balanced_constraints(
+    rows: TrainingRows, options: ObjectiveOptions, device: torch.device, runtime: Runtime = SINGLE
+) -> LagrangianConstraints:
+    """``constrained``'s multipliers added to ``balanced``'s loss rule."""
+    return LagrangianConstraints(rows, options, device, runtime, main=InverseSizeWeights(rows, options, device, runtime))
 
 
 # ------------------------------------------------------------------------------- the registry
@@ -367,5 +387,14 @@ objective(
     epoch_rows=every_row_once,
     loss_rule=LagrangianConstraints,
     reads=("constraint_bound", "constraint_metric", "multiplier_lr"),
+    needs_teacher=True,
+)
+objective(
+    "balanced-constrained",
+    summary="balanced's epochs (--balance-by) with constrained's per-group bounds (--constraint-bound)",
+    needs_groups=True,
+    epoch_rows=balanced_rows,
+    loss_rule=balanced_constraints,
+    reads=("balance_unit", "balance_by", "constraint_bound", "constraint_metric", "multiplier_lr"),
     needs_teacher=True,
 )
