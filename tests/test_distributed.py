@@ -45,7 +45,7 @@ def run_folder(tmp_path, tiny_model_path, biased_data) -> Path:
     (tmp_path / "model.pt").write_bytes(tiny_model_path.read_bytes())
     (tmp_path / "data").symlink_to(biased_data, target_is_directory=True)
     config = {
-        "model": "model.pt", "data": "data", "groups": "group", "image_size": 32, "rate": 0.5,
+        "model": "model.pt", "data": "data", "groups": "group", "image_size": 32, "method": "fairgrape", "rate": 0.5,
         "iterations": 1, "output": "run", "device": "cpu", "workers": 0,
         # batch counts that do not divide by 2: uneven shares, a padded training epoch
         "score": {"batch_size": 8},

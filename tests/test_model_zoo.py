@@ -136,7 +136,7 @@ def test_run_prunes_heads_of_a_library_model(name, zoo_models, biased_data, cli,
     model, _ = zoo_models[name]
     arch = f"arch: timm:{zoo.TIMM_VIT}\narch_args: {{img_size: 32}}\n" if name == "timm-vit" else ""
     (tmp_path / "run.yaml").write_text(
-        f"model: {model}\ndata: {biased_data}\ngroups: group\n{arch}rate: 0.5\nkeep_per_iter: 0.5\n"
+        f"model: {model}\ndata: {biased_data}\ngroups: group\n{arch}method: fairgrape\nrate: 0.5\nkeep_per_iter: 0.5\n"
         "output: out\nprune: {granularity: channel}\nscore: {batch_size: 16}\n"
         "finetune: {epochs: 1, batch_size: 16}\nfinal_finetune: {epochs: 1, batch_size: 16}\n"
         "report: {bootstrap: 0}\n",

@@ -63,7 +63,7 @@ def run_command(
 
         fairgrape run schedule.yaml
 
-        fairgrape run schedule.yaml --set method=magnitude --set output=runs/magnitude
+        fairgrape run schedule.yaml --set method=fairgrape --set output=runs/fairgrape
 
         fairgrape run schedule.yaml --track mlflow
 
