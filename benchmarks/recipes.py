@@ -324,6 +324,8 @@ def grid(args) -> list[dict]:
         for seed in args.seeds:
             for dataset in [d for d in args.datasets if d in VARIANT_DATASETS]:
                 for label, (_, recipe) in VARIANTS.items():
+                    if label not in args.variants:
+                        continue
                     keep = RATES[VARIANT_RATE][0]
                     cells.append(_cell(args, dataset, seed, VARIANT_RATE, keep, label, recipe, part="variants"))
     return cells
@@ -566,6 +568,8 @@ def main() -> None:
     parser.add_argument("--rates", type=float, nargs="+", default=list(RATES), choices=list(RATES))
     parser.add_argument("--parts", nargs="+", default=["recipes", "variants"], choices=["recipes", "variants"])
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
+                        help="with --parts variants: only these")
     parser.add_argument("--budget", action="store_true",
                         help="only the recipes RECIPES_AT gives each rate (the grid this machine can afford)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once, each on --threads torch threads")
