@@ -723,6 +723,7 @@ def summarise(rows: list[dict]) -> None:
             mine = [row for row in main_runs if row["dataset"] == dataset and row["rate"] == rate]
             _table(f"{dataset}, rate {rate:g} (keep {mine[0]['keep']:g})", mine, list(RECIPES))
         pick(main_runs, rate)
+    pick_over_rates(main_runs)
     variant_runs = [row for row in runs if row.get("part") == "variants"]
     for dataset in [d for d in DATASETS if any(r["dataset"] == d for r in variant_runs)]:
         mine = [row for row in variant_runs if row["dataset"] == dataset]
@@ -820,6 +821,28 @@ def _classes(dataset: str) -> int:
 def _near_chance(dataset: str, means: dict[str, Means]) -> bool:
     reference = means.get(REFERENCE)
     return reference is not None and reference["accuracy"] < CHANCE_FACTOR / _classes(dataset)
+
+
+def pick_over_rates(rows: list[dict]) -> None:
+    """The rule once over every dataset and rate (each cell weighs the same; a cell near chance
+    left out, as above), among the recipes run in every cell: the one recipe to recommend
+    when the per-rate choices differ."""
+    cells = {(row["dataset"], row["rate"]) for row in rows}
+    per_cell = {cell: _means([row for row in rows if (row["dataset"], row["rate"]) == cell]) for cell in cells}
+    informative = sorted((c for c in cells if not _near_chance(c[0], per_cell[c])), key=lambda c: (-c[1], c[0]))
+    means = pooled_means(per_cell, informative) if informative else {}
+    if REFERENCE not in means:
+        return
+    chosen, reference = rule_choice(means), means[REFERENCE]
+    others = sorted(set(eligible_for_rule(means)) - {chosen}, key=lambda label: means[label]["drop_gap"])
+    m = means[chosen]
+    where = ", ".join(f"{d} {rate:g}" for d, rate in informative)
+    print(f"### the rule over both rates (pooled over {where}; the recipes run in all of them: "
+          f"{', '.join(label for label in RECIPES if label in means)})\n")
+    print(f"- **{chosen}** (drop_gap {100 * m['drop_gap']:.1f} vs {100 * reference['drop_gap']:.1f}, accuracy "
+          f"{100 * m['accuracy']:.1f} vs {100 * reference['accuracy']:.1f}, worst group "
+          f"{100 * m['worst_group_accuracy']:.1f} vs {100 * reference['worst_group_accuracy']:.1f}); "
+          f"also eligible: {', '.join(others) or 'none'}\n")  # fmt: skip
 
 
 def pick(rows: list[dict], rate: float) -> None:

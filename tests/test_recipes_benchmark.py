@@ -81,6 +81,25 @@ def test_a_dataset_where_the_reference_is_near_chance_is_left_out_of_the_pooled_
     assert "pooled over fashion-dark, demo-cnn: **magnitude+upsample**" in printed
 
 
+def test_the_rule_over_both_rates_pools_every_cell_and_leaves_out_one_near_chance(bench, capsys):
+    rows = [
+        {"rate": rate, "dataset": dataset, "seed": 0, "recipe": recipe, "part": "recipes", "kind": "run",
+         **means(accuracy, accuracy - 0.05, gap)}
+        for rate, dataset, recipe, accuracy, gap in [
+            # at 0.99 "x" has the lower gap, at 0.9 "y"; pooled, x's 0.04 + 0.05 beats y's 0.06 + 0.04
+            (0.99, "fashion-dark", bench.REFERENCE, 0.80, 0.10), (0.99, "fashion-dark", "x", 0.80, 0.04),
+            (0.99, "fashion-dark", "y", 0.80, 0.06),
+            (0.9, "fashion-dark", bench.REFERENCE, 0.85, 0.10), (0.9, "fashion-dark", "x", 0.85, 0.05),
+            (0.9, "fashion-dark", "y", 0.85, 0.04),
+            (0.99, "minority10", bench.REFERENCE, 0.26, 0.80), (0.99, "minority10", "y", 0.26, 0.10),
+        ]
+    ]  # fmt: skip
+    bench.pick_over_rates(rows)
+    printed = capsys.readouterr().out
+    assert "pooled over fashion-dark 0.99, fashion-dark 0.9;" in printed  # minority10 0.99: near chance
+    assert "- **x** (drop_gap 4.5 vs 10.0" in printed and "also eligible: y, magnitude+erm" in printed
+
+
 def test_a_finished_row_is_found_again_and_a_changed_setting_runs_anew(bench, tmp_path):
     class Args:
         seeds, datasets, rates, parts, output = [0], ["mnist-bold"], [0.9], ["recipes"], tmp_path
