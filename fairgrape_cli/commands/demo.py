@@ -21,10 +21,11 @@ def demo_command(
     """See what fair pruning does in a few minutes, offline.
 
     Generates a biased image dataset (a majority and a minority group that show their class
-    differently), trains a small CNN, prunes it 90% with plain magnitude pruning and with FairGRAPE
-    (4 steps of halving, plain fine-tuning), and with the recommended recipe
-    (sample_configs/recommended.yaml: magnitude in steps of 10%, group-balanced fine-tuning), and
-    compares the three.
+    differently), trains a small CNN, prunes it 90% in one step with plain magnitude pruning and
+    with FairGRAPE (both with plain fine-tuning), and with the recommended recipe
+    (sample_configs/recommended.yaml: magnitude pruning, fine-tuning that repeats the smaller
+    group up to the larger and holds each group within 2 points of the dense model), and compares
+    the three.
 
     Re-running reuses what is already in the output folder.
 
