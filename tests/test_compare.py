@@ -284,3 +284,20 @@ def test_report_html_writes_the_single_report(cli, tmp_path, tiny_model_path, bi
     text = page.read_text(encoding="utf-8")
     assert "<table>" in text and "majority" in text and "minority" in text
     assert "http://" not in text and "https://" not in text
+
+
+def test_the_note_names_the_interval_method_the_reports_used():
+    def with_intervals(report: dict, **method) -> dict:
+        for row in report["groups"]:
+            row["accuracy_ci"] = [row["accuracy"] - 0.05, row["accuracy"] + 0.05]
+        return {**report, **method}
+
+    score = {"intervals": {"method": "Wilson score intervals per group", "confidence": 0.95}}
+    bootstrap = {"bootstrap": {"resamples": 100, "confidence": 0.95, "seed": 0, "method": "percentile"}}
+    a = with_intervals(make_report({"light": 0.9, "dark": 0.7}, baselines=BASE), **score)
+    b = with_intervals(make_report({"light": 0.8, "dark": 0.75}, baselines=BASE), **score)
+    text = " ".join(_text(render_comparison(compare_reports([a, b], labels=["a", "b"])), width=400).split())
+    assert "[low, high]: 95% score interval" in text
+    older = with_intervals(make_report({"light": 0.8, "dark": 0.75}, baselines=BASE), **bootstrap)
+    text = " ".join(_text(render_comparison(compare_reports([a, older], labels=["a", "b"])), width=400).split())
+    assert "[low, high]: 95% bootstrap or score interval" in text

@@ -114,6 +114,8 @@ def _entry(report: Report, *, label: str, source: str, group_order: list[str]) -
         for group in group_order
     ]
     entry["has_history"] = bool(report.history)
+    # how its intervals were made: the note under the table names it (score, the default, or bootstrap)
+    entry["interval_method"] = "bootstrap" if report.bootstrap is not None else "score" if report.intervals is not None else None
     return entry
 
 

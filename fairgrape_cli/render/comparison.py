@@ -80,5 +80,7 @@ def render_comparison(comparison: dict) -> RenderableType:
         style="dim",
     )
     if any(pair for row in rows for pair in row["intervals"]):
-        note.append("; [low, high]: 95% bootstrap interval, a difference within them may be noise")
+        methods = sorted({entry["interval_method"] for entry in comparison["entries"] if entry.get("interval_method")})
+        named = f"{' or '.join(methods)} " if methods else ""
+        note.append(f"; [low, high]: 95% {named}interval, a difference within them may be noise")
     return Group(table, note)
