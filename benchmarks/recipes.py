@@ -554,6 +554,8 @@ def _sizes(dataset: str) -> tuple[dict[str, int], float, float]:
 def estimate_seconds(cell: dict) -> float:
     """A run's seconds: the training images it sees (more for upsampling; a teacher's forward pass
     costs about a third of a training step) plus the evaluations, at single-thread speed."""
+    from fairgrape_cli.method.objectives import OBJECTIVES
+
     spec, recipe = cell["spec"], cell["recipe_object"]
     sizes, share, cost = _sizes(cell["dataset"])
     train, val, test = sizes["train"], sizes.get("val", 0), sizes["test"]
@@ -561,7 +563,7 @@ def estimate_seconds(cell: dict) -> float:
     per_epoch = 2 * (1 - share) * train if upsampled else train
     iterations = 2 if spec.rate == 0.99 else 1
     epochs = iterations + spec.final_epochs
-    teacher = 1.33 if (recipe.distill_weight > 0 or recipe.objective.endswith("constrained")) else 1.0
+    teacher = 1.33 if (recipe.distill_weight > 0 or OBJECTIVES[recipe.objective].needs_teacher) else 1.0
     scoring = iterations * train if recipe.method == "fairgrape" else 0
     evaluations = epochs * val + (iterations + 4) * test
     return cost * (TRAIN_SECONDS * (teacher * per_epoch * epochs + scoring) + EVAL_SECONDS * evaluations)
