@@ -394,14 +394,17 @@ def _cell(args, dataset, seed, rate, keep, label, recipe, *, part) -> dict:
     }  # fmt: skip
 
 
+RUN_IDENTITY = ("dataset", "seed", "rate", "keep", "recipe", "key")  # what makes a finished run the same run
+
+
 def row_identity(row: dict) -> tuple:
     if row["kind"] == "dense":
         return ("dense", row["dataset"], row["seed"], row["key"])
-    return ("run", row["dataset"], row["seed"], row["rate"], row["keep"], row["recipe"], row["key"])
+    return cell_identity(row)
 
 
 def cell_identity(cell: dict) -> tuple:
-    return ("run", cell["dataset"], cell["seed"], cell["rate"], cell["keep"], cell["recipe"], cell["key"])
+    return ("run", *(cell[name] for name in RUN_IDENTITY))
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -522,7 +525,7 @@ def run_cell(cell: dict, keep_models: bool) -> dict:
     iterations = len(schedule(spec.rate, keep_per_iter=recipe.keep_per_iter, iterations=None))
     epochs = iterations * spec.finetune_epochs + spec.final_epochs
     per_epoch = rows_per_epoch(cell["directory"] / "data", recipe)
-    row = {key: cell[key] for key in ("part", "dataset", "seed", "rate", "keep", "recipe", "key")}
+    row = {key: cell[key] for key in ("part", *RUN_IDENTITY)}
     row.update({name: read(report) for name, read in METRICS.items()})
     row.update(
         kind="run",
@@ -559,8 +562,7 @@ def estimate_seconds(cell: dict) -> float:
     spec, recipe = cell["spec"], cell["recipe_object"]
     sizes, share, cost = _sizes(cell["dataset"])
     train, val, test = sizes["train"], sizes.get("val", 0), sizes["test"]
-    upsampled = recipe.objective.startswith("balanced") and recipe.balance_by == "upsample"
-    per_epoch = 2 * (1 - share) * train if upsampled else train
+    per_epoch = 2 * (1 - share) * train if recipe.upsamples else train
     iterations = 2 if spec.rate == 0.99 else 1
     epochs = iterations + spec.final_epochs
     teacher = 1.33 if (recipe.distill_weight > 0 or OBJECTIVES[recipe.objective].needs_teacher) else 1.0
@@ -887,16 +889,21 @@ def pick_over_rates(rows: list[dict]) -> None:
     means = pooled_means(per_cell, informative) if informative else {}
     if REFERENCE not in means:
         return
-    chosen, reference = rule_choice(means), means[REFERENCE]
-    others = sorted(set(eligible_for_rule(means)) - {chosen}, key=lambda label: means[label]["drop_gap"])
-    m = means[chosen]
     where = ", ".join(f"{d} {rate:g}" for d, rate in informative)
     print(f"### the rule over both rates (pooled over {where}; the recipes run in all of them: "
           f"{', '.join(label for label in RECIPES if label in means)})\n")
-    print(f"- **{chosen}** (drop_gap {100 * m['drop_gap']:.1f} vs {100 * reference['drop_gap']:.1f}, accuracy "
-          f"{100 * m['accuracy']:.1f} vs {100 * reference['accuracy']:.1f}, worst group "
-          f"{100 * m['worst_group_accuracy']:.1f} vs {100 * reference['worst_group_accuracy']:.1f}); "
-          f"also eligible: {', '.join(others) or 'none'}\n")  # fmt: skip
+    print(f"- {_rule_line(means)}\n")
+
+
+def _rule_line(means: dict[str, Means]) -> str:
+    """The rule's choice beside the reference, and the other eligible recipes by drop_gap."""
+    chosen, reference = rule_choice(means), means[REFERENCE]
+    others = sorted(set(eligible_for_rule(means)) - {chosen}, key=lambda label: means[label]["drop_gap"])
+    m = means[chosen]
+    return (f"**{chosen}** (drop_gap {100 * m['drop_gap']:.1f} vs {100 * reference['drop_gap']:.1f}, "
+            f"accuracy {100 * m['accuracy']:.1f} vs {100 * reference['accuracy']:.1f}, worst group "
+            f"{100 * m['worst_group_accuracy']:.1f} vs {100 * reference['worst_group_accuracy']:.1f}); "
+            f"also eligible: {', '.join(others) or 'none'}")  # fmt: skip
 
 
 def pick(rows: list[dict], rate: float) -> None:
@@ -921,16 +928,8 @@ def pick(rows: list[dict], rate: float) -> None:
         scopes.append((f"pooled over the photographs ({', '.join(photographs)})",
                        pooled_means(per_dataset, photographs)))  # fmt: skip
     for scope, means in scopes:
-        if REFERENCE not in means:
-            continue
-        reference, eligible = means[REFERENCE], eligible_for_rule(means)
-        chosen = rule_choice(means)
-        m = means[chosen]
-        others = sorted(set(eligible) - {chosen}, key=lambda label: eligible[label]["drop_gap"])
-        print(f"- {scope}: **{chosen}** (drop_gap {100 * m['drop_gap']:.1f} vs {100 * reference['drop_gap']:.1f}, "
-              f"accuracy {100 * m['accuracy']:.1f} vs {100 * reference['accuracy']:.1f}, worst group "
-              f"{100 * m['worst_group_accuracy']:.1f} vs {100 * reference['worst_group_accuracy']:.1f}); "
-              f"also eligible: {', '.join(others) or 'none'}")  # fmt: skip
+        if REFERENCE in means:
+            print(f"- {scope}: {_rule_line(means)}")
     print(f"\n### the issue's check at rate {rate:g}, per dataset: drop_gap at most half of {REFERENCE}'s, accuracy "
           f"no more than 1 point lower, worst group not lower (means over seeds)\n")  # fmt: skip
     present = set().union(*per_dataset.values()) if per_dataset else set()

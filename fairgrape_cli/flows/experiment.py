@@ -20,6 +20,7 @@ from ..errors import InputError
 from ..io.checkpoints import build_model
 from ..io.data import DataSpec
 from ..io.reports import Report
+from ..method.objectives import OBJECTIVES
 from .config import load_config
 from .photographs import PhotoSpec
 from .pipeline import run_schedule
@@ -49,9 +50,15 @@ class Recipe:
     def describe(self) -> str:
         """``magnitude, keep 0.5, balanced``: how the recipe reads in tables and on the terminal."""
         schedule = "one-shot" if self.keep_per_iter is None else f"keep {self.keep_per_iter:g}"
-        objective = self.objective + (" (upsample)" if self.objective.startswith("balanced") and self.balance_by == "upsample" else "")
+        objective = self.objective + (" (upsample)" if self.upsamples else "")
         distilled = f", distilled {self.distill_weight:g}" if self.distill_weight else ""
         return f"{self.method}, {schedule}, {objective}{distilled}"
+
+    @property
+    def upsamples(self) -> bool:
+        """Whether its epochs repeat the smaller groups up to the largest (an objective that
+        balances its epochs by ``balance_by``, set to ``upsample``)."""
+        return self.balance_by == "upsample" and "balance_by" in OBJECTIVES.choose(self.objective).reads
 
     def finetune_options(self) -> dict:
         """The recipe's keys of a run config's ``finetune`` and ``final_finetune`` sections."""

@@ -26,7 +26,6 @@ replacement, class by class, with ``seed``.
 
 from __future__ import annotations
 
-import csv
 import gzip
 import os
 from collections.abc import Callable
@@ -37,7 +36,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError
-from ..io.files import atomic_output
+from .synthetic import write_labels_csv
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = ("tshirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot")
@@ -229,12 +228,7 @@ def make_photo_dataset(root: str | Path, spec: PhotoSpec = PhotoSpec()) -> Path:
         Image.fromarray(_as_rgb(images[index], spec.size)).save(root / name)
         rows.append((name, source.classes[labels[index]], spec.groups[int(in_group)], split))
     rows.sort(key=lambda row: ("train", "val", "test").index(row[3]) if row[3] in ("train", "val", "test") else 3)
-    # atomically, and last: a folder whose labels.csv exists is reused, so a build killed before
-    # here leaves none
-    with atomic_output(root / "labels.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "label", "group", "split"])
-        writer.writerows(rows)
+    write_labels_csv(root, rows)
     return root
 
 

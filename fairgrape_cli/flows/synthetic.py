@@ -83,13 +83,18 @@ def make_biased_dataset(root: str | Path, spec: SyntheticSpec = SyntheticSpec())
             Image.fromarray(synthetic_image(group, label, spec, rng)).save(root / name)
             rows.append((name, spec.classes[label], spec.groups[group], split))
             counter += 1
-    # atomically, and last: the demo reuses a folder whose labels.csv exists, so a run killed here
-    # must leave none (the next run makes the folder again) rather than half of one
+    write_labels_csv(root, rows)
+    return root
+
+
+def write_labels_csv(root: Path, rows: list[tuple[str, str, str, str]]) -> None:
+    """A generated folder's ``labels.csv`` (path, label, group, split), written atomically and
+    last: a folder whose labels.csv exists is reused, so a build killed before this leaves none
+    (the next run makes the folder again) rather than half of one."""
     with atomic_output(root / "labels.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "label", "group", "split"])
         writer.writerows(rows)
-    return root
 
 
 class TinyCNN(nn.Module):
