@@ -482,6 +482,20 @@ def _teacher_source(
     return ModelSource(recorded).recorded_by(masks)
 
 
+def refuse_unfit_teacher(*, model: ModelSource, teacher: ModelSource, what: str) -> None:
+    """Refuse ``teacher`` when it does not predict the classes (or attributes) ``model`` does, in
+    their order: a run checks a teacher its config gives before any stage (``what`` names it)."""
+    student, dense = model.load(), teacher.load()
+    multi_label = student.attributes is not None
+    names = student.attributes if multi_label else student.classes
+    check_teacher_fits(
+        teacher_names=(dense.attributes if multi_label else dense.classes) if names is not None else None,
+        teacher_outputs=dense.num_classes,
+        names=list(names) if names is not None else [""] * student.num_classes,  # only the count is known
+        what=what,
+    )
+
+
 def _load_teacher(source: ModelSource, train_data: PreparedData) -> ckpt.Checkpoint:
     """The teacher checkpoint, refused when it does not predict the same classes or attributes."""
     teacher = source.load()
