@@ -119,7 +119,8 @@ class StepCall:
     def loading(self, batch_size: int) -> stages.Loading:
         """How images are read: the config's image size, device and workers."""
         view = self.settings
-        return stages.Loading(view["image_size"], batch_size, view["device"], view["workers"])
+        where = f"{self.config.origin('image_size')}: image_size"
+        return stages.Loading(view["image_size"], batch_size, view["device"], view["workers"], image_size_from=where)
 
 
 def fingerprint_parts(step: Step, config: RunConfig, shas: Mapping[str, str | None], values: Mapping[str, Any],

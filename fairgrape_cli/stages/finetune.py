@@ -286,6 +286,7 @@ def _load(inputs: FinetuneInputs) -> _Loaded:
         apply_masks(weights, masks.tensors)
     train = prepare_data(
         inputs.data, checkpoint, image_size=inputs.loading.image_size, default_split=("train",),
+        image_size_from=inputs.loading.image_size_from,
         classes=checkpoint.classes or recorded_value(masks, "classes"),
         attributes=checkpoint.attributes or recorded_value(masks, "attributes"),
         recorded_image_size=int_or_none(recorded_value(masks, "image_size")),

@@ -178,7 +178,8 @@ def _load(inputs: ReportInputs) -> _Loaded:
     the model's size (counted on the CPU, before it moves to the device)."""
     checkpoint = inputs.model.load()
     prepared = prepare_data(
-        inputs.data, checkpoint, image_size=inputs.loading.image_size, default_split=("test", "val")
+        inputs.data, checkpoint, image_size=inputs.loading.image_size, default_split=("test", "val"),
+        image_size_from=inputs.loading.image_size_from,
     )
     warn_if_trained_on(checkpoint, inputs.data, prepared.table.split)
     models = [checkpoint]
