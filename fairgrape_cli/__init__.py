@@ -12,7 +12,7 @@ The package reads top to bottom as the data flows; each layer imports only the l
 foundations every layer may use. Torch is imported lazily so the CLI starts fast.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 _API = ("score", "prune", "finetune", "report", "run", "data_prune", "export", "quantize")
 __all__ = [*_API, "__version__"]

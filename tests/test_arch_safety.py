@@ -68,7 +68,7 @@ def _fairgrape(*args, cwd: Path, pythonpath: Path | None = None) -> subprocess.C
     return subprocess.run([str(FAIRGRAPE), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_a_checkpoint_naming_a_module_is_refused_without_importing_it(planted, biased_data, tmp_path):
+def test_a_checkpoint_naming_a_module_is_refused_without_importing_it(planted, biased_data, tmp_path, cli):
     modules, marker, checkpoint = planted
     refused = _fairgrape("score", checkpoint, biased_data, "--groups", "group", cwd=tmp_path, pythonpath=modules)
     assert refused.returncode == 2, refused.stderr
@@ -77,16 +77,19 @@ def test_a_checkpoint_naming_a_module_is_refused_without_importing_it(planted, b
     assert not marker.exists()  # the module's code never ran
     assert not (tmp_path / "importance.safetensors").exists()
 
-    # the same module is importable: passed by the user, it runs (so the refusal above was the rule)
-    named = _fairgrape("report", checkpoint, biased_data, "--groups", "group", "--bootstrap", "0",
-                       "--arch", "sneaky_arch_mod:Net", cwd=tmp_path, pythonpath=modules)  # fmt: skip
-    assert named.returncode == 0, named.stderr
-    assert marker.exists()
-    marker.unlink()
-    trusted = _fairgrape("report", checkpoint, biased_data, "--groups", "group", "--bootstrap", "0",
-                         "--trust-checkpoint", cwd=tmp_path, pythonpath=modules)  # fmt: skip
-    assert trusted.returncode == 0, trusted.stderr
-    assert marker.exists()
+    # the same module is importable: passed by the user, it runs (so the refusal above was the
+    # rule); in this process, which imports the module for the first time each time
+    sys.path.insert(0, str(modules))
+    try:
+        for vouching in (["--arch", "sneaky_arch_mod:Net"], ["--trust-checkpoint"]):
+            sys.modules.pop("sneaky_arch_mod", None)
+            ran = cli("report", checkpoint, biased_data, "--groups", "group", "--bootstrap", "0", *vouching, "-q")
+            assert ran.code == 0, (vouching, ran.err)
+            assert marker.exists(), vouching
+            marker.unlink()
+    finally:
+        sys.path.remove(str(modules))
+        sys.modules.pop("sneaky_arch_mod", None)
 
 
 def test_in_process_the_module_is_never_imported(planted):
@@ -187,7 +190,7 @@ def test_a_missing_extra_is_one_line_naming_it(tmp_path, monkeypatch, cli, biase
 # ------------------------------------------------------------- issue 28 item 7: the user's module
 
 
-def test_a_module_next_to_the_users_files_is_found(planted, biased_data, tmp_path):
+def test_a_module_next_to_the_users_files_is_found(planted, biased_data, tmp_path, cli):
     """``--arch mynet:Net`` with mynet.py in the current folder works without PYTHONPATH (the
     console script's sys.path starts with its own folder, not the current one)."""
     modules, marker, checkpoint = planted
@@ -202,7 +205,7 @@ def test_a_module_next_to_the_users_files_is_found(planted, biased_data, tmp_pat
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    missing = _fairgrape("score", plain, biased_data, "--groups", "group", "--arch", "mynet:Net", cwd=elsewhere)
-    assert missing.returncode == 2
-    assert "No module named 'mynet'" in missing.stderr and "current folder" in missing.stderr
-    assert "PYTHONPATH" in missing.stderr
+    missing = cli("score", plain, biased_data, "--groups", "group", "--arch", "mynet:Net", cwd=elsewhere)
+    assert missing.code == 2 and "mynet" not in sys.modules
+    assert "No module named 'mynet'" in missing.err and "current folder" in missing.err
+    assert "PYTHONPATH" in missing.err

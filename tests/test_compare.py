@@ -122,6 +122,21 @@ def test_labels_come_from_pruning_then_run_then_file_and_are_made_unique():
                       "fairgrape 0.9 (3)", "fairgrape 0.99", "dense"]  # fmt: skip
 
 
+def test_runs_sharing_a_method_and_rate_are_told_apart_by_their_config_then_their_folder():
+    def run_of(config):
+        report = with_history(make_report(BASE))
+        return {**report, "run": {**report["run"], "config": config}}
+
+    recipe_and_baseline = [run_of("recommended.yaml"), run_of("erm.yaml"), make_report(BASE)]
+    sources = ["runs/recommended/report.json", "runs/erm/report.json", "dense.json"]
+    labels = [entry["label"] for entry in compare_reports(recipe_and_baseline, sources=sources)["entries"]]
+    assert labels == ["fairgrape 0.99 (recommended)", "fairgrape 0.99 (erm)", "dense"]
+    # one config run into two folders (--set output=...): the folders tell them apart
+    same_config = [run_of("run.yaml"), run_of("run.yaml")]
+    labels = [e["label"] for e in compare_reports(same_config, sources=["a/report.json", "b/report.json"])["entries"]]
+    assert labels == ["fairgrape 0.99 (a)", "fairgrape 0.99 (b)"]
+
+
 def test_given_labels_are_used_and_must_match_the_report_count():
     reports = [make_report(BASE), make_report(BASE)]
     assert [e["label"] for e in compare_reports(reports, labels=["x", "x"])["entries"]] == ["x", "x (2)"]

@@ -146,3 +146,28 @@ def test_a_run_distils_from_its_starting_model_and_reruns_only_what_a_lever_chan
     config.write_text(yaml.safe_dump(settings))
     with pytest.raises(InputError, match="distill_weight"):
         load_config(config)
+
+
+def test_a_runs_teacher_that_cannot_work_is_refused_before_any_stage(tmp_path, tiny_model_path, biased_data, cli):
+    """Missing, unused, or predicting other classes: each refused in one line before the run
+    evaluates or prunes anything (issue 23 item 4)."""
+    from fairgrape_cli.flows.synthetic import TINY_ARCH, TinyCNN
+
+    from tiny_runs import run_folder
+
+    config = run_folder(tmp_path, "run", tiny_model_path, biased_data, method="magnitude", rate=0.5,
+                        keep_per_iter=None, finetune__epochs=1, final_finetune__epochs=1)  # fmt: skip
+    save_native(config.parent / "other.pt", TinyCNN(num_classes=2), TINY_ARCH, classes=("cat", "dog"))
+    cases = [
+        (["final_finetune.distill_weight=0.5", "final_finetune.teacher=nowhere.pt"], "nowhere.pt does not exist"),
+        (["finetune.objective=erm", "finetune.teacher=model.pt"], "'finetune.teacher'"),
+        (["final_finetune.distill_weight=0.5", "final_finetune.teacher=other.pt"], "cat, dog"),
+        (["finetune.constraint_bound=2"], "finetune.constraint_bound"),
+    ]
+    for overrides, words in cases:
+        result = cli("run", config, *[item for override in overrides for item in ("--set", override)], "-q")
+        lines = [line for line in result.err.splitlines() if line.strip()]
+        assert result.code == 2 and len(lines) == 1 and words in lines[0], (overrides, result.err)
+        assert not (config.parent / "run" / "run-state.json").exists()
+    assert "nothing uses it" in cli("run", config, "--set", "finetune.objective=erm",
+                                    "--set", "finetune.teacher=model.pt", "-q").err  # fmt: skip

@@ -337,6 +337,12 @@ def test_every_data_command_says_its_image_size_and_where_it_came_from(tmp_path,
     assert "image size 32 px (from the checkpoint)" in recorded.err and "warning" not in recorded.err
     overridden = cli("report", resnet_path, biased_data, "-g", "group", "--image-size", "64")
     assert "--image-size 64 overrides the 32 px" in overridden.err and "image size 64 px (from --image-size)" in overridden.err
+    # in a run, the config's key (the demo's runs said "--image-size", which nobody had passed)
+    from tiny_runs import QUICK, run_folder
+
+    config = run_folder(tmp_path, "r", resnet_path, biased_data, **QUICK)
+    ran = cli("run", config)
+    assert ran.code == 0 and f"image size 32 px (from {config}: image_size)" in ran.err and "--image-size" not in ran.err
 
 
 def test_a_report_on_the_images_a_model_was_fine_tuned_on_says_so(tmp_path, resnet_path, cli):

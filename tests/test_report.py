@@ -6,6 +6,7 @@ import csv
 import json
 import statistics
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,6 +14,9 @@ from fairgrape_cli.errors import InputError
 from fairgrape_cli.io.checkpoints import load_checkpoint
 from fairgrape_cli.io.images import read_image
 from fairgrape_cli.method.metrics import parse_condition
+
+from conftest import save_native
+from tiny_runs import QUICK, run_folder
 
 
 def _hand_accuracies(model_path, data_root, split="test"):
@@ -101,3 +105,31 @@ def test_condition_parsing():
     assert (condition.metric, condition.comparison, condition.threshold) == ("worst_group_accuracy", "<=", 0.8)
     with pytest.raises(InputError):
         parse_condition("drop_std>0.1", has_baseline=False)
+
+
+def test_a_model_no_better_than_guessing_is_called_so():
+    from fairgrape_cli.method.metrics import no_better_than_guessing
+
+    targets = np.array([0, 1, 1, 1, 2, 1, 0, 1])  # class 1: 5 of 8 rows
+    assert no_better_than_guessing(0.625, targets) == (1, 0.625)  # always answering 1
+    assert no_better_than_guessing(0.40, targets) == (1, 0.625)  # worse than that
+    assert no_better_than_guessing(0.64, targets) is None  # more than a point better
+    assert no_better_than_guessing(0.9, np.array([], dtype=int)) is None
+
+
+def test_report_warns_when_the_model_always_answers_one_class(tmp_path, cli, biased_data):
+    from fairgrape_cli.flows.synthetic import TINY_ARCH, TinyCNN
+
+    model = TinyCNN(num_classes=2)
+    with torch.no_grad():  # every image: class "no"
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([5.0, -5.0]))
+    constant = save_native(tmp_path / "constant.pt", model, TINY_ARCH)
+    result = cli("report", constant, biased_data, "--groups", "group", "--bootstrap", "0")
+    assert result.code == 0
+    assert "is no better than always answering" in result.err and "say nothing about fairness" in result.err
+    # a run says it of its final model, once (not of every iteration's evaluation)
+    config = run_folder(tmp_path, "r", constant, biased_data, **QUICK)
+    ran = cli("run", config, "-q")
+    assert ran.code == 0 and ran.err.count("is no better than always answering") == 1
+    assert "final.pt" in ran.err

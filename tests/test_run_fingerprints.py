@@ -192,6 +192,7 @@ def _run(folder: Path, monkeypatch) -> tuple[dict, list[str], list[str]]:
         monkeypatch.setattr(stages, name, getattr(fakes, name))
     monkeypatch.setattr(checkpoints, "copy_checkpoint", fakes.copy)
     monkeypatch.setattr(pipeline, "check_precision", lambda *args, **kwargs: None)  # bf16 needs no GPU here
+    monkeypatch.setattr(pipeline, "check_given_teachers", lambda config: None)  # placeholder models: none loads
     result = run_schedule(load_config(folder / "config.yaml"), on_stage=fakes.announce)
     return fakes.calls, result.ran, result.skipped
 

@@ -9,7 +9,7 @@ from fairgrape_cli.flows.config import load_config
 from fairgrape_cli.flows.pipeline import run_schedule
 from fairgrape_cli.flows.run_state import STATE_VERSION
 
-from tiny_runs import QUICK, run_folder
+from tiny_runs import QUICK, edit_config, run_folder
 
 
 def test_corrupt_or_foreign_state_files_are_refused(tmp_path, cli, tiny_model_path, biased_data):
@@ -29,6 +29,7 @@ def test_corrupt_or_foreign_state_files_are_refused(tmp_path, cli, tiny_model_pa
         (json.dumps({**good, "version": STATE_VERSION + 1}).encode(), f"(state version {STATE_VERSION + 1}"),
         (json.dumps({**good, "stages": broken_record}).encode(), "a stage record is malformed"),
         (json.dumps({**good, "stages": {"report": {"fingerprint": 3}}}).encode(), "a stage record is malformed"),
+        (json.dumps({**good, "config": 3}).encode(), "its config is not a file name"),
     ]
     for content, words in cases:
         state_file.write_bytes(content)
@@ -44,3 +45,37 @@ def test_corrupt_or_foreign_state_files_are_refused(tmp_path, cli, tiny_model_pa
     again = cli("run", config, "-q")
     assert again.code == 0, again
     assert json.loads(state_file.read_text())["version"] == STATE_VERSION
+
+
+def test_a_folder_holding_another_configs_run_is_refused(tmp_path, cli, tiny_model_path, biased_data):
+    """Two configs copied from one share its ``output``: the second must not replace the first's
+    results without a word. The same config, changed, reruns what the change affects, as ever."""
+    config = run_folder(tmp_path, "r", tiny_model_path, biased_data, **QUICK)
+    assert cli("run", config, "-q").code == 0
+    state_file = config.parent / "run" / "run-state.json"
+    assert json.loads(state_file.read_text())["config"] == "config.yaml"
+    report = (config.parent / "run" / "report.json").read_bytes()
+
+    baseline = config.parent / "baseline.yaml"  # a copy with one setting changed, the same output
+    baseline.write_text(config.read_text().replace("method: magnitude", "method: random"))
+    refused = cli("run", baseline, "-q")
+    lines = [line for line in refused.err.splitlines() if line.strip()]
+    assert refused.code == 2 and len(lines) == 1 and "Traceback" not in refused.err
+    assert "holds the run of config.yaml, not of baseline.yaml" in lines[0] and "--set output=" in lines[0]
+    assert (config.parent / "run" / "report.json").read_bytes() == report
+
+    elsewhere = cli("run", baseline, "--set", "output=baseline-run", "-q")
+    assert elsewhere.code == 0 and (config.parent / "baseline-run" / "report.json").exists()
+    edit_config(config, method="random")  # the same file changed: its own folder reruns
+    assert cli("run", config, "-q").code == 0
+    assert (config.parent / "run" / "report.json").read_bytes() != report
+
+
+def test_a_state_file_from_before_0_3_without_its_config_name_resumes(tmp_path, cli, tiny_model_path, biased_data):
+    config = run_folder(tmp_path, "r", tiny_model_path, biased_data, **QUICK)
+    run_schedule(load_config(config))
+    state_file = config.parent / "run" / "run-state.json"
+    old = json.loads(state_file.read_text())
+    del old["config"]
+    state_file.write_text(json.dumps(old))
+    assert run_schedule(load_config(config)).ran == []

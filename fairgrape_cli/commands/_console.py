@@ -116,6 +116,11 @@ def setup_logging(quiet: bool) -> None:
     logger.propagate = False
 
 
+def warn(message: str) -> None:
+    """A warning on stderr, as the log's are written (shown with --quiet too)."""
+    logging.getLogger("fairgrape").warning("%s", message)
+
+
 def info(message: str, quiet: bool) -> None:
     """A line on stderr unless ``quiet``."""
     if not quiet:

@@ -129,7 +129,7 @@ def _show(result, *, all_attributes: bool, written, quiet: bool) -> None:
     """The table, each --fail-if condition with what it measured, the files written; exit 1 when
     a condition holds."""
     from ..render.report import render_conditions, render_report
-    from ._console import info, stdout
+    from ._console import info, stdout, warn
 
     stdout.print(render_report(result.report, all_attributes=all_attributes))
     if result.checks:
@@ -139,5 +139,7 @@ def _show(result, *, all_attributes: bool, written, quiet: bool) -> None:
     for path in written:
         if path is not None:
             info(f"wrote {path}", quiet)
+    if result.guessing:
+        warn(result.guessing)
     if result.failed:
         raise typer.Exit(1)

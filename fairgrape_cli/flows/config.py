@@ -55,7 +55,7 @@ _FINETUNE_OPTIONS = {
     "balance_unit": Option(str, "group", choices=("group", "cell")),
     "balance_by": Option(str, "upsample", choices=("sampling", "upsample", "weights")),
     # added in 0.3 (fingerprint_default=False: runs recorded before them stay up to date)
-    "constraint_bound": Option(float, 0.02, minimum=0, fingerprint_default=False),
+    "constraint_bound": Option(float, 0.02, minimum=0, maximum=1, fingerprint_default=False),  # a fraction
     "constraint_metric": Option(str, "accuracy", choices=("accuracy", "loss"), fingerprint_default=False),
     "multiplier_lr": Option(float, 0.1, above=0, fingerprint_default=False),
     "distill_weight": Option(float, 0.0, minimum=0, maximum=1, fingerprint_default=False),  # 0: no distillation
@@ -133,6 +133,7 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "output": Option(str, "final.int8.onnx"),  # in the run's output folder
     },
 }
+FINETUNE_SECTIONS = ("finetune", "final_finetune")  # each iteration's fine-tuning, and the last one
 # sections whose stage runs only when the config has them (``quantize:`` alone: every default)
 OPTIONAL_SECTIONS = ("quantize",)
 
@@ -205,12 +206,13 @@ def load_config(path: str | Path, *, overrides: Sequence[str] = ()) -> RunConfig
     for key in ("model", "data", "labels"):
         if settings.get(key):
             settings[key] = str(base / settings[key])
-    for name in ("finetune", "final_finetune"):
+    for name in FINETUNE_SECTIONS:
         if sections[name]["teacher"]:
             sections[name]["teacher"] = str(base / sections[name]["teacher"])
+            _check_teacher(sections[name], name, origins)
     settings["output"] = str(base / (settings.get("output") or f"runs/{path.stem}"))
     _check_schedule(settings, origins)
-    for name in ("finetune", "final_finetune"):
+    for name in FINETUNE_SECTIONS:
         _check_milestones(sections[name], name, origins)
     _check_quantize_output(sections["quantize"]["output"], origins)
     return RunConfig(path=path, settings=settings, sections=sections, set_by=origins.set_by, asked=asked)
@@ -340,6 +342,20 @@ def _check_schedule(settings: dict, origins: _Origins) -> None:
         raise InputError(f"{where}: set 'keep_per_iter' or 'iterations', not both")
     if keep is not None and not 0.0 < keep < 1.0:
         raise InputError(f"{origins.of('keep_per_iter')}: 'keep_per_iter' must be in (0, 1), got {keep}")
+
+
+def _check_teacher(options: dict, section: str, origins: _Origins) -> None:
+    """A teacher that is given must exist and be used (as ``finetune --teacher`` is refused
+    when nothing uses it), so neither shows only after the run has evaluated and pruned."""
+    key = f"{section}.teacher"
+    path = Path(options["teacher"])
+    if not options["distill_weight"] > 0 and not OBJECTIVES.choose(options["objective"]).needs_teacher:
+        raise InputError(
+            f"{origins.of(key)}: '{key}' {path}: nothing uses it; set '{section}.distill_weight' (distillation) "
+            f"or an objective that compares with it (constrained, balanced-constrained)"
+        )
+    if not path.exists():  # a checkpoint file, or a Hugging Face model folder
+        raise InputError(f"{origins.of(key)}: '{key}' {path} does not exist")
 
 
 def _check_milestones(options: dict, section: str, origins: _Origins) -> None:

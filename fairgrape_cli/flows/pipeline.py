@@ -35,7 +35,7 @@ from ..io.reports import Report, load_report
 from ..stages.quantize import QuantizeSummary
 from .config import RunConfig, schedule
 from .run_state import RunState, StageRecord, fingerprint
-from .steps import ITERATION_STEPS, QUANTIZE, Planned, StepCall, fingerprint_parts, plan
+from .steps import ITERATION_STEPS, QUANTIZE, Planned, StepCall, check_given_teachers, fingerprint_parts, plan
 from .tracking import RunTracking
 
 log = logging.getLogger("fairgrape")
@@ -83,6 +83,7 @@ class _Runner:
         self.directory = config.output
         self.directory.mkdir(parents=True, exist_ok=True)
         self.state = RunState(self.directory)
+        _refuse_another_configs_folder(self.state, config)
         self.progress = progress
         self.on_stage = on_stage
         self.ran: list[str] = []
@@ -158,7 +159,7 @@ class _Runner:
         for path in inputs:
             producer = self.state.producer_of_discarded(path) if path is not None and not path.exists() else None
             if producer is not None:
-                log.info("%s runs again to remake %s, which keep_artifacts: last deleted", producer,
+                log.info("%s runs again after all: %s is needed, and keep_artifacts: last deleted it", producer,
                          path.relative_to(self.directory).as_posix())
                 return producer
         return None
@@ -201,6 +202,8 @@ def run_schedule(
             if runtime.is_main:  # (under torchrun, rank 0 writes for all; a refusal stops every rank)
                 _hold_folder(config.output, held)
             check_precision(config.settings["precision"], device, flag=f"{config.path}: precision")
+            if runtime.is_main:
+                check_given_teachers(config)
             runner = _Runner(config, progress or NoProgress(), on_stage, runtime)
             tracking = RunTracking.open(track, config) if track and runtime.is_main else None
         try:
@@ -252,6 +255,21 @@ def _run_pass(runner: _Runner, tracking: RunTracking | None = None) -> RunResult
     report = load_report(runner.directory / "report.json")
     skipped = [name for name in runner.skipped if name not in runner.ran]
     return RunResult(runner.directory, report, runner.ran, skipped, quantized)
+
+
+def _refuse_another_configs_folder(state: RunState, config: RunConfig) -> None:
+    """Refuse to run in a folder that holds the run of another config file: its results would be
+    replaced without a word (two configs copied from one keep its ``output``). The same config
+    with changed settings reruns what they affect, as ever; the state records the file's name,
+    not its path, so a moved folder still resumes."""
+    name = config.path.name
+    if state.config is not None and state.config != name:
+        raise InputError(
+            f"{config.origin('output')}: output folder {state.directory} holds the run of {state.config}, not of "
+            f"{name}, and this run would replace its results; give {name} its own folder (output: DIR, or "
+            f"--set output=DIR), or delete {state.directory} to start over"
+        )
+    state.config = name
 
 
 def _hold_folder(directory: Path, held: contextlib.ExitStack) -> None:

@@ -40,13 +40,15 @@ class RunState:
         self.directory = directory
         self.path = directory / STATE_FILE
         self.records: dict[str, StageRecord] = {}
+        self.config: str | None = None  # the name of the config file the run was started from
         if self.path.exists():
-            self.records = _read_records(self.path)
+            self.records, self.config = _read_records(self.path)
 
     def save(self) -> None:
         """Write run-state.json atomically."""
         data = {
             "version": STATE_VERSION,
+            **({"config": self.config} if self.config is not None else {}),
             "stages": {key: record.__dict__ for key, record in self.records.items()},
         }
         write_text_atomically(self.path, json.dumps(data, indent=1) + "\n")
@@ -118,8 +120,9 @@ class RunState:
         return stat.st_size == stamp["size"] and sha256_file(path) == stamp["sha256"]
 
 
-def _read_records(path: Path) -> dict[str, StageRecord]:
-    """The stages a state file records; a file that cannot be trusted is refused (InputError)."""
+def _read_records(path: Path) -> tuple[dict[str, StageRecord], str | None]:
+    """The stages a state file records and the config file it names (none in a state written
+    before 0.3); a file that cannot be trusted is refused (InputError)."""
     start_over = (
         f"to start over, delete it (rm {path}; finished stages then rerun) or choose another "
         "output folder (--set output=DIR)"
@@ -142,7 +145,10 @@ def _read_records(path: Path) -> dict[str, StageRecord]:
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         malformed = f"a stage record is malformed: {first_line(error)}"
         raise InputError(f"{path} is corrupt ({malformed}); {start_over}") from error
-    return records
+    config = data.get("config")
+    if config is not None and not isinstance(config, str):
+        raise InputError(f"{path} is corrupt (its config is not a file name); {start_over}")
+    return records, config
 
 
 def _record(value: Any) -> StageRecord:

@@ -20,6 +20,7 @@ it wrongly. ``EXECUTION`` settings (device, workers, trust_checkpoint) are every
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -33,7 +34,9 @@ from ..method.distillation import Distillation
 from ..method.kept_epoch import KeptEpoch
 from ..method.metrics import Bootstrap
 from ..method.objectives import OBJECTIVES, ObjectiveOptions
-from .config import SCHEMA, RunConfig
+from .config import FINETUNE_SECTIONS, SCHEMA, RunConfig
+
+log = logging.getLogger("fairgrape")
 
 if TYPE_CHECKING:
     from .._progress import ProgressSink
@@ -101,12 +104,7 @@ class StepCall:
 
     def model(self, path: Path | None) -> stages.ModelSource:
         """A model of the run, read with the config's ``arch``, ``arch_args`` and ``trust_checkpoint``."""
-        from ..io.architectures import check_arch_args
-
-        arch_args = self.settings["arch_args"]
-        if arch_args is not None:
-            arch_args = check_arch_args(arch_args, source=self.config.origin("arch_args"))
-        return stages.ModelSource(path, self.settings["arch"], self.settings["trust_checkpoint"], arch_args=arch_args)
+        return run_model(self.config, path)
 
     def data(self, split: str | None, **overrides: Any) -> DataSpec:
         """The config's data, at ``split``."""
@@ -121,7 +119,8 @@ class StepCall:
     def loading(self, batch_size: int) -> stages.Loading:
         """How images are read: the config's image size, device and workers."""
         view = self.settings
-        return stages.Loading(view["image_size"], batch_size, view["device"], view["workers"])
+        where = f"{self.config.origin('image_size')}: image_size"
+        return stages.Loading(view["image_size"], batch_size, view["device"], view["workers"], image_size_from=where)
 
 
 def fingerprint_parts(step: Step, config: RunConfig, shas: Mapping[str, str | None], values: Mapping[str, Any],
@@ -240,6 +239,29 @@ def _finetune_call(section: str) -> Callable[[StepCall], Any]:
     return call
 
 
+def run_model(config: RunConfig, path: Path | None) -> stages.ModelSource:
+    """A model of the run, read with the config's ``arch``, ``arch_args`` and ``trust_checkpoint``."""
+    from ..io.architectures import check_arch_args
+
+    settings = config.settings
+    arch_args = settings["arch_args"]
+    if arch_args is not None:
+        arch_args = check_arch_args(arch_args, source=config.origin("arch_args"))
+    return stages.ModelSource(path, settings["arch"], settings["trust_checkpoint"], arch_args=arch_args)
+
+
+def check_given_teachers(config: RunConfig) -> None:
+    """Refuse a ``teacher`` the config gives that predicts other classes (or attributes) than
+    the run's starting model, before any stage runs: fine-tuning would refuse it only after the
+    run evaluated and pruned. (The default teacher is the starting model itself.)"""
+    given = sorted({config.sections[section]["teacher"] for section in FINETUNE_SECTIONS} - {None, ""})
+    for path in given:
+        stages.refuse_unfit_teacher(
+            model=run_model(config, Path(config.settings["model"])), teacher=run_model(config, Path(path)),
+            what=f"{config.path}: teacher {path}",
+        )
+
+
 def _teacher_of(section: str) -> Callable[[SettingsView, RunConfig], Path | None]:
     """The dense model a fine-tuning section learns from or compares with, when it uses one:
     its ``teacher``, else the run's starting model."""
@@ -285,7 +307,7 @@ def _copy(call: StepCall) -> None:
 def _report(call: StepCall) -> None:
     """The final model against the starting one, with the run's history and schedule."""
     view = call.settings
-    result = stages.report(
+    reported = stages.report(
         model=call.model(call.files["model"]),
         data=call.data(view["report.split"], min_group_size=view["report.min_group_size"]),
         baseline=call.model(call.files["start"]),
@@ -293,7 +315,8 @@ def _report(call: StepCall) -> None:
         bootstrap=Bootstrap(resamples=view["report.bootstrap"], seed=view["seed"], method=view["report.intervals"]),
         precision=view["precision"],
         progress=call.progress,
-    ).report
+    )
+    result = reported.report
     result.history = [HistoryEntry.from_dict(entry) for entry in call.values["history"]]
     schedule = call.values["schedule"]
     result.run = RunInfo(
@@ -303,6 +326,8 @@ def _report(call: StepCall) -> None:
     with call.runtime.together():
         if call.runtime.is_main:
             stages.save_report(result, json_output=call.outputs["report"], html_output=call.outputs.get("html"))
+            if reported.guessing:  # the final model's (each iteration's evaluation says nothing)
+                log.warning("%s", reported.guessing)
 
 
 # ------------------------------------------------------------------------- the declarations

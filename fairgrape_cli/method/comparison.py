@@ -65,7 +65,9 @@ def compare_reports(
 
     ``labels`` name the entries; without them an entry is named by its pruning method and rate
     (from the masks or the run config), else by its file's stem (``sources``: the file each
-    report came from, also used in error messages). Repeated names get ``(2)``, ``(3)``, ...
+    report came from, also used in error messages). Reports sharing a name get what tells them
+    apart (their run configs' names, else their folders, else their files: ``_told_apart``);
+    names still repeated get ``(2)``, ``(3)``, ...
     Reports that do not measure the same groups on the same data are refused; each must be shaped
     as ``io.reports.load_report`` checks.
     """
@@ -79,7 +81,10 @@ def compare_reports(
     reports = [as_report(report, source=source) for report, source in zip(reports, sources)]
     _check_comparable(reports, sources)
 
-    names = labels if labels is not None else [_default_label(r, s) for r, s in zip(reports, sources)]
+    if labels is None:
+        names = _told_apart([_default_label(r, s) for r, s in zip(reports, sources)], reports, sources)
+    else:
+        names = list(labels)
     names = _unique(names)
     group_order = [str(row.group) for row in reports[0].groups]
     entries = [
@@ -227,6 +232,34 @@ def _short_number(value: object) -> str:
         return f"{float(value):g}"  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return str(value)
+
+
+# what tells reports with the same default label apart, in order: the run config each came from
+# (a recipe and its baseline: runs/*/report.json of erm.yaml and recommended.yaml), the folder the
+# report is in, its file's name
+_ORIGINS = (
+    lambda report, source: Path(report.run.config).stem if report.run is not None and report.run.config else "",
+    lambda report, source: Path(source).parent.name,
+    lambda report, source: Path(source).stem,
+)
+
+
+def _told_apart(labels: Sequence[str], reports: Sequence[Report], sources: Sequence[str]) -> list[str]:
+    """Default labels, each repeated one followed by the first origin (``_ORIGINS``) that differs
+    between all the reports sharing it: ``magnitude 0.9 (erm)``, ``magnitude 0.9 (recommended)``.
+    Labels no origin tells apart stay as they are (``_unique`` numbers them)."""
+    result = list(labels)
+    for label in set(labels):
+        shared = [i for i, other in enumerate(labels) if other == label]
+        if len(shared) < 2:
+            continue
+        for origin in _ORIGINS:
+            tags = [origin(reports[i], sources[i]) for i in shared]
+            if all(tags) and len(set(tags)) == len(tags):
+                for i, tag in zip(shared, tags):
+                    result[i] = f"{label} ({tag})"
+                break
+    return result
 
 
 def _unique(labels: Sequence[str]) -> list[str]:

@@ -15,7 +15,7 @@ from .compare import ComparisonResult, compare_files
 from .data_prune import DataPruneInputs, DataPruneSummary, data_prune, resolve_data_prune
 from .export import FORMATS as EXPORT_FORMATS
 from .export import ExportInputs, ExportSummary, export, resolve_export
-from .finetune import FinetuneInputs, FinetuneSummary, finetune, resolve_finetune
+from .finetune import FinetuneInputs, FinetuneSummary, finetune, refuse_unfit_teacher, resolve_finetune
 from .prune import PruneInputs, PruneSummary, prune, resolve_prune
 from .quantize import QuantizeInputs, QuantizeSummary, quantize, resolve_quantize
 from .report import ReportInputs, ReportResult, report, resolve_report
@@ -52,6 +52,7 @@ __all__ = [
     "report",
     "resolve_data_prune",
     "resolve_export",
+    "refuse_unfit_teacher",
     "resolve_finetune",
     "resolve_prune",
     "resolve_quantize",

@@ -67,6 +67,7 @@ class Loading:
     batch_size: int = 64
     device: str = "auto"
     workers: int | None = None  # None: chosen from the machine and the amount of data
+    image_size_from: str = "--image-size"  # where image_size was given, for the line that says it
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -105,18 +106,19 @@ class ImageSize:
 
 
 def chosen_image_size(
-    flag: int | None, checkpoint: ckpt.Checkpoint, *, recorded: int | None = None, recorded_by: str = ""
+    flag: int | None, checkpoint: ckpt.Checkpoint, *, recorded: int | None = None, recorded_by: str = "",
+    flag_name: str = "--image-size",
 ) -> ImageSize:
-    """``--image-size``, else the checkpoint's, else what an artifact ``recorded``, else 224;
-    warns when the flag overrides another size the checkpoint records (the model was trained at
-    that size: other sizes change what it sees)."""
+    """``--image-size`` (``flag_name``: where it was given), else the checkpoint's, else what an
+    artifact ``recorded``, else 224; warns when the flag overrides another size the checkpoint
+    records (the model was trained at that size: other sizes change what it sees)."""
     if flag:
         if checkpoint.image_size and checkpoint.image_size != flag:
             log.warning(
-                "--image-size %d overrides the %d px that %s records: the model was made for %d px images",
-                flag, checkpoint.image_size, _shown(checkpoint.path), checkpoint.image_size,
+                "%s %d overrides the %d px that %s records: the model was made for %d px images",
+                flag_name, flag, checkpoint.image_size, _shown(checkpoint.path), checkpoint.image_size,
             )  # fmt: skip
-        return ImageSize(int(flag), "--image-size")
+        return ImageSize(int(flag), flag_name)
     if checkpoint.image_size:
         return ImageSize(int(checkpoint.image_size), "the checkpoint")
     if recorded:
@@ -154,6 +156,7 @@ def prepare_data(
     attributes: list[str] | None = None,
     recorded_image_size: int | None = None,
     announce: bool = True,
+    image_size_from: str = "--image-size",
 ) -> PreparedData:
     """The rows of ``spec`` with targets the model can be trained or judged on.
 
@@ -177,7 +180,9 @@ def prepare_data(
     )
     if not announce and image_size:  # another split of the same stage, at the size already said
         return PreparedData(table, chosen_classes, targets, int(image_size))
-    size = chosen_image_size(image_size, checkpoint, recorded=recorded_image_size, recorded_by="the masks")
+    size = chosen_image_size(
+        image_size, checkpoint, recorded=recorded_image_size, recorded_by="the masks", flag_name=image_size_from
+    )
     log.info("image size %d px (from %s)", size.pixels, size.source)
     warn_if_images_are_much_smaller(table, size)
     return PreparedData(table, chosen_classes, targets, size.pixels)

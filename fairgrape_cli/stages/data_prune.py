@@ -186,7 +186,8 @@ def _units(inputs: DataPruneInputs, checkpoint) -> _Units:
 
     data = inputs.data
     pool = prepare_data(
-        replace(data, split=inputs.pool_split), checkpoint, image_size=inputs.loading.image_size, default_split=()
+        replace(data, split=inputs.pool_split), checkpoint, image_size=inputs.loading.image_size, default_split=(),
+        image_size_from=inputs.loading.image_size_from,
     )
     if pool.targets.ndim != 1:
         raise InputError(f"--target {data.target}: data-prune needs one class column, not several")

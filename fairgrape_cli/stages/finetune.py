@@ -286,6 +286,7 @@ def _load(inputs: FinetuneInputs) -> _Loaded:
         apply_masks(weights, masks.tensors)
     train = prepare_data(
         inputs.data, checkpoint, image_size=inputs.loading.image_size, default_split=("train",),
+        image_size_from=inputs.loading.image_size_from,
         classes=checkpoint.classes or recorded_value(masks, "classes"),
         attributes=checkpoint.attributes or recorded_value(masks, "attributes"),
         recorded_image_size=int_or_none(recorded_value(masks, "image_size")),
@@ -480,6 +481,20 @@ def _teacher_source(
             f"{recorded}, which does not exist; pass --teacher DENSE_MODEL"
         )
     return ModelSource(recorded).recorded_by(masks)
+
+
+def refuse_unfit_teacher(*, model: ModelSource, teacher: ModelSource, what: str) -> None:
+    """Refuse ``teacher`` when it does not predict the classes (or attributes) ``model`` does, in
+    their order: a run checks a teacher its config gives before any stage (``what`` names it)."""
+    student, dense = model.load(), teacher.load()
+    multi_label = student.attributes is not None
+    names = student.attributes if multi_label else student.classes
+    check_teacher_fits(
+        teacher_names=(dense.attributes if multi_label else dense.classes) if names is not None else None,
+        teacher_outputs=dense.num_classes,
+        names=list(names) if names is not None else [""] * student.num_classes,  # only the count is known
+        what=what,
+    )
 
 
 def _load_teacher(source: ModelSource, train_data: PreparedData) -> ckpt.Checkpoint:

@@ -223,7 +223,8 @@ def _prepare(inputs: QuantizeInputs, scratch: Path, progress: ProgressSink) -> _
     checkpoint = ckpt.load_checkpoint(float_file)
     if checkpoint.provenance.get("quantization") or onnx_models.quantized_graph(float_file):
         raise InputError(f"{model.path} is quantized already; quantize the float model it came from")
-    control = prepare_data(data, checkpoint, image_size=loading.image_size, default_split=("val", "test"))
+    control = prepare_data(data, checkpoint, image_size=loading.image_size, default_split=("val", "test"),
+                           image_size_from=loading.image_size_from)
     calibration = _calibration_data(data, checkpoint, control, inputs.calibration_split)
     prepared = _prepare_graph(float_file, scratch / "prepared.onnx")
     layers = onnx_models.weight_layers(onnx_models.load_graph(prepared, "quantization"))

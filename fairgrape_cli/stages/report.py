@@ -44,6 +44,7 @@ from ..method.metrics import (
     build_report,
     check_conditions,
     group_accuracies,
+    no_better_than_guessing,
     parse_condition,
     report_intervals,
 )
@@ -65,6 +66,7 @@ class ReportResult:
     failed: list[str]  # the --fail-if conditions that hold
     skipped_images: int = 0
     checks: list[ConditionCheck] = field(default_factory=list)
+    guessing: str | None = None  # a sentence, when the model is no better than answering one class
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,24 @@ def report(
         if runtime.is_main:
             _write(inputs, loaded, outcomes, result)
     failed = [check.text for check in checks if check.held]
-    return ReportResult(result, failed, sum(loaded.prepared.table.skipped.values()) + bad_images, checks)
+    skipped = sum(loaded.prepared.table.skipped.values()) + bad_images
+    return ReportResult(result, failed, skipped, checks, _no_better_than_guessing(result, loaded.prepared))
+
+
+def _no_better_than_guessing(result: Report, prepared: PreparedData) -> str | None:
+    """What to say when a single-label model is no better than always answering the most common
+    class (within a point): a small drop_gap then means it lost what it knew, not that it is fair."""
+    if prepared.table.multi_label:
+        return None
+    guessing = no_better_than_guessing(result.overall.accuracy, prepared.targets.numpy())
+    if guessing is None:
+        return None
+    common, share = guessing
+    return (
+        f"{result.model}: accuracy {100 * result.overall.accuracy:.1f}% is no better than always answering "
+        f"{prepared.classes[common]} ({100 * share:.1f}% of the rows judged): its per-group numbers say nothing "
+        "about fairness"
+    )
 
 
 def _load(inputs: ReportInputs) -> _Loaded:
@@ -159,7 +178,8 @@ def _load(inputs: ReportInputs) -> _Loaded:
     the model's size (counted on the CPU, before it moves to the device)."""
     checkpoint = inputs.model.load()
     prepared = prepare_data(
-        inputs.data, checkpoint, image_size=inputs.loading.image_size, default_split=("test", "val")
+        inputs.data, checkpoint, image_size=inputs.loading.image_size, default_split=("test", "val"),
+        image_size_from=inputs.loading.image_size_from,
     )
     warn_if_trained_on(checkpoint, inputs.data, prepared.table.split)
     models = [checkpoint]

@@ -164,7 +164,8 @@ def _load(inputs: ScoreInputs) -> _Loaded:
     from ..method.masks import apply_masks
 
     checkpoint = inputs.model.load(weights_for="score")
-    prepared = prepare_data(inputs.data, checkpoint, image_size=inputs.loading.image_size, default_split=("train",))
+    prepared = prepare_data(inputs.data, checkpoint, image_size=inputs.loading.image_size, default_split=("train",),
+                            image_size_from=inputs.loading.image_size_from)
     weights = ckpt.prunable_parameters(checkpoint.model, inputs.include, inputs.exclude)
     path = inputs.masks if inputs.masks is not None else ckpt.named_masks(checkpoint)
     masks = None
