@@ -794,7 +794,7 @@ def summarise(rows: list[dict]) -> None:
     for rate in sorted({row["rate"] for row in variant_runs}, reverse=True):
         for dataset in [d for d in DATASETS if any(r["dataset"] == d and r["rate"] == rate for r in variant_runs)]:
             mine = [row for row in variant_runs if row["dataset"] == dataset and row["rate"] == rate]
-            references = {VARIANTS[label][0] for label in {row["recipe"] for row in mine}}
+            references = {VARIANTS[label][0] for label in {row["recipe"] for row in mine} if label in VARIANTS}
             mine += [row for row in main_runs if row["dataset"] == dataset and row["rate"] == rate
                      and row["recipe"] in references | {REFERENCE}]  # fmt: skip
             order = [REFERENCE]

@@ -115,6 +115,9 @@ def test_a_model_no_better_than_guessing_is_called_so():
     assert no_better_than_guessing(0.40, targets) == (1, 0.625)  # worse than that
     assert no_better_than_guessing(0.64, targets) is None  # more than a point better
     assert no_better_than_guessing(0.9, np.array([], dtype=int)) is None
+    rare = np.array([0] * 995 + [1] * 5)  # one class 99.5% of the rows: a model above it is no guess
+    assert no_better_than_guessing(1.0, rare) is None and no_better_than_guessing(0.998, rare) is None
+    assert no_better_than_guessing(0.996, rare) == (0, 0.995)
 
 
 def test_report_warns_when_the_model_always_answers_one_class(tmp_path, cli, biased_data):

@@ -79,3 +79,5 @@ def test_a_state_file_from_before_0_3_without_its_config_name_resumes(tmp_path, 
     del old["config"]
     state_file.write_text(json.dumps(old))
     assert run_schedule(load_config(config)).ran == []
+    # stamped at once, though nothing ran: a copy of the config cannot adopt the folder later
+    assert json.loads(state_file.read_text())["config"] == "config.yaml"

@@ -33,7 +33,9 @@ def compare_command(
     same data, split, target and groups. Runs' histories (accuracy per group as density falls)
     are drawn below the table.
 
-    Columns are named by --label, else by the pruning method and rate, else by the file name.
+    Columns are named by --label, else by the pruning method and rate, else by the file name;
+    runs sharing a method and rate get their config's name (magnitude 0.9 (erm)), else their
+    folder's.
 
     Example:
 

@@ -5,12 +5,12 @@ and validating a config with ``--set`` overrides, and the schedule of pruning ra
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..method.objectives import OBJECTIVES
+from ..method.objectives import OBJECTIVES, ObjectiveOptions
 
 _FLOAT_SLACK = 1e-9  # 1 - r**i computed in floating point may fall a hair short of the rate
 
@@ -55,7 +55,8 @@ _FINETUNE_OPTIONS = {
     "balance_unit": Option(str, "group", choices=("group", "cell")),
     "balance_by": Option(str, "upsample", choices=("sampling", "upsample", "weights")),
     # added in 0.3 (fingerprint_default=False: runs recorded before them stay up to date)
-    "constraint_bound": Option(float, 0.02, minimum=0, maximum=1, fingerprint_default=False),  # a fraction
+    # a fraction with constraint_metric accuracy (0.02 = 2 points), any size with loss: _check_levers
+    "constraint_bound": Option(float, 0.02, minimum=0, fingerprint_default=False),
     "constraint_metric": Option(str, "accuracy", choices=("accuracy", "loss"), fingerprint_default=False),
     "multiplier_lr": Option(float, 0.1, above=0, fingerprint_default=False),
     "distill_weight": Option(float, 0.0, minimum=0, maximum=1, fingerprint_default=False),  # 0: no distillation
@@ -214,6 +215,7 @@ def load_config(path: str | Path, *, overrides: Sequence[str] = ()) -> RunConfig
     _check_schedule(settings, origins)
     for name in FINETUNE_SECTIONS:
         _check_milestones(sections[name], name, origins)
+        _check_levers(sections[name], name, origins)
     _check_quantize_output(sections["quantize"]["output"], origins)
     return RunConfig(path=path, settings=settings, sections=sections, set_by=origins.set_by, asked=asked)
 
@@ -356,6 +358,20 @@ def _check_teacher(options: dict, section: str, origins: _Origins) -> None:
         )
     if not path.exists():  # a checkpoint file, or a Hugging Face model folder
         raise InputError(f"{origins.of(key)}: '{key}' {path} does not exist")
+
+
+def _check_levers(options: dict, section: str, origins: _Origins) -> None:
+    """The objective's options as ``finetune`` checks them (``ObjectiveOptions``: a bound that
+    depends on the metric, say), its message naming the section's keys instead of the flags."""
+    import re
+
+    try:
+        ObjectiveOptions(**{item.name: options[item.name] for item in fields(ObjectiveOptions)})
+    except InputError as error:
+        keys = re.findall(r"--([a-z-]+)", str(error))
+        where = origins.of(f"{section}.{keys[0].replace('-', '_')}") if keys else origins.of(section)
+        message = re.sub(r"--([a-z-]+)", lambda m: f"'{section}.{m.group(1).replace('-', '_')}'", str(error))
+        raise InputError(f"{where}: {message}") from error
 
 
 def _check_milestones(options: dict, section: str, origins: _Origins) -> None:

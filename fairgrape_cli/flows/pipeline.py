@@ -83,7 +83,7 @@ class _Runner:
         self.directory = config.output
         self.directory.mkdir(parents=True, exist_ok=True)
         self.state = RunState(self.directory)
-        _refuse_another_configs_folder(self.state, config)
+        _refuse_another_configs_folder(self.state, config, runtime)
         self.progress = progress
         self.on_stage = on_stage
         self.ran: list[str] = []
@@ -257,19 +257,24 @@ def _run_pass(runner: _Runner, tracking: RunTracking | None = None) -> RunResult
     return RunResult(runner.directory, report, runner.ran, skipped, quantized)
 
 
-def _refuse_another_configs_folder(state: RunState, config: RunConfig) -> None:
+def _refuse_another_configs_folder(state: RunState, config: RunConfig, runtime: distributed.Runtime) -> None:
     """Refuse to run in a folder that holds the run of another config file: its results would be
     replaced without a word (two configs copied from one keep its ``output``). The same config
     with changed settings reruns what they affect, as ever; the state records the file's name,
-    not its path, so a moved folder still resumes."""
+    not its path, so a moved folder still resumes. A state written before 0.3 names none: it is
+    stamped with this config's name at once (rank 0 writes the state)."""
     name = config.path.name
     if state.config is not None and state.config != name:
         raise InputError(
             f"{config.origin('output')}: output folder {state.directory} holds the run of {state.config}, not of "
             f"{name}, and this run would replace its results; give {name} its own folder (output: DIR, or "
-            f"--set output=DIR), or delete {state.directory} to start over"
+            f"--set output=DIR), run it as {state.config} if it was renamed, or delete {state.directory} to "
+            "start over"
         )
+    unstamped = state.config is None and bool(state.records)
     state.config = name
+    if unstamped and runtime.is_main:
+        state.save()
 
 
 def _hold_folder(directory: Path, held: contextlib.ExitStack) -> None:

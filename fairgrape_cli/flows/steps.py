@@ -119,7 +119,8 @@ class StepCall:
     def loading(self, batch_size: int) -> stages.Loading:
         """How images are read: the config's image size, device and workers."""
         view = self.settings
-        where = f"{self.config.origin('image_size')}: image_size"
+        where = self.config.origin("image_size")  # --set image_size=N, or the config file
+        where = where if "image_size" in self.config.set_by else f"{where}: image_size"
         return stages.Loading(view["image_size"], batch_size, view["device"], view["workers"], image_size_from=where)
 
 
@@ -255,6 +256,8 @@ def check_given_teachers(config: RunConfig) -> None:
     the run's starting model, before any stage runs: fine-tuning would refuse it only after the
     run evaluated and pruned. (The default teacher is the starting model itself.)"""
     given = sorted({config.sections[section]["teacher"] for section in FINETUNE_SECTIONS} - {None, ""})
+    if not Path(config.settings["model"]).exists():
+        return  # the run says so, naming the config's key
     for path in given:
         stages.refuse_unfit_teacher(
             model=run_model(config, Path(config.settings["model"])), teacher=run_model(config, Path(path)),

@@ -107,14 +107,15 @@ REDUCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 def no_better_than_guessing(accuracy: float, targets: np.ndarray, *, margin: float = 0.01) -> tuple[int, float] | None:
     """The most common class and its share of ``targets`` (class indices) when ``accuracy`` is
-    below that share plus ``margin``: a model no better than always answering that class, whose
+    below that share plus ``margin`` (at most half of the rest, so that a class of 99.5% of the
+    rows leaves a good model room): a model no better than always answering that class, whose
     per-group numbers then say nothing about fairness. None when it is better, or no rows."""
     if len(targets) == 0:
         return None
     counts = np.bincount(np.asarray(targets, dtype=np.int64))
     common = int(counts.argmax())
     share = float(counts[common] / counts.sum())
-    return (common, share) if accuracy < share + margin else None
+    return (common, share) if accuracy < share + min(margin, (1 - share) / 2) else None
 
 
 def disparity_values(per_group: Mapping[str, np.ndarray | None]) -> dict[str, np.ndarray | None]:
