@@ -315,6 +315,7 @@ VARIANTS = {
 # variants run at other rates than VARIANT_RATE: the recommended recipe's kept epoch (its auto is
 # worst-group, the rule README says may buy a worst-group point with many overall points) at both
 VARIANT_RATES = {"recipe kept near-best": (0.9, 0.99)}
+VARIANT_DATASETS_OF = {"recipe kept near-best": ("fashion-dark", "mnist-bold", "demo-cnn")}  # the demo runs the recipe
 VARIANT_DATASETS = ("fashion-dark", "mnist-bold")
 # metric -> how to read it from a report
 METRICS = {
@@ -385,9 +386,11 @@ def grid(args) -> list[dict]:
     if "variants" in args.parts:
         for seed in args.seeds:
             for rate in args.rates:
-                for dataset in [d for d in args.datasets if d in VARIANT_DATASETS]:
+                for dataset in [d for d in args.datasets if rate in RATES_OF.get(d, RATES)]:
                     for label, (_, recipe) in VARIANTS.items():
                         if label not in args.variants or rate not in VARIANT_RATES.get(label, (VARIANT_RATE,)):
+                            continue
+                        if dataset not in VARIANT_DATASETS_OF.get(label, VARIANT_DATASETS):
                             continue
                         cells.append(_cell(args, dataset, seed, rate, RATES[rate][0], label, recipe, part="variants"))
     return cells
