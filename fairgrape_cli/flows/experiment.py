@@ -236,10 +236,13 @@ DEMO_SPEC = ExperimentSpec(
 # no more than 1 point below magnitude + erm in accuracy and not below it in worst group, over its
 # datasets and both rates, real photographs among them): magnitude pruning, fine-tuning that keeps
 # every row and repeats the smaller groups up to the largest, with each group's accuracy held
-# within 2 points of the dense model's by Lagrange multipliers (README.md, "Which recipe protects
-# the worst group", has the tables); sample_configs/recommended.yaml holds the same recipe, every
-# lever spelled out.
-RECOMMENDED = Recipe(method="magnitude", keep_per_iter=0.1, objective="balanced-constrained", balance_by="upsample")
+# within 2 points of the dense model's by Lagrange multipliers, keeping the epoch with the best
+# worst group among those within a point of the best accuracy (the benchmark's variant "recipe kept
+# near-best": the same numbers as auto's worst-group in 14 of 15 runs, better on all three in the
+# other; README.md, "Which recipe protects the worst group", has the tables);
+# sample_configs/recommended.yaml holds the same recipe, every lever spelled out.
+RECOMMENDED = Recipe(method="magnitude", keep_per_iter=0.1, objective="balanced-constrained", balance_by="upsample",
+                     keep_epoch="worst-group-near-best")  # fmt: skip
 # benchmarks/recipes.py's demo-cnn rows (this data and model, the same schedule), mean over seeds 0 1 2
 # (README, "Which recipe protects the worst group", has the table)
 DEMO_EVIDENCE = (
