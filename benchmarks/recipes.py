@@ -66,8 +66,8 @@ rebuilt model that differs is reported. Run folders keep their reports, not thei
     python benchmarks/recipes.py --plan                                           # what is left, hours
     python benchmarks/recipes.py --summary                                        # tables from the rows
 
-Results (``--budget --parts recipes --datasets fashion-dark minority10 demo-cnn``; ``mnist-bold``:
-three recipes; the kept-epoch variants; 2026-12-03; ``--summary``):
+Results (``--budget --parts recipes``; the kept-epoch variants, and the recipe's kept epoch at
+both rates; 2026-12-03; ``--summary``):
 
     ## dense models (test split)
 
@@ -105,7 +105,9 @@ three recipes; the kept-epoch variants; 2026-12-03; ``--summary``):
     | recipe | runs | accuracy | worst group | drop_gap | drop_std | images seen | minutes | cost x ref |
     |---|---|---|---|---|---|---|---|---|
     | magnitude+erm | 3 | 82.4 ± 0.7 | 77.5 ± 3.3 | 6.3 ± 5.2 | 3.1 ± 2.6 | 15,000 | 3.4 | 1.00 images, 1.00 time |
+    | magnitude+balanced | 3 | 80.3 ± 0.2 | 79.5 ± 0.5 | 2.2 ± 0.7 | 1.1 ± 0.4 | 15,000 | 6.4 | 1.00 images, 1.89 time |
     | magnitude+upsample | 3 | 83.8 ± 1.1 | 80.7 ± 1.5 | 4.4 ± 2.3 | 2.2 ± 1.2 | 28,800 | 6.1 | 1.92 images, 1.80 time |
+    | magnitude+constrained | 3 | 77.3 ± 1.4 | 74.5 ± 2.6 | 5.2 ± 1.3 | 2.6 ± 0.6 | 15,000 | 7.2 | 1.00 images, 2.12 time |
     | magnitude+upsample+constrained | 3 | 85.5 ± 0.7 | 83.0 ± 1.0 | 2.3 ± 1.7 | 1.2 ± 0.9 | 28,800 | 6.9 | 1.92 images, 2.05 time |
 
     ## minority10, rate 0.99 (keep 0.1): mean ± std over seeds 0 1 2; accuracy in %, drop_gap in points
@@ -131,9 +133,9 @@ three recipes; the kept-epoch variants; 2026-12-03; ``--summary``):
 
     | recipe | fashion-dark | mnist-bold | minority10 |
     |---|---|---|---|
-    | magnitude+balanced | fail: accuracy (0.35x gap, -2.2 acc, +2.4 worst) | - | fail: gap, worst (0.97x gap, +1.8 acc, -0.2 worst) |
+    | magnitude+balanced | fail: accuracy (0.35x gap, -2.2 acc, +2.4 worst) | fail: accuracy (0.34x gap, -2.1 acc, +2.0 worst) | fail: gap, worst (0.97x gap, +1.8 acc, -0.2 worst) |
     | magnitude+upsample | fail: gap (0.53x gap, +1.4 acc, +4.6 worst) | fail: gap (0.70x gap, +1.5 acc, +3.2 worst) | fail: gap, worst (0.93x gap, +1.9 acc, -0.2 worst) |
-    | magnitude+constrained | fail: accuracy (0.28x gap, -2.2 acc, +4.7 worst) | - | fail: gap, worst (0.94x gap, +0.7 acc, -3.0 worst) |
+    | magnitude+constrained | fail: accuracy (0.28x gap, -2.2 acc, +4.7 worst) | fail: gap, accuracy, worst (0.82x gap, -5.1 acc, -3.0 worst) | fail: gap, worst (0.94x gap, +0.7 acc, -3.0 worst) |
     | magnitude+upsample+constrained | fail: gap (0.63x gap, -0.2 acc, +2.3 worst) | pass (0.37x gap, +3.1 acc, +5.5 worst) | fail: gap (0.95x gap, +2.2 acc, +1.6 worst) |
 
     ## fashion-dark, rate 0.9 (keep 0.1): mean ± std over seeds 0 1 2; accuracy in %, drop_gap in points
@@ -152,8 +154,11 @@ three recipes; the kept-epoch variants; 2026-12-03; ``--summary``):
     | recipe | runs | accuracy | worst group | drop_gap | drop_std | images seen | minutes | cost x ref |
     |---|---|---|---|---|---|---|---|---|
     | magnitude+erm | 3 | 96.7 ± 0.5 | 95.0 ± 1.3 | 1.4 ± 1.1 | 0.7 ± 0.6 | 12,000 | 2.6 | 1.00 images, 1.00 time |
+    | magnitude+balanced | 3 | 95.3 ± 0.3 | 94.6 ± 0.5 | 2.2 ± 1.7 | 1.1 ± 0.8 | 12,000 | 5.0 | 1.00 images, 1.95 time |
     | magnitude+upsample | 3 | 96.3 ± 0.5 | 94.5 ± 0.5 | 1.8 ± 1.6 | 0.9 ± 0.8 | 23,040 | 5.1 | 1.92 images, 2.01 time |
+    | magnitude+constrained | 3 | 96.5 ± 0.9 | 94.5 ± 1.8 | 1.7 ± 1.4 | 0.9 ± 0.7 | 12,000 | 4.7 | 1.00 images, 1.84 time |
     | magnitude+upsample+constrained | 3 | 96.0 ± 0.2 | 95.6 ± 0.1 | 2.0 ± 0.6 | 1.0 ± 0.3 | 23,040 | 5.3 | 1.92 images, 2.08 time |
+    | fairgrape+erm | 3 | 89.1 ± 12.5 | 87.8 ± 11.7 | 3.2 ± 2.1 | 1.6 ± 1.0 | 12,000 | 5.1 | 1.00 images, 1.98 time |
 
     ## minority10, rate 0.9 (keep 0.1): mean ± std over seeds 0 1 2; accuracy in %, drop_gap in points
 
@@ -187,37 +192,70 @@ three recipes; the kept-epoch variants; 2026-12-03; ``--summary``):
     - mnist-bold: **magnitude+erm** (drop_gap 1.4 vs 1.4, accuracy 96.7 vs 96.7, worst group 95.0 vs 95.0); also eligible: magnitude+upsample+constrained
     - minority10: **magnitude+erm** (drop_gap 44.5 vs 44.5, accuracy 46.5 vs 46.5, worst group 21.2 vs 21.2); also eligible: magnitude+upsample
     - demo-cnn: **magnitude+constrained** (drop_gap 2.7 vs 16.3, accuracy 88.9 vs 89.1, worst group 77.4 vs 62.3); also eligible: magnitude+upsample, magnitude+upsample+constrained, magnitude+upsample+distill, magnitude+erm
-    - pooled over fashion-dark, mnist-bold, minority10, demo-cnn: **magnitude+upsample+constrained** (drop_gap 13.4 vs 16.1, accuracy 80.0 vs 79.3, worst group 67.5 vs 64.0); also eligible: magnitude+upsample, magnitude+erm
-    - pooled over the photographs (fashion-dark, mnist-bold): **magnitude+upsample+constrained** (drop_gap 1.7 vs 1.8, accuracy 90.8 vs 90.9, worst group 88.2 vs 86.4); also eligible: magnitude+erm, magnitude+upsample
+    - pooled over fashion-dark, mnist-bold, minority10, demo-cnn: **magnitude+upsample+constrained** (drop_gap 13.4 vs 16.1, accuracy 80.0 vs 79.3, worst group 67.5 vs 64.0); also eligible: magnitude+upsample, magnitude+constrained, magnitude+erm
+    - pooled over the photographs (fashion-dark, mnist-bold): **magnitude+upsample+constrained** (drop_gap 1.7 vs 1.8, accuracy 90.8 vs 90.9, worst group 88.2 vs 86.4); also eligible: magnitude+erm, magnitude+upsample, magnitude+constrained, magnitude+balanced
 
     ### the issue's check at rate 0.9, per dataset: drop_gap at most half of magnitude+erm's, accuracy no more than 1 point lower, worst group not lower (means over seeds)
 
     | recipe | fashion-dark | mnist-bold | minority10 | demo-cnn |
     |---|---|---|---|---|
-    | magnitude+balanced | fail: gap (1.12x gap, +0.2 acc, +3.7 worst) | - | fail: gap, accuracy (1.15x gap, -2.5 acc, +3.7 worst) | fail: accuracy (0.18x gap, -3.7 acc, +11.4 worst) |
+    | magnitude+balanced | fail: gap (1.12x gap, +0.2 acc, +3.7 worst) | fail: gap, accuracy, worst (1.61x gap, -1.4 acc, -0.4 worst) | fail: gap, accuracy (1.15x gap, -2.5 acc, +3.7 worst) | fail: accuracy (0.18x gap, -3.7 acc, +11.4 worst) |
     | magnitude+upsample | fail: gap (0.80x gap, +0.7 acc, +3.2 worst) | fail: gap, worst (1.33x gap, -0.4 acc, -0.5 worst) | fail: gap (1.07x gap, -0.7 acc, +2.0 worst) | pass (0.42x gap, +2.5 acc, +10.2 worst) |
     | magnitude+erm+distill | - | - | - | fail: gap, accuracy, worst (2.36x gap, -4.0 acc, -22.0 worst) |
     | magnitude+upsample+distill | - | - | - | fail: gap (0.86x gap, +0.9 acc, +2.8 worst) |
-    | magnitude+constrained | fail: gap (0.88x gap, +0.3 acc, +2.0 worst) | - | fail: gap, accuracy (1.21x gap, -3.9 acc, +4.6 worst) | pass (0.17x gap, -0.2 acc, +15.1 worst) |
+    | magnitude+constrained | fail: gap (0.88x gap, +0.3 acc, +2.0 worst) | fail: gap, worst (1.27x gap, -0.2 acc, -0.5 worst) | fail: gap, accuracy (1.21x gap, -3.9 acc, +4.6 worst) | pass (0.17x gap, -0.2 acc, +15.1 worst) |
     | magnitude+upsample+constrained | fail: gap (0.65x gap, +0.3 acc, +3.1 worst) | fail: gap (1.42x gap, -0.7 acc, +0.6 worst) | fail: gap, worst (0.97x gap, +0.4 acc, -1.0 worst) | pass (0.45x gap, +2.6 acc, +11.3 worst) |
     | magnitude+group-dro | - | - | - | fail: accuracy (0.46x gap, -7.5 acc, +9.4 worst) |
-    | fairgrape+erm | fail: gap, accuracy, worst (0.55x gap, -10.1 acc, -9.3 worst) | - | fail: worst (0.30x gap, +19.5 acc, -8.5 worst) | fail: gap, accuracy, worst (1.56x gap, -15.7 acc, -23.1 worst) |
+    | fairgrape+erm | fail: gap, accuracy, worst (0.55x gap, -10.1 acc, -9.3 worst) | fail: gap, accuracy, worst (2.36x gap, -7.6 acc, -7.2 worst) | fail: worst (0.30x gap, +19.5 acc, -8.5 worst) | fail: gap, accuracy, worst (1.56x gap, -15.7 acc, -23.1 worst) |
     | fairgrape+upsample+distill | - | - | - | fail: gap, accuracy, worst (0.58x gap, -22.6 acc, -10.7 worst) |
 
-    ### the rule over both rates (pooled over fashion-dark 0.99, mnist-bold 0.99, demo-cnn 0.9, fashion-dark 0.9, minority10 0.9, mnist-bold 0.9; the recipes run in all of them: magnitude+erm, magnitude+upsample, magnitude+upsample+constrained)
+    ### the rule over both rates (pooled over fashion-dark 0.99, mnist-bold 0.99, demo-cnn 0.9, fashion-dark 0.9, minority10 0.9, mnist-bold 0.9; the recipes run in all of them: magnitude+erm, magnitude+balanced, magnitude+upsample, magnitude+constrained, magnitude+upsample+constrained)
 
     - **magnitude+upsample+constrained** (drop_gap 10.2 vs 13.2, accuracy 80.4 vs 79.5, worst group 70.0 vs 66.4); also eligible: magnitude+upsample, magnitude+erm
+
+    ## variants, fashion-dark, rate 0.99: mean ± std over seeds 0 1 2; accuracy in %, drop_gap in points
+
+    | recipe | runs | accuracy | worst group | drop_gap | drop_std | images seen | minutes | cost x ref |
+    |---|---|---|---|---|---|---|---|---|
+    | magnitude+erm | 3 | 77.2 ± 1.0 | 64.8 ± 1.8 | 8.5 ± 3.1 | 4.3 ± 1.6 | 20,000 | 8.4 | 1.00 images, 1.00 time |
+    | magnitude+upsample+constrained | 3 | 77.0 ± 1.5 | 67.1 ± 4.4 | 5.3 ± 3.3 | 2.7 ± 1.7 | 38,400 | 9.2 | 1.92 images, 1.11 time |
+    | recipe kept near-best | 3 | 78.1 ± 0.5 | 68.7 ± 1.9 | 4.8 ± 2.4 | 2.4 ± 1.2 | 38,400 | 10.9 | 1.92 images, 1.31 time |
+
+    ## variants, mnist-bold, rate 0.99: mean ± std over seeds 0 1 2; accuracy in %, drop_gap in points
+
+    | recipe | runs | accuracy | worst group | drop_gap | drop_std | images seen | minutes | cost x ref |
+    |---|---|---|---|---|---|---|---|---|
+    | magnitude+erm | 3 | 82.4 ± 0.7 | 77.5 ± 3.3 | 6.3 ± 5.2 | 3.1 ± 2.6 | 15,000 | 3.4 | 1.00 images, 1.00 time |
+    | magnitude+upsample+constrained | 3 | 85.5 ± 0.7 | 83.0 ± 1.0 | 2.3 ± 1.7 | 1.2 ± 0.9 | 28,800 | 6.9 | 1.92 images, 2.05 time |
+    | recipe kept near-best | 3 | 85.5 ± 0.7 | 83.0 ± 1.0 | 2.3 ± 1.7 | 1.2 ± 0.9 | 28,800 | 8.1 | 1.92 images, 2.39 time |
 
     ## variants, fashion-dark, rate 0.9: mean ± std over seeds 0 1 2; accuracy in %, drop_gap in points
 
     | recipe | runs | accuracy | worst group | drop_gap | drop_std | images seen | minutes | cost x ref |
     |---|---|---|---|---|---|---|---|---|
     | magnitude+erm | 3 | 85.1 ± 0.4 | 77.8 ± 0.7 | 2.1 ± 1.7 | 1.1 ± 0.9 | 16,000 | 4.4 | 1.00 images, 1.00 time |
-    | magnitude+constrained | 3 | 85.4 ± 0.7 | 79.8 ± 0.7 | 1.9 ± 0.8 | 0.9 ± 0.4 | 16,000 | 5.2 | 1.00 images, 1.20 time |
     | magnitude+upsample | 3 | 85.8 ± 0.9 | 81.0 ± 1.1 | 1.7 ± 1.4 | 0.9 ± 0.7 | 30,720 | 6.9 | 1.92 images, 1.58 time |
     | upsample kept last | 3 | 85.9 ± 1.3 | 81.0 ± 2.0 | 1.6 ± 1.8 | 0.8 ± 0.9 | 30,720 | 8.7 | 1.92 images, 2.00 time |
     | upsample kept accuracy | 3 | 85.7 ± 1.2 | 80.7 ± 1.7 | 1.5 ± 1.6 | 0.7 ± 0.8 | 30,720 | 8.5 | 1.92 images, 1.95 time |
     | upsample kept near-best | 3 | 85.8 ± 0.9 | 81.0 ± 1.1 | 1.7 ± 1.4 | 0.9 ± 0.7 | 30,720 | 7.4 | 1.92 images, 1.69 time |
+    | magnitude+upsample+constrained | 3 | 85.5 ± 0.6 | 80.8 ± 1.4 | 1.4 ± 1.2 | 0.7 ± 0.6 | 30,720 | 7.4 | 1.92 images, 1.71 time |
+    | recipe kept near-best | 3 | 85.5 ± 0.6 | 80.8 ± 1.4 | 1.4 ± 1.2 | 0.7 ± 0.6 | 30,720 | 7.6 | 1.92 images, 1.76 time |
+
+    ## variants, mnist-bold, rate 0.9: mean ± std over seeds 0 1 2; accuracy in %, drop_gap in points
+
+    | recipe | runs | accuracy | worst group | drop_gap | drop_std | images seen | minutes | cost x ref |
+    |---|---|---|---|---|---|---|---|---|
+    | magnitude+erm | 3 | 96.7 ± 0.5 | 95.0 ± 1.3 | 1.4 ± 1.1 | 0.7 ± 0.6 | 12,000 | 2.6 | 1.00 images, 1.00 time |
+    | magnitude+upsample+constrained | 3 | 96.0 ± 0.2 | 95.6 ± 0.1 | 2.0 ± 0.6 | 1.0 ± 0.3 | 23,040 | 5.3 | 1.92 images, 2.08 time |
+    | recipe kept near-best | 3 | 96.0 ± 0.2 | 95.6 ± 0.1 | 2.0 ± 0.6 | 1.0 ± 0.3 | 23,040 | 5.8 | 1.92 images, 2.28 time |
+
+    ## variants, demo-cnn, rate 0.9: mean ± std over seeds 0 1 2; accuracy in %, drop_gap in points
+
+    | recipe | runs | accuracy | worst group | drop_gap | drop_std | images seen | minutes | cost x ref |
+    |---|---|---|---|---|---|---|---|---|
+    | magnitude+erm | 3 | 89.1 ± 8.8 | 62.3 ± 21.0 | 16.3 ± 9.4 | 8.1 ± 4.7 | 2,560 | 0.9 | 1.00 images, 1.00 time |
+    | magnitude+upsample+constrained | 3 | 91.7 ± 4.2 | 73.5 ± 17.2 | 7.3 ± 7.8 | 3.6 ± 3.9 | 4,096 | 0.4 | 1.60 images, 0.51 time |
+    | recipe kept near-best | 3 | 91.7 ± 4.2 | 73.5 ± 17.2 | 7.3 ± 7.8 | 3.6 ± 3.9 | 4,096 | 0.8 | 1.60 images, 0.95 time |
 """
 
 from __future__ import annotations
