@@ -52,7 +52,8 @@ class Recipe:
         schedule = "one-shot" if self.keep_per_iter is None else f"keep {self.keep_per_iter:g}"
         objective = self.objective + (" (upsample)" if self.upsamples else "")
         distilled = f", distilled {self.distill_weight:g}" if self.distill_weight else ""
-        return f"{self.method}, {schedule}, {objective}{distilled}"
+        kept = f", kept {self.keep_epoch}" if self.keep_epoch != "auto" else ""
+        return f"{self.method}, {schedule}, {objective}{distilled}{kept}"
 
     @property
     def upsamples(self) -> bool:
