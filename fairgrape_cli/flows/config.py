@@ -346,15 +346,21 @@ def _check_schedule(settings: dict, origins: _Origins) -> None:
         raise InputError(f"{origins.of('keep_per_iter')}: 'keep_per_iter' must be in (0, 1), got {keep}")
 
 
+def uses_teacher(*, objective: str, distill_weight: float) -> bool:
+    """Whether a fine-tuning section needs a teacher: it distils, or its objective compares with one."""
+    return distill_weight > 0 or OBJECTIVES.choose(objective).needs_teacher
+
+
 def _check_teacher(options: dict, section: str, origins: _Origins) -> None:
     """A teacher that is given must exist and be used (as ``finetune --teacher`` is refused
     when nothing uses it), so neither shows only after the run has evaluated and pruned."""
     key = f"{section}.teacher"
     path = Path(options["teacher"])
-    if not options["distill_weight"] > 0 and not OBJECTIVES.choose(options["objective"]).needs_teacher:
+    if not uses_teacher(objective=options["objective"], distill_weight=options["distill_weight"]):
+        comparing = ", ".join(name for name, objective in OBJECTIVES.items() if objective.needs_teacher)
         raise InputError(
             f"{origins.of(key)}: '{key}' {path}: nothing uses it; set '{section}.distill_weight' (distillation) "
-            f"or an objective that compares with it (constrained, balanced-constrained)"
+            f"or an objective that compares with it ({comparing})"
         )
     if not path.exists():  # a checkpoint file, or a Hugging Face model folder
         raise InputError(f"{origins.of(key)}: '{key}' {path} does not exist")

@@ -33,8 +33,8 @@ from ..io.reports import HistoryEntry, RunInfo
 from ..method.distillation import Distillation
 from ..method.kept_epoch import KeptEpoch
 from ..method.metrics import Bootstrap
-from ..method.objectives import OBJECTIVES, ObjectiveOptions
-from .config import FINETUNE_SECTIONS, SCHEMA, RunConfig
+from ..method.objectives import ObjectiveOptions
+from .config import FINETUNE_SECTIONS, SCHEMA, RunConfig, uses_teacher
 
 log = logging.getLogger("fairgrape")
 
@@ -270,8 +270,7 @@ def _teacher_of(section: str) -> Callable[[SettingsView, RunConfig], Path | None
     its ``teacher``, else the run's starting model."""
 
     def teacher(view: SettingsView, config: RunConfig) -> Path | None:
-        uses = view[f"{section}.distill_weight"] > 0 or OBJECTIVES.choose(view[f"{section}.objective"]).needs_teacher
-        if not uses:
+        if not uses_teacher(objective=view[f"{section}.objective"], distill_weight=view[f"{section}.distill_weight"]):
             return None
         path = Path(view[f"{section}.teacher"] or config.settings["model"])
         if not path.exists():  # a checkpoint file, or a Hugging Face model folder
