@@ -349,11 +349,21 @@ VARIANTS = {
         "magnitude+upsample+constrained",
         Recipe(method="magnitude", objective="balanced-constrained", balance_by="upsample",
                keep_epoch="worst-group-near-best")),
+    "recipe on excess drop": (
+        "recipe kept near-best",
+        Recipe(method="magnitude", objective="balanced-constrained", balance_by="upsample",
+               keep_epoch="worst-group-near-best", constraint_form="excess-drop")),
 }  # fmt: skip
 # variants run at other rates than VARIANT_RATE: the recommended recipe's kept epoch (its auto is
 # worst-group, the rule README says may buy a worst-group point with many overall points) at both
-VARIANT_RATES = {"recipe kept near-best": (0.9, 0.99)}
-VARIANT_DATASETS_OF = {"recipe kept near-best": ("fashion-dark", "mnist-bold", "demo-cnn")}  # the demo runs the recipe
+# worst-group, the rule README says may buy a worst-group point with many overall points) at both;
+# and the recommended recipe with the constraints on each group's excess drop (Balancing Act's own
+# form, added in 0.3.1 after the recipe was chosen; its default bound, not tuned) at both
+VARIANT_RATES = {"recipe kept near-best": (0.9, 0.99), "recipe on excess drop": (0.9, 0.99)}
+VARIANT_DATASETS_OF = {  # the demo runs the recipe
+    "recipe kept near-best": ("fashion-dark", "mnist-bold", "demo-cnn"),
+    "recipe on excess drop": ("fashion-dark", "mnist-bold", "demo-cnn"),
+}
 VARIANT_DATASETS = ("fashion-dark", "mnist-bold")
 # metric -> how to read it from a report
 METRICS = {

@@ -52,6 +52,28 @@ def test_the_accuracy_bound_reads_right_and_wrong_not_the_loss():
     assert rule.weights() == pytest.approx([0.0, 0.5 - 0.02])
 
 
+def test_the_excess_drop_form_bounds_a_group_drop_beyond_all_rows_not_the_drop_itself():
+    excess = ObjectiveOptions(constraint_form="excess-drop", constraint_bound=0.02, multiplier_lr=1.0)
+    # each group, and so all the rows, lost half its accuracy: the drop form binds, the excess form does not
+    equal_drops = ([0.3] * 5, [0.3] * 5, [1.0, 0.0, 0.5, 0.0, 1.0], [1.0] * 5)
+    rule = LagrangianConstraints(ROWS, excess, CPU)
+    _step(rule, *equal_drops)
+    assert rule.weights() == pytest.approx([0.0, 0.0])
+    drop = LagrangianConstraints(ROWS, ObjectiveOptions(constraint_bound=0.02, multiplier_lr=1.0), CPU)
+    _step(drop, *equal_drops)
+    assert drop.weights() == pytest.approx([0.48, 0.48])
+    # group 1 dropped 0.5, all rows 0.2: its excess is 0.3, group 0's -0.2
+    rule = LagrangianConstraints(ROWS, excess, CPU)
+    _step(rule, [0.3] * 5, [0.3] * 5, [1.0, 1.0, 1.0, 0.0, 1.0], [1.0] * 5)
+    assert rule.weights() == pytest.approx([0.0, 0.3 - 0.02])
+    loss, losses = _step(rule, [0.2, 0.2, 0.2, 1.0, 1.0], [0.2] * 5, [1.0] * 5, [1.0] * 5)
+    # the proxy of group 1's excess is its mean loss minus the mean loss of the step's rows
+    assert float(loss.detach()) == pytest.approx(0.52 + 0.28 * (1.0 - 0.52))
+    loss.backward()
+    assert losses.grad[3].item() == pytest.approx(1 / 5 + 0.28 * (1 / 2 - 1 / 5))
+    assert losses.grad[0].item() == pytest.approx(1 / 5 - 0.28 / 5)
+
+
 def test_a_group_absent_from_the_step_keeps_its_multiplier():
     rule = LagrangianConstraints(ROWS, ObjectiveOptions(constraint_metric="loss", constraint_bound=0.0), CPU)
     rule.multipliers[1] = 2.0
@@ -62,7 +84,8 @@ def test_a_group_absent_from_the_step_keeps_its_multiplier():
 
 
 @pytest.mark.parametrize("options", [dict(constraint_bound=-0.1), dict(constraint_bound=1.5),
-                                     dict(constraint_metric="f1"), dict(multiplier_lr=0)])  # fmt: skip
+                                     dict(constraint_metric="f1"), dict(multiplier_lr=0),
+                                     dict(constraint_form="ratio")])  # fmt: skip
 def test_settings_outside_their_range_are_refused(options):
     with pytest.raises(InputError, match="--constraint-|--multiplier-lr"):
         ObjectiveOptions(**options)
@@ -100,7 +123,8 @@ def test_finetune_constrained_compares_with_the_dense_model_and_records_the_mult
     saved = torch.load(tmp_path / "constrained.pt", weights_only=True)["fairgrape"]
     upsampled = {"balance_unit": "group", "balance_by": "upsample"} if objective == "balanced-constrained" else {}
     assert saved["objective_options"] == {
-        **upsampled, "constraint_bound": 0.0, "constraint_metric": "loss", "multiplier_lr": 1.0
+        **upsampled, "constraint_bound": 0.0, "constraint_metric": "loss", "constraint_form": "drop",
+        "multiplier_lr": 1.0,
     }
 
 
@@ -125,3 +149,17 @@ def test_balanced_constrained_upsamples_its_epochs():
     rows = OBJECTIVES["balanced-constrained"].epoch_rows(ROWS, ObjectiveOptions(balance_by="upsample"), torch.Generator().manual_seed(0))
     assert sorted(ROWS.groups[rows].tolist()) == [0, 0, 0, 1, 1, 1]  # every row, group 1 repeated up to 3
     assert set(rows[ROWS.groups[rows] == 0].tolist()) == {0, 1, 2}
+
+
+def test_finetune_takes_the_constraint_form_as_a_flag_and_records_it(tmp_path, tiny_model_path, biased_data, cli):
+    stages.prune(model=stages.ModelSource(tiny_model_path), method="magnitude", rate=0.8,
+                 output=tmp_path / "masks.safetensors")  # fmt: skip
+    result = cli("finetune", tmp_path / "pruned.pt", biased_data, "--masks", tmp_path / "masks.safetensors",
+                 "--groups", "group", "--objective", "constrained", "--constraint-form", "excess-drop",
+                 "--epochs", "1", "--batch-size", "16", "--workers", "0", "-o", tmp_path / "tuned.pt", "-q")  # fmt: skip
+    assert result.code == 0, result.err
+    saved = torch.load(tmp_path / "tuned.pt", weights_only=True)["fairgrape"]
+    assert saved["objective_options"]["constraint_form"] == "excess-drop"
+    refused = cli("finetune", tmp_path / "pruned.pt", biased_data, "--masks", tmp_path / "masks.safetensors",
+                  "--objective", "constrained", "--constraint-form", "ratio", "-o", tmp_path / "no.pt", "-q")
+    assert refused.code == 2 and "--constraint-form ratio" in refused.err and not (tmp_path / "no.pt").exists()

@@ -163,6 +163,7 @@ def test_a_runs_teacher_that_cannot_work_is_refused_before_any_stage(tmp_path, t
         (["finetune.objective=erm", "finetune.teacher=model.pt"], "'finetune.teacher'"),
         (["final_finetune.distill_weight=0.5", "final_finetune.teacher=other.pt"], "cat, dog"),
         (["finetune.constraint_bound=2"], "finetune.constraint_bound"),
+        (["final_finetune.constraint_form=ratio"], "final_finetune.constraint_form"),
     ]
     for overrides, words in cases:
         result = cli("run", config, *[item for override in overrides for item in ("--set", override)], "-q")

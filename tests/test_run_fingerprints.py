@@ -283,7 +283,7 @@ def test_runs_recorded_before_the_declarations_stay_up_to_date():
                       "importance": "i", "masks": "k", **common},
         steps.FINETUNE: {"model": "m", "masks": "k", "data": data, "finetune": {
             key: value for key, value in sections["finetune"].items()
-            if key not in ("constraint_bound", "constraint_metric", "multiplier_lr", "distill_weight",
+            if key not in ("constraint_bound", "constraint_metric", "constraint_form", "multiplier_lr", "distill_weight",
                            "distill_temperature", "teacher", "keep_epoch", "keep_within")}, **common},
         steps.FINAL_COPY: {"model": "m", "copy": True},
     }  # fmt: skip

@@ -69,6 +69,12 @@ ConstraintMetric = Annotated[
     typer.Option("--constraint-metric", help="constrained: bound each group's accuracy (the loss is its "
                  "differentiable proxy) or its loss.", rich_help_panel="Objective"),
 ]
+ConstraintForm = Annotated[
+    str,
+    typer.Option("--constraint-form", help="constrained: bound each group's drop from the teacher (drop), or "
+                 "how much more than all the rows together it dropped (excess-drop, Balancing Act's form: "
+                 "keeps the groups' drops close).", rich_help_panel="Objective"),
+]
 MultiplierLr = Annotated[
     float,
     typer.Option("--multiplier-lr", help="constrained: step of the Lagrange multipliers' updates.", rich_help_panel="Objective"),
@@ -128,6 +134,7 @@ def finetune_command(
     balance_by: BalanceBy = "sampling",
     constraint_bound: ConstraintBound = 0.02,
     constraint_metric: ConstraintMetric = "accuracy",
+    constraint_form: ConstraintForm = "drop",
     multiplier_lr: MultiplierLr = 0.1,
     distill_weight: DistillWeight = 0.0,
     distill_temperature: DistillTemperature = 4.0,
@@ -187,14 +194,15 @@ def finetune_command(
             lr_milestones=_milestones(lr_milestones), lr_gamma=lr_gamma, val_split=val_split, augment=augment,
             dense=dense, objective=objective, teacher=source(teacher), seed=seed, precision=precision,
             progress=progress, **_levers(dro_step, balance_unit, balance_by, constraint_bound, constraint_metric,
-                                         multiplier_lr, distill_weight, distill_temperature, keep_epoch, keep_within),
+                                         constraint_form, multiplier_lr, distill_weight, distill_temperature,
+                                         keep_epoch, keep_within),
         )  # fmt: skip
     _print_summary(summary, quiet)
 
 
 def _levers(
-    dro_step, balance_unit, balance_by, constraint_bound, constraint_metric, multiplier_lr, distill_weight,
-    distill_temperature, keep_epoch, keep_within,
+    dro_step, balance_unit, balance_by, constraint_bound, constraint_metric, constraint_form, multiplier_lr,
+    distill_weight, distill_temperature, keep_epoch, keep_within,
 ) -> dict:
     """The objective's options, the distillation and the kept-epoch rule, as finetune takes them."""
     from ..method.distillation import Distillation
@@ -203,7 +211,7 @@ def _levers(
 
     options = ObjectiveOptions(
         dro_step=dro_step, balance_unit=balance_unit, balance_by=balance_by, constraint_bound=constraint_bound,
-        constraint_metric=constraint_metric, multiplier_lr=multiplier_lr,
+        constraint_metric=constraint_metric, constraint_form=constraint_form, multiplier_lr=multiplier_lr,
     )  # fmt: skip
     return {
         "objective_options": options,

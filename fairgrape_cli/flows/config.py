@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..method.objectives import OBJECTIVES, ObjectiveOptions
+from ..method.objectives import CONSTRAINT_FORMS, OBJECTIVES, ObjectiveOptions
 
 _FLOAT_SLACK = 1e-9  # 1 - r**i computed in floating point may fall a hair short of the rate
 
@@ -58,6 +58,7 @@ _FINETUNE_OPTIONS = {
     # a fraction with constraint_metric accuracy (0.02 = 2 points), any size with loss: _check_levers
     "constraint_bound": Option(float, 0.02, minimum=0, fingerprint_default=False),
     "constraint_metric": Option(str, "accuracy", choices=("accuracy", "loss"), fingerprint_default=False),
+    "constraint_form": Option(str, "drop", choices=CONSTRAINT_FORMS, fingerprint_default=False),  # added in 0.3.1
     "multiplier_lr": Option(float, 0.1, above=0, fingerprint_default=False),
     "distill_weight": Option(float, 0.0, minimum=0, maximum=1, fingerprint_default=False),  # 0: no distillation
     "distill_temperature": Option(float, 4.0, above=0, fingerprint_default=False),

@@ -41,6 +41,7 @@ class Recipe:
     balance_by: str = "sampling"
     constraint_bound: float = 0.02
     constraint_metric: str = "accuracy"
+    constraint_form: str = "drop"
     multiplier_lr: float = 0.1
     distill_weight: float = 0.0  # distillation from the dense model (0: none)
     distill_temperature: float = 4.0
@@ -64,7 +65,8 @@ class Recipe:
     def finetune_options(self) -> dict:
         """The recipe's keys of a run config's ``finetune`` and ``final_finetune`` sections."""
         names = ("objective", "dro_step", "balance_unit", "balance_by", "constraint_bound", "constraint_metric",
-                 "multiplier_lr", "distill_weight", "distill_temperature", "keep_epoch", "keep_within")  # fmt: skip
+                 "constraint_form", "multiplier_lr", "distill_weight", "distill_temperature", "keep_epoch",
+                 "keep_within")  # fmt: skip
         return {name: getattr(self, name) for name in names}
 
 

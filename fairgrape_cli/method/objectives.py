@@ -21,6 +21,8 @@ that wins that back (benchmarks/fairness.py measures how much).
   (on the loss, or on accuracy with the loss as its differentiable proxy), each constraint held
   by a Lagrange multiplier that grows while the constraint is violated and shrinks back to 0
   when it holds. It compares with the dense model on the same rows, so it needs a teacher.
+  ``constraint_form="excess-drop"`` bounds instead how much more than all the rows together a
+  group dropped (the paper's own form: the groups' drops kept close, not each drop small).
 - ``balanced-constrained``: both levers at once: ``balanced``'s epochs (``balance_by``) and
   weights, with ``constrained``'s per-group bounds on top (the benchmark's combined recipe).
 
@@ -49,6 +51,10 @@ from ..registry import Registry
 BALANCE_UNITS = ("group", "cell")
 BALANCE_WAYS = ("sampling", "upsample", "weights")
 CONSTRAINT_METRICS = ("loss", "accuracy")
+# constrained: what each group's bound is on. "drop": the group's own drop from the dense model;
+# "excess-drop": the group's drop beyond the drop of all the step's rows together (Balancing Act's
+# "excess accuracy gap"), which bounds the difference between the groups' drops, drop_gap's kind
+CONSTRAINT_FORMS = ("drop", "excess-drop")
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,7 @@ class ObjectiveOptions:
     balance_by: str = "sampling"  # "sampling" (equal shares), "upsample" (repeat up to the largest), "weights"
     constraint_bound: float = 0.02  # constrained: how much worse than the dense model a group may get
     constraint_metric: str = "accuracy"  # constrained: the bound is on each group's "accuracy" or "loss"
+    constraint_form: str = "drop"  # constrained: on each group's "drop", or its "excess-drop" over all rows'
     multiplier_lr: float = 0.1  # constrained: step of the multipliers' projected gradient ascent
 
     def __post_init__(self) -> None:
@@ -71,6 +78,8 @@ class ObjectiveOptions:
             raise InputError(
                 f"--constraint-metric {self.constraint_metric}: choose {' or '.join(CONSTRAINT_METRICS)}"
             )
+        if self.constraint_form not in CONSTRAINT_FORMS:
+            raise InputError(f"--constraint-form {self.constraint_form}: choose {' or '.join(CONSTRAINT_FORMS)}")
         high = 1.0 if self.constraint_metric == "accuracy" else math.inf
         if not 0 <= self.constraint_bound <= high:
             wanted = "a fraction in [0, 1] (0.02 = 2 points)" if high == 1.0 else "0 or more"
@@ -287,7 +296,10 @@ class OnlineGroupDRO:
 class LagrangianConstraints:
     """Balancing-Act-style constraints, one per group: ``excess_g <= bound`` where ``excess_g``
     is how much worse than the dense model (the teacher, on the same rows) group g is: its mean
-    loss minus the teacher's, or the teacher's accuracy minus its own.
+    loss minus the teacher's, or the teacher's accuracy minus its own. With the ``excess-drop``
+    form, ``excess_g`` is that drop minus the drop of all the step's rows together, and the
+    proxy below is group g's mean task loss minus the step's mean task loss (the dense model's
+    terms are constants).
 
     The loss minimised is the Lagrangian ``mean loss + sum_g lambda_g * mean task loss of g``
     (for the accuracy bound the loss is its differentiable proxy, as in Balancing Act); after
@@ -311,6 +323,7 @@ class LagrangianConstraints:
         self.multipliers = torch.zeros(rows.num_groups, dtype=torch.float64, device=device)
         self.bound = options.constraint_bound
         self.on_accuracy = options.constraint_metric == "accuracy"
+        self.beyond_all_rows = options.constraint_form == "excess-drop"
         self.step = options.multiplier_lr
         self.num_groups = rows.num_groups
         self.groups = torch.as_tensor(rows.groups, dtype=torch.long, device=device)
@@ -336,10 +349,15 @@ class LagrangianConstraints:
         excess_sums, counts = statistics[: self.num_groups], statistics[self.num_groups :]
         present = counts > 0
         denominators = counts.clamp(min=1)
+        proxies, excesses = proxy_sums / denominators, excess_sums / denominators
+        if self.beyond_all_rows:  # each group against the step's rows together (a group absent: 0)
+            total = counts.sum().clamp(min=1)
+            proxies = torch.where(present, proxies - proxy.sum() / total, 0.0)
+            excesses = excesses - excess_sums.sum() / total
         multipliers = self.multipliers.to(proxy.dtype)
-        lagrangian = self.main(loss, rows) + self.runtime.world_size * (multipliers * proxy_sums / denominators).sum()
+        lagrangian = self.main(loss, rows) + self.runtime.world_size * (multipliers * proxies).sum()
         with torch.no_grad():
-            violation = (excess_sums / denominators).double() - self.bound
+            violation = excesses.double() - self.bound
             self.multipliers[present] = (self.multipliers + self.step * violation)[present].clamp(min=0)
         return lagrangian
 
@@ -386,7 +404,7 @@ objective(
     needs_groups=True,
     epoch_rows=every_row_once,
     loss_rule=LagrangianConstraints,
-    reads=("constraint_bound", "constraint_metric", "multiplier_lr"),
+    reads=("constraint_bound", "constraint_metric", "constraint_form", "multiplier_lr"),
     needs_teacher=True,
 )
 objective(
@@ -395,6 +413,6 @@ objective(
     needs_groups=True,
     epoch_rows=balanced_rows,
     loss_rule=balanced_constraints,
-    reads=("balance_unit", "balance_by", "constraint_bound", "constraint_metric", "multiplier_lr"),
+    reads=("balance_unit", "balance_by", "constraint_bound", "constraint_metric", "constraint_form", "multiplier_lr"),
     needs_teacher=True,
 )
