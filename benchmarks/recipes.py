@@ -852,6 +852,25 @@ def summarise(rows: list[dict]) -> None:
             for label, (reference, _) in VARIANTS.items():
                 order += [name for name in (reference, label) if name not in order]
             _table(f"variants, {dataset}, rate {rate:g}", mine, order)
+        _variants_check(variant_runs, main_runs, rate)
+
+
+def _variants_check(variant_runs: list[dict], main_runs: list[dict], rate: float) -> None:
+    """The issue's check of the variants run at ``rate``, per dataset, on the seeds that have both
+    the variant and the reference."""
+    mine = [row for row in variant_runs if row["rate"] == rate]
+    datasets = [d for d in DATASETS if any(row["dataset"] == d for row in mine)]
+    per_dataset = {}
+    for d in datasets:
+        rows = [row for row in mine if row["dataset"] == d]
+        seeds = {row["seed"] for row in rows}
+        reference = [row for row in main_runs if row["dataset"] == d and row["rate"] == rate
+                     and row["recipe"] == REFERENCE and row["seed"] in seeds]  # fmt: skip
+        per_dataset[d] = _means(rows + reference)
+    labels = [label for label in VARIANTS if any(row["recipe"] == label for row in mine)]
+    print(f"### the issue's check of the variants at rate {rate:g}, per dataset (against {REFERENCE}, "
+          f"means over the same seeds)\n")
+    check_table(per_dataset, datasets, labels)
 
 
 def _group_share(counts: dict) -> float:
@@ -994,9 +1013,14 @@ def pick(rows: list[dict], rate: float) -> None:
     print(f"\n### the issue's check at rate {rate:g}, per dataset: drop_gap at most half of {REFERENCE}'s, accuracy "
           f"no more than 1 point lower, worst group not lower (means over seeds)\n")  # fmt: skip
     present = set().union(*per_dataset.values()) if per_dataset else set()
+    check_table(per_dataset, datasets, [label for label in RECIPES if label != REFERENCE and label in present])
+
+
+def check_table(per_dataset: dict[str, dict[str, Means]], datasets: list[str], labels: list[str]) -> None:
+    """The issue's check of each recipe against the reference, one column per dataset."""
     print("| recipe | " + " | ".join(datasets) + " |")
     print("|---|" + "---|" * len(datasets))
-    for label in [label for label in RECIPES if label != REFERENCE and label in present]:
+    for label in labels:
         cells = []
         for d in datasets:
             means, reference = per_dataset[d].get(label), per_dataset[d].get(REFERENCE)

@@ -343,6 +343,7 @@ def test_every_data_command_says_its_image_size_and_where_it_came_from(tmp_path,
     config = run_folder(tmp_path, "r", resnet_path, biased_data, **QUICK)
     ran = cli("run", config)
     assert ran.code == 0 and f"image size 32 px (from {config}: image_size)" in ran.err and "--image-size" not in ran.err
+    assert ran.err.count("image size 32 px") == 1  # said once, not by every stage of the run
     overridden = cli("run", config, "--set", "image_size=32", "--set", "output=again")
     assert overridden.code == 0 and "image size 32 px (from --set image_size=32)" in overridden.err
 

@@ -111,9 +111,28 @@ def setup_logging(quiet: bool) -> None:
     """The ``fairgrape`` logger to stderr (warnings in yellow); quiet: warnings only."""
     stdout.quiet = stderr.quiet = not is_main_process()
     logger = logging.getLogger("fairgrape")
-    logger.handlers[:] = [_RichHandler()]
+    handler = _RichHandler()
+    handler.addFilter(_InfoOnce())
+    logger.handlers[:] = [handler]
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
     logger.propagate = False
+
+
+class _InfoOnce(logging.Filter):
+    """An information line shown once per command: a run's stages each say the same image size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shown: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO:
+            return True
+        message = record.getMessage()
+        if message in self.shown:
+            return False
+        self.shown.add(message)
+        return True
 
 
 def warn(message: str) -> None:
