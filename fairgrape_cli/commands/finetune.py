@@ -193,15 +193,18 @@ def finetune_command(
             output=output, loading=stages.Loading(image_size, batch_size, device, workers), epochs=epochs, lr=lr,
             lr_milestones=_milestones(lr_milestones), lr_gamma=lr_gamma, val_split=val_split, augment=augment,
             dense=dense, objective=objective, teacher=source(teacher), seed=seed, precision=precision,
-            progress=progress, **_levers(dro_step, balance_unit, balance_by, constraint_bound, constraint_metric,
-                                         constraint_form, multiplier_lr, distill_weight, distill_temperature,
-                                         keep_epoch, keep_within),
+            progress=progress, **_levers(**{name: value for name, value in locals().items() if name in _LEVERS}),
         )  # fmt: skip
     _print_summary(summary, quiet)
 
 
+# the flags _levers turns into finetune's objective options, distillation and kept-epoch rule
+_LEVERS = ("dro_step", "balance_unit", "balance_by", "constraint_bound", "constraint_metric", "constraint_form",
+           "multiplier_lr", "distill_weight", "distill_temperature", "keep_epoch", "keep_within")  # fmt: skip
+
+
 def _levers(
-    dro_step, balance_unit, balance_by, constraint_bound, constraint_metric, constraint_form, multiplier_lr,
+    *, dro_step, balance_unit, balance_by, constraint_bound, constraint_metric, constraint_form, multiplier_lr,
     distill_weight, distill_temperature, keep_epoch, keep_within,
 ) -> dict:
     """The objective's options, the distillation and the kept-epoch rule, as finetune takes them."""
