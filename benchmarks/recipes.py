@@ -357,7 +357,6 @@ VARIANTS = {
                keep_epoch="worst-group-near-best", constraint_form="excess-drop")),
 }  # fmt: skip
 # variants run at other rates than VARIANT_RATE: the recommended recipe's kept epoch (its auto is
-# worst-group, the rule README says may buy a worst-group point with many overall points) at both
 # worst-group, the rule README says may buy a worst-group point with many overall points) at both;
 # and the recommended recipe with the constraints on each group's excess drop (Balancing Act's own
 # form, added in 0.3.1 after the recipe was chosen; its default bound, not tuned) at both
