@@ -459,6 +459,36 @@ def _cell(args, dataset, seed, rate, keep, label, recipe, *, part) -> dict:
 RUN_IDENTITY = ("dataset", "seed", "rate", "keep", "recipe", "key")  # what makes a finished run the same run
 
 
+def dense_models(rows: list[dict]) -> dict[tuple, list[str]]:
+    """Per (dataset, seed), the sha256 of each dense model the rows were made on, first seen
+    first. Training the same settings on another machine can give other weights (its CPU's
+    floating point), so a rebuilt dense model is a new draw: its runs are compared only with
+    runs on the same model (a generation of the grid)."""
+    models: dict[tuple, list[str]] = {}
+    for row in rows:
+        sha = row.get("sha256") if row["kind"] == "dense" else row.get("dense_sha256")
+        seen = models.setdefault((row["dataset"], row["seed"]), [])
+        if sha and sha not in seen:
+            seen.append(sha)
+    return models
+
+
+def dense_of(row: dict, models: dict[tuple, list[str]]) -> str | None:
+    """The dense model a row was made on; rows from before runs recorded it were made on the
+    first dense model recorded for their dataset and seed."""
+    if row["kind"] == "dense":
+        return row.get("sha256")
+    first = models.get((row["dataset"], row["seed"]), [None])
+    return row.get("dense_sha256") or (first[0] if first else None)
+
+
+def generation(row: dict, models: dict[tuple, list[str]]) -> int:
+    """0 for the rows on the first dense model of their dataset and seed, 1 on the next, ..."""
+    seen = models.get((row["dataset"], row["seed"]), [])
+    sha = dense_of(row, models)
+    return seen.index(sha) if sha in seen else 0
+
+
 def row_identity(row: dict) -> tuple:
     if row["kind"] == "dense":
         return ("dense", row["dataset"], row["seed"], row["key"])
@@ -575,6 +605,7 @@ def rows_per_epoch(data: Path, recipe: Recipe) -> int:
 
 def run_cell(cell: dict, keep_models: bool) -> dict:
     from fairgrape_cli.flows.config import schedule
+    from fairgrape_cli.io.files import sha256_file
 
     started = time.perf_counter()
     spec, recipe = cell["spec"], cell["recipe_object"]
@@ -597,6 +628,7 @@ def run_cell(cell: dict, keep_models: bool) -> dict:
         groups={g["group"]: {"accuracy": g["accuracy"], "drop": g["drop"], "dense": g["baseline_accuracy"]}
                 for g in report["groups"]},
         dense_accuracy=report["overall"]["baseline_accuracy"],
+        dense_sha256=sha256_file(cell["directory"] / "model.pt"),
         iterations=iterations, rows_per_epoch=per_epoch, images_seen=per_epoch * epochs,
         seconds=round(seconds, 1), **_machine(),
         finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -699,6 +731,9 @@ def main() -> None:
     parser.add_argument("--plan", action="store_true", help="say what is left and how long it takes, then stop")
     parser.add_argument("--summary", action="store_true", help="print the tables from --results, then stop")
     parser.add_argument("--dense-only", action="store_true", help="build the data and dense models only")
+    parser.add_argument("--same-dense", action="store_true",
+                        help="a finished row counts only if made on the dense model now in --output (after a "
+                        "rebuild gave other weights: rerun the references on it, to compare like with like)")
     args = parser.parse_args()
 
     rows = read_rows(args.results)
@@ -706,10 +741,12 @@ def main() -> None:
         summarise(rows)
         return
     cells = grid(args)
-    done = {row_identity(row) for row in rows}
-    pending = [cell for cell in cells if cell_identity(cell) not in done]
-    dense_rows = {(row["dataset"], row["seed"]): row for row in rows if row["kind"] == "dense"
-                  and row["key"] == dense_key(row["dataset"], row["seed"])}  # fmt: skip
+    models = dense_models(rows)
+    pending = pending_cells(cells, rows, args.output if args.same_dense else None)
+    dense_rows = {}  # the first dense row of each dataset and seed with today's settings
+    for row in rows:
+        if row["kind"] == "dense" and row["key"] == dense_key(row["dataset"], row["seed"]):
+            dense_rows.setdefault((row["dataset"], row["seed"]), row)
     # the dense models the pending runs need, and those without a row yet
     needed = sorted({(c["dataset"], c["seed"]) for c in pending} | ({(c["dataset"], c["seed"]) for c in cells}
                                                                     - set(dense_rows)))  # fmt: skip
@@ -719,11 +756,30 @@ def main() -> None:
         return
     if args.dense_only:
         pending = []
-    execute(args, pending, needed, dense_rows)
+    execute(args, pending, needed, dense_rows, models)
     summarise(read_rows(args.results))
 
 
-def execute(args, pending: list[dict], needed: list[tuple], dense_rows: dict) -> None:
+def pending_cells(cells: list[dict], rows: list[dict], same_dense_in: Path | None) -> list[dict]:
+    """The cells without a finished row; with ``same_dense_in``, without a finished row made on
+    the dense model in that folder (one not built yet: pending, checked again once it is)."""
+    if same_dense_in is None:
+        done = {row_identity(row) for row in rows}
+        return [cell for cell in cells if cell_identity(cell) not in done]
+    models = dense_models(rows)
+    done_on = {(row_identity(row), dense_of(row, models)) for row in rows}
+    current = {pair: sha256_of_dense(same_dense_in, *pair) for pair in {(c["dataset"], c["seed"]) for c in cells}}
+    return [cell for cell in cells if (cell_identity(cell), current[(cell["dataset"], cell["seed"])]) not in done_on]
+
+
+def sha256_of_dense(output: Path, dataset: str, seed: int) -> str | None:
+    from fairgrape_cli.io.files import sha256_file
+
+    model = output / dataset / f"seed-{seed}" / "model.pt"
+    return sha256_file(model) if model.exists() else None
+
+
+def execute(args, pending: list[dict], needed: list[tuple], dense_rows: dict, models: dict) -> None:
     """Build each needed dense model, then run the pending cells in grid order (a cell starts once
     its dense model is there; at most --jobs at once); append each finished row to the results
     file (only this process writes it)."""
@@ -758,9 +814,10 @@ def execute(args, pending: list[dict], needed: list[tuple], dense_rows: dict) ->
                     continue
                 if kind == "dense":
                     previous = dense_rows.get(what)
-                    if previous is None:
+                    if row["sha256"] not in models.get(what, []):  # a first or a rebuilt model: a row of its own
                         append_row(args.results, row)
-                    elif previous["sha256"] != row["sha256"]:
+                        models.setdefault(what, []).append(row["sha256"])
+                    if previous is not None and previous["sha256"] != row["sha256"]:
                         print(f"NOTE dense model {what} rebuilt with another sha256 than its row records "
                               f"({row['sha256'][:12]} vs {previous['sha256'][:12]}: accuracy "
                               f"{100 * row['accuracy']:.1f}% vs {100 * previous['accuracy']:.1f}%)", flush=True)
@@ -768,6 +825,10 @@ def execute(args, pending: list[dict], needed: list[tuple], dense_rows: dict) ->
                           + ", ".join(f"{g} {100 * a:.1f}%" for g, a in row["groups"].items())
                           + f" ({row['seconds'] / 60:.0f} min)", flush=True)  # fmt: skip
                     ready.add(what)
+                    if args.same_dense:  # a rebuild that gave the very weights of a finished row's model
+                        done_on = {(row_identity(r), dense_of(r, models)) for r in read_rows(args.results)}
+                        queue[:] = [c for c in queue if (c["dataset"], c["seed"]) != what
+                                    or (cell_identity(c), row["sha256"]) not in done_on]  # fmt: skip
                     continue
                 append_row(args.results, row)
                 finished += 1
@@ -793,12 +854,13 @@ def _fmt(values: list[float], scale: float = 100) -> str:
     return f"{scale * mean:.1f} ± {scale * std:.1f}"
 
 
-def _latest(rows: list[dict]) -> list[dict]:
-    """The last row of each run (a rerun of a changed setting appends a new one)."""
+def _latest(rows: list[dict], models: dict[tuple, list[str]]) -> list[dict]:
+    """The last row of each run on each dense model (a rerun of a changed setting appends a new one)."""
     current = {}
     for row in rows:
         if row["kind"] == "run":
-            current[(row["dataset"], row["seed"], row["rate"], row["keep"], row["recipe"])] = row
+            what = (row["dataset"], row["seed"], row["rate"], row["keep"], row["recipe"], dense_of(row, models))
+            current[what] = row
     return list(current.values())
 
 
@@ -820,21 +882,32 @@ def _complete_seeds(runs: list[dict]) -> list[dict]:
 
 
 def summarise(rows: list[dict]) -> None:
+    """The tables of the first dense models' rows, then those of each later generation (dense
+    models rebuilt with other weights; their runs compared only among themselves)."""
+    models = dense_models(rows)
     dense = [row for row in rows if row["kind"] == "dense"]
-    runs = _latest(rows)
+    runs = _latest(rows, models)
     if dense:
-        print("## dense models (test split)\n")
-        print("| dataset | seed | rows train/val/test (group share) | accuracy | per group | best epoch |")
-        print("|---|---|---|---|---|---|")
+        print("## dense models (test split; generation 1 and later: rebuilt on another machine, other weights)\n")
+        print("| dataset | seed | generation | rows train/val/test (group share) | accuracy | per group | best epoch |")
+        print("|---|---|---|---|---|---|---|")
         for row in sorted(dense, key=lambda r: (r["dataset"], r["seed"])):
             splits = " / ".join(
                 f"{sum(row['rows'][s].values())} ({100 * _group_share(row['rows'][s]):.0f}%)"
                 for s in ("train", "val", "test") if s in row["rows"]
             )  # fmt: skip
             groups = ", ".join(f"{g} {100 * a:.1f}" for g, a in sorted(row["groups"].items()))
-            print(f"| {row['dataset']} | {row['seed']} | {splits} | {100 * row['accuracy']:.1f} | {groups} | "
-                  f"{row['best_epoch']}/{row['epochs']} |")  # fmt: skip
+            print(f"| {row['dataset']} | {row['seed']} | {generation(row, models)} | {splits} | "
+                  f"{100 * row['accuracy']:.1f} | {groups} | {row['best_epoch']}/{row['epochs']} |")  # fmt: skip
         print()
+    for number in sorted({generation(row, models) for row in runs}):
+        if number:
+            print(f"# generation {number}: the runs on the dense models rebuilt with other weights, among themselves\n")
+        summarise_runs([row for row in runs if generation(row, models) == number])
+
+
+def summarise_runs(runs: list[dict]) -> None:
+    """The tables, the rule and the check of runs made on the same dense models."""
     main_runs = _complete_seeds([row for row in runs if row.get("part", "recipes") == "recipes"])
     for rate in sorted({row["rate"] for row in main_runs}, reverse=True):
         for dataset in [d for d in DATASETS if any(r["dataset"] == d and r["rate"] == rate for r in main_runs)]:

@@ -138,3 +138,49 @@ def test_upsampling_draws_every_row_and_repeats_the_small_group_up_to_the_large_
     assert bench.rows_per_epoch(data, Recipe(objective="erm")) == 10
     assert bench.rows_per_epoch(data, Recipe(objective="balanced")) == 10
     assert bench.rows_per_epoch(data, Recipe(objective="balanced", balance_by="upsample")) == 18
+
+
+def test_runs_on_a_rebuilt_dense_model_are_a_generation_compared_only_among_themselves(bench, capsys):
+    dense = {"kind": "dense", "dataset": "mnist-bold", "seed": 0, "sha256": "old", "key": "k", "accuracy": 0.97,
+             "groups": {"bold": 0.96, "other": 0.97}, "rows": {"train": {"bold": 4, "other": 96}},
+             "best_epoch": 3, "epochs": 3}  # fmt: skip
+
+    def run(recipe, accuracy, gap, **extra):
+        return {"kind": "run", "part": "recipes", "dataset": "mnist-bold", "seed": 0, "rate": 0.9, "keep": 0.1,
+                "recipe": recipe, "images_seen": 1, "seconds": 60, **means(accuracy, accuracy - 0.05, gap), **extra}
+
+    rows = [
+        dense,
+        run(bench.REFERENCE, 0.90, 0.10),  # before runs recorded their dense model: the first one's
+        run("magnitude+upsample", 0.91, 0.04),
+        {**dense, "sha256": "new", "accuracy": 0.98},  # rebuilt on another machine
+        run(bench.REFERENCE, 0.70, 0.30, dense_sha256="new"),
+    ]
+    models = bench.dense_models(rows)
+    assert models == {("mnist-bold", 0): ["old", "new"]}
+    assert [bench.generation(row, models) for row in rows] == [0, 0, 0, 1, 1]
+    # the same run on two dense models: both kept, neither replaces the other
+    assert len(bench._latest(rows, models)) == 3
+    bench.summarise(rows)
+    printed = capsys.readouterr().out
+    first, rebuilt = printed.split("# generation 1")
+    assert "| magnitude+erm | 1 | 90.0 ± 0.0 |" in first and "70.0" not in first
+    assert "| magnitude+erm | 1 | 70.0 ± 0.0 |" in rebuilt and "magnitude+upsample |" not in rebuilt
+    assert "| mnist-bold | 0 | 1 |" in first  # the dense table names each model's generation
+
+
+def test_with_same_dense_a_row_counts_only_on_the_dense_model_in_the_output(bench, tmp_path):
+    class Args:
+        seeds, datasets, rates, parts, output = [0], ["mnist-bold"], [0.9], ["recipes"], tmp_path
+        recipes, budget = [bench.REFERENCE], False
+
+    (cell,) = bench.grid(Args)
+    model = tmp_path / "mnist-bold/seed-0/model.pt"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"rebuilt weights")
+    finished = {"kind": "run", **{k: cell[k] for k in bench.RUN_IDENTITY}}  # made before runs recorded it
+    rows = [{"kind": "dense", "dataset": "mnist-bold", "seed": 0, "key": "k", "sha256": "first model"}, finished]
+    assert bench.pending_cells([cell], rows, None) == []  # the grid resumes as before
+    assert bench.pending_cells([cell], rows, tmp_path) == [cell]  # made on another model than the one here
+    here = bench.sha256_of_dense(tmp_path, "mnist-bold", 0)
+    assert bench.pending_cells([cell], [*rows, {**finished, "dense_sha256": here}], tmp_path) == []
