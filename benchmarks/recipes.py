@@ -916,12 +916,15 @@ def summarise(rows: list[dict]) -> None:
 def summarise_runs(runs: list[dict]) -> None:
     """The tables, the rule and the check of runs made on the same dense models."""
     main_runs = _complete_seeds([row for row in runs if row.get("part", "recipes") == "recipes"])
-    for rate in sorted({row["rate"] for row in main_runs}, reverse=True):
+    # the reference alone (rerun for the variants on a rebuilt model): nothing to choose between
+    compared = main_runs if len({row["recipe"] for row in main_runs}) > 1 else []
+    for rate in sorted({row["rate"] for row in compared}, reverse=True):
         for dataset in [d for d in DATASETS if any(r["dataset"] == d and r["rate"] == rate for r in main_runs)]:
             mine = [row for row in main_runs if row["dataset"] == dataset and row["rate"] == rate]
             _table(f"{dataset}, rate {rate:g} (keep {mine[0]['keep']:g})", mine, list(RECIPES))
         pick(main_runs, rate)
-    pick_over_rates(main_runs)
+    if compared:
+        pick_over_rates(main_runs)
     variant_runs = [row for row in runs if row.get("part") == "variants"]
     for rate in sorted({row["rate"] for row in variant_runs}, reverse=True):
         for dataset in [d for d in DATASETS if any(r["dataset"] == d and r["rate"] == rate for r in variant_runs)]:

@@ -154,18 +154,21 @@ def test_runs_on_a_rebuilt_dense_model_are_a_generation_compared_only_among_them
         run(bench.REFERENCE, 0.90, 0.10),  # before runs recorded their dense model: the first one's
         run("magnitude+upsample", 0.91, 0.04),
         {**dense, "sha256": "new", "accuracy": 0.98},  # rebuilt on another machine
-        run(bench.REFERENCE, 0.70, 0.30, dense_sha256="new"),
+        run(bench.REFERENCE, 0.70, 0.30, dense_sha256="new"),  # rerun there for a variant
+        run("recipe kept near-best", 0.72, 0.10, dense_sha256="new", part="variants"),
     ]
     models = bench.dense_models(rows)
     assert models == {("mnist-bold", 0): ["old", "new"]}
-    assert [bench.generation(row, models) for row in rows] == [0, 0, 0, 1, 1]
+    assert [bench.generation(row, models) for row in rows] == [0, 0, 0, 1, 1, 1]
     # the same run on two dense models: both kept, neither replaces the other
-    assert len(bench._latest(rows, models)) == 3
+    assert len(bench._latest(rows, models)) == 4
     bench.summarise(rows)
     printed = capsys.readouterr().out
     first, rebuilt = printed.split("# generation 1")
-    assert "| magnitude+erm | 1 | 90.0 ± 0.0 |" in first and "70.0" not in first
+    assert "| magnitude+erm | 1 | 90.0 ± 0.0 |" in first and "70.0" not in first and "near-best" not in first
     assert "| magnitude+erm | 1 | 70.0 ± 0.0 |" in rebuilt and "magnitude+upsample |" not in rebuilt
+    assert "| recipe kept near-best | pass (0.33x gap" in rebuilt
+    assert "the rule at rate" not in rebuilt  # the reference alone there: nothing to choose between
     assert "| mnist-bold | 0 | 1 |" in first  # the dense table names each model's generation
 
 
