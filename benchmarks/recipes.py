@@ -911,6 +911,37 @@ def summarise(rows: list[dict]) -> None:
         if number:
             print(f"# generation {number}: the runs on the dense models rebuilt with other weights, among themselves\n")
         summarise_runs([row for row in runs if generation(row, models) == number])
+    numbers = {generation(row, models) for row in runs if row.get("part", "recipes") == "recipes"}
+    if len(numbers) > 1:
+        summarise_draws(runs, models)
+
+
+def summarise_draws(runs: list[dict], models: dict[tuple, list[str]]) -> None:
+    """The rule and the check with each (generation, seed) a draw: the recipes a draw ran, on its
+    one dense model, compared with the reference on that model; means over the complete draws."""
+    main = [row for row in runs if row.get("part", "recipes") == "recipes"]
+    # per dataset and rate, the recipes every generation ran there (a generation may run fewer)
+    shared = {}
+    for cell in {(row["dataset"], row["rate"]) for row in main}:
+        mine = [row for row in main if (row["dataset"], row["rate"]) == cell]
+        per_generation = {}
+        for row in mine:
+            per_generation.setdefault(generation(row, models), set()).add(row["recipe"])
+        shared[cell] = set.intersection(*per_generation.values())
+    draws = [{**row, "seed": f"{generation(row, models)}.{row['seed']}"} for row in main
+             if row["recipe"] in shared[(row["dataset"], row["rate"])]
+             and len(shared[(row["dataset"], row["rate"])]) > 1]  # fmt: skip
+    if not draws:
+        return
+    print("# every generation together: each dense model a draw of its own, its runs beside each other's\n")
+    compared = _complete_seeds(draws)
+    for rate in sorted({row["rate"] for row in compared}, reverse=True):
+        mine = [row for row in compared if row["rate"] == rate]
+        counts = ", ".join(f"{d} {len({r['seed'] for r in mine if r['dataset'] == d})}"
+                           for d in DATASETS if any(r["dataset"] == d for r in mine))  # fmt: skip
+        print(f"(draws per dataset at rate {rate:g}, generation.seed: {counts})\n")
+        pick(compared, rate)
+    pick_over_rates(compared)
 
 
 def summarise_runs(runs: list[dict]) -> None:
