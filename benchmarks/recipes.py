@@ -1208,8 +1208,9 @@ def summarise_runs(runs: list[dict]) -> None:
         for dataset in [d for d in DATASETS if any(r["dataset"] == d and r["rate"] == rate for r in variant_runs)]:
             mine = [row for row in variant_runs if row["dataset"] == dataset and row["rate"] == rate]
             references = {VARIANTS[label][0] for label in {row["recipe"] for row in mine} if label in VARIANTS}
+            seeds = {row["seed"] for row in mine}  # the references on the variants' draws only
             mine += [row for row in main_runs if row["dataset"] == dataset and row["rate"] == rate
-                     and row["recipe"] in references | {REFERENCE}]  # fmt: skip
+                     and row["recipe"] in references | {REFERENCE} and row["seed"] in seeds]  # fmt: skip
             order = [REFERENCE]
             for label, (reference, _) in VARIANTS.items():
                 order += [name for name in (reference, label) if name not in order]

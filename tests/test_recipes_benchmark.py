@@ -206,3 +206,18 @@ def test_every_generation_together_takes_each_dense_model_as_a_draw_over_the_rec
     # means over both draws: the reference 82% and an 8-point gap, upsampling 83% and 3 points
     assert "fashion-dark: **magnitude+upsample** (drop_gap 3.0 vs 8.0, accuracy 83.0 vs 82.0" in together
     assert "magnitude+balanced" not in together
+
+
+def test_a_variant_table_shows_the_references_on_the_variants_seeds_only(bench, capsys):
+    def run(recipe, seed, accuracy, part="recipes"):
+        return {"kind": "run", "part": part, "dataset": "fashion-dark", "seed": seed, "rate": 0.9, "keep": 0.1,
+                "recipe": recipe, "images_seen": 1, "seconds": 60, **means(accuracy, accuracy - 0.05, 0.02)}
+
+    rows = [run(bench.REFERENCE, 0, 0.80), run("magnitude+upsample", 0, 0.82),
+            run(bench.REFERENCE, 3, 0.60), run("magnitude+upsample", 3, 0.62),  # more draws, no variant run
+            run("upsample kept last", 0, 0.81, part="variants")]  # fmt: skip
+    bench.summarise(rows)
+    printed = capsys.readouterr().out
+    main, variants = printed.split("## variants, fashion-dark")
+    assert "| magnitude+erm | 2 | 70.0 ± 14.1 |" in main  # the main table has both draws
+    assert "| magnitude+erm | 1 | 80.0 ± 0.0 |" in variants and "| magnitude+upsample | 1 | 82.0 ± 0.0 |" in variants
