@@ -1141,6 +1141,11 @@ def _complete_seeds(runs: list[dict]) -> list[dict]:
     return kept
 
 
+def _is_main(row: dict) -> bool:
+    """A run of the recipe grid, not of the variants (rows from before ``part`` was recorded are)."""
+    return row.get("part", "recipes") == "recipes"
+
+
 def summarise(rows: list[dict]) -> None:
     """The tables of the first dense models' rows, then those of each later generation (dense
     models rebuilt with other weights; their runs compared only among themselves)."""
@@ -1164,7 +1169,7 @@ def summarise(rows: list[dict]) -> None:
         if number:
             print(f"# generation {number}: the runs on the dense models rebuilt with other weights, among themselves\n")
         summarise_runs([row for row in runs if generation(row, models) == number])
-    numbers = {generation(row, models) for row in runs if row.get("part", "recipes") == "recipes"}
+    numbers = {generation(row, models) for row in runs if _is_main(row)}
     if len(numbers) > 1:
         summarise_draws(runs, models)
 
@@ -1172,7 +1177,7 @@ def summarise(rows: list[dict]) -> None:
 def summarise_draws(runs: list[dict], models: dict[tuple, list[str]]) -> None:
     """The rule and the check with each (generation, seed) a draw: the recipes a draw ran, on its
     one dense model, compared with the reference on that model; means over the complete draws."""
-    main = [row for row in runs if row.get("part", "recipes") == "recipes"]
+    main = [row for row in runs if _is_main(row)]
     # per dataset and rate, the recipes every generation ran there (a generation may run fewer)
     shared = {}
     for cell in {(row["dataset"], row["rate"]) for row in main}:
@@ -1199,7 +1204,7 @@ def summarise_draws(runs: list[dict], models: dict[tuple, list[str]]) -> None:
 
 def summarise_runs(runs: list[dict]) -> None:
     """The tables, the rule and the check of runs made on the same dense models."""
-    main_runs = _complete_seeds([row for row in runs if row.get("part", "recipes") == "recipes"])
+    main_runs = _complete_seeds([row for row in runs if _is_main(row)])
     # the reference alone (rerun for the variants on a rebuilt model): nothing to choose between
     compared = main_runs if len({row["recipe"] for row in main_runs}) > 1 else []
     for rate in sorted({row["rate"] for row in compared}, reverse=True):
