@@ -41,6 +41,15 @@ and that recipe with its constraints on each group's excess drop (``constraint_f
 excess-drop``, Balancing Act's own form: a group's drop beyond the drop of all the rows; added in
 0.3.1 after the recipe was chosen, run once with the default bound, not tuned).
 
+``--parts confirm --seeds 6 7 8`` is the confirmation, named on 2026-12-08 before any of its runs
+(``CONFIRMATION``): the recipe as shipped (``recipe kept near-best``) against magnitude + erm and
+against magnitude + upsample + distillation, the best at 0.99 on the photographs in generation 1,
+where it was found and so not yet a fair test of it. On draws no choice was made on (seeds 6-8:
+new data, new dense models), both photograph sets, both rates. Named in advance: upsampling with
+distillation replaces the recipe only if the rule over both rates picks it on those draws and the
+issue's check fails it in no more dataset x rate cells than the recipe; ``--summary`` prints the
+tables, the rule, the check and that decision, then the same over every draw that ran all three.
+
 Left out for the budget (about 11 hours of one single-threaded job on idle cores, ``--plan``;
 about twice that wall time on our shared 2-core VM): rate 0.9 with keep 0.5 per iteration,
 scikit-learn's 1,797 digits, the other variants at rate 0.99 and on the synthetic sets,
@@ -626,6 +635,15 @@ VARIANT_DATASETS_OF = {  # the demo runs the recipe
     "recipe on excess drop": ("fashion-dark", "mnist-bold", "demo-cnn"),
 }
 VARIANT_DATASETS = ("fashion-dark", "mnist-bold")
+# The confirmation (``--parts confirm``, named on 2026-12-08 before any of its runs): the recipe as
+# shipped against the reference and against upsampling with distillation (the best at 0.99 on the
+# photographs in generation 1, where it was found), on draws no choice was made on (seeds 6-8: new
+# data and new dense models), both photograph sets at both rates. The recommendation changes only
+# if the rule over both rates picks upsampling with distillation on those draws and the issue's
+# check fails it in no more cells than the recipe.
+CONFIRMATION = ("magnitude+erm", "recipe kept near-best", "magnitude+upsample+distill")
+CONFIRMATION_SEEDS = (6, 7, 8)
+CONFIRMATION_DATASETS = ("fashion-dark", "mnist-bold")
 # metric -> how to read it from a report
 METRICS = {
     "accuracy": lambda r: r["overall"]["accuracy"],
@@ -702,7 +720,19 @@ def grid(args) -> list[dict]:
                         if dataset not in VARIANT_DATASETS_OF.get(label, VARIANT_DATASETS):
                             continue
                         cells.append(_cell(args, dataset, seed, rate, RATES[rate][0], label, recipe, part="variants"))
+    if "confirm" in args.parts:
+        for seed in args.seeds:
+            for rate in args.rates:
+                for dataset in [d for d in args.datasets if d in CONFIRMATION_DATASETS]:
+                    for label in CONFIRMATION:
+                        cells.append(_cell(args, dataset, seed, rate, RATES[rate][0], label, recipe_of(label),
+                                           part="confirm"))  # fmt: skip
     return cells
+
+
+def recipe_of(label: str) -> Recipe:
+    """A label's recipe, whether of the grid or of the variants."""
+    return RECIPES[label] if label in RECIPES else VARIANTS[label][1]
 
 
 def _cell(args, dataset, seed, rate, keep, label, recipe, *, part) -> dict:
@@ -946,7 +976,7 @@ def measured_ratios(rows: list[dict]) -> dict[str, float]:
 
 
 def _row_cell(row: dict) -> dict:
-    recipe = RECIPES.get(row["recipe"]) or VARIANTS[row["recipe"]][1]
+    recipe = recipe_of(row["recipe"])
     return {"dataset": row["dataset"], "spec": experiment(row["dataset"], row["seed"], row["rate"]),
             "recipe_object": replace(recipe, keep_per_iter=row["keep"])}  # fmt: skip
 
@@ -976,7 +1006,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--rates", type=float, nargs="+", default=list(RATES), choices=list(RATES))
-    parser.add_argument("--parts", nargs="+", default=["recipes", "variants"], choices=["recipes", "variants"])
+    parser.add_argument("--parts", nargs="+", default=["recipes", "variants"], choices=["recipes", "variants", "confirm"],
+                        help="confirm: CONFIRMATION's recipes (give it --seeds 6 7 8, the draws it was named for)")
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
                         help="with --parts variants: only these")
@@ -1172,6 +1203,47 @@ def summarise(rows: list[dict]) -> None:
     numbers = {generation(row, models) for row in runs if _is_main(row)}
     if len(numbers) > 1:
         summarise_draws(runs, models)
+    if any(row.get("part") == "confirm" for row in runs):
+        summarise_confirmation(runs, models)
+
+
+def summarise_confirmation(runs: list[dict], models: dict[tuple, list[str]]) -> None:
+    """CONFIRMATION's recipes on the draws named for it (rows of ``--parts confirm``), then on
+    every draw that ran all of them (any part, each (generation, seed) a draw; those include the
+    draws the candidate was found on), and the decision named in advance."""
+    mine = [{**row, "seed": f"{generation(row, models)}.{row['seed']}"} for row in runs
+            if row["recipe"] in CONFIRMATION and row["dataset"] in CONFIRMATION_DATASETS]  # fmt: skip
+    named = {(row["dataset"], row["seed"]) for row in mine if row.get("part") == "confirm"}
+    scopes = [("the draws named for it", [row for row in mine if (row["dataset"], row["seed"]) in named]),
+              ("every draw that ran all three", mine)]  # fmt: skip
+    for number, (scope, rows) in enumerate(scopes):
+        print(f"# the confirmation: {', '.join(CONFIRMATION)}, on {scope} (generation.seed)\n")
+        compared = _complete_seeds(rows)
+        for rate in sorted({row["rate"] for row in compared}, reverse=True):
+            for dataset in [d for d in DATASETS if any(r["dataset"] == d and r["rate"] == rate for r in compared)]:
+                cell = [row for row in compared if row["dataset"] == dataset and row["rate"] == rate]
+                _table(f"{dataset}, rate {rate:g} (keep {cell[0]['keep']:g})", cell, list(CONFIRMATION))
+            pick(compared, rate)
+        chosen = pick_over_rates(compared)
+        if number == 0 and chosen is not None:
+            print(f"- {confirmation_decision(compared, chosen)}\n")
+
+
+def confirmation_decision(rows: list[dict], chosen: str) -> str:
+    """CONFIRMATION's decision: the candidate replaces the recipe only if the rule over both rates
+    picks it and the issue's check fails it in no more dataset x rate cells than the recipe."""
+    _, recipe, candidate = CONFIRMATION
+    cells = sorted({(row["dataset"], row["rate"]) for row in rows})
+    fails = dict.fromkeys((recipe, candidate), 0)
+    for cell in cells:
+        means = _means([row for row in rows if (row["dataset"], row["rate"]) == cell])
+        for label in fails:
+            if label in means and not all(issue_check(means[label], means[REFERENCE]).values()):
+                fails[label] += 1
+    replaces = chosen == candidate and fails[candidate] <= fails[recipe]
+    return (f"the decision named in advance: {candidate} {'replaces' if replaces else 'does not replace'} "
+            f"{recipe} (the rule over both rates picks {chosen}; the issue's check fails {recipe} in "
+            f"{fails[recipe]} of {len(cells)} cells, {candidate} in {fails[candidate]})")
 
 
 def summarise_draws(runs: list[dict], models: dict[tuple, list[str]]) -> None:
@@ -1286,6 +1358,7 @@ def _means(rows: list[dict]) -> dict[str, dict[str, float]]:
 
 
 Means = dict[str, float]  # metric -> mean over seeds
+LABELS = [*RECIPES, *VARIANTS]  # every run's label, in the tables' order
 PHOTOGRAPHS = ("fashion-dark", "mnist-bold")
 
 
@@ -1333,7 +1406,7 @@ def _near_chance(dataset: str, means: dict[str, Means]) -> bool:
     return reference is not None and reference["accuracy"] < CHANCE_FACTOR / _classes(dataset)
 
 
-def pick_over_rates(rows: list[dict]) -> None:
+def pick_over_rates(rows: list[dict]) -> str | None:
     """The rule once over every dataset and rate (each cell weighs the same; a cell near chance
     left out, as above), among the recipes run in every cell: the one recipe to recommend
     when the per-rate choices differ."""
@@ -1342,11 +1415,12 @@ def pick_over_rates(rows: list[dict]) -> None:
     informative = sorted((c for c in cells if not _near_chance(c[0], per_cell[c])), key=lambda c: (-c[1], c[0]))
     means = pooled_means(per_cell, informative) if informative else {}
     if REFERENCE not in means:
-        return
+        return None
     where = ", ".join(f"{d} {rate:g}" for d, rate in informative)
     print(f"### the rule over both rates (pooled over {where}; the recipes run in all of them: "
-          f"{', '.join(label for label in RECIPES if label in means)})\n")
+          f"{', '.join(label for label in LABELS if label in means)})\n")
     print(f"- {_rule_line(means)}\n")
+    return rule_choice(means)
 
 
 def _rule_line(means: dict[str, Means]) -> str:
@@ -1387,7 +1461,7 @@ def pick(rows: list[dict], rate: float) -> None:
     print(f"\n### the issue's check at rate {rate:g}, per dataset: drop_gap at most half of {REFERENCE}'s, accuracy "
           f"no more than 1 point lower, worst group not lower (means over seeds)\n")  # fmt: skip
     present = set().union(*per_dataset.values()) if per_dataset else set()
-    check_table(per_dataset, datasets, [label for label in RECIPES if label != REFERENCE and label in present])
+    check_table(per_dataset, datasets, [label for label in LABELS if label != REFERENCE and label in present])
 
 
 def check_table(per_dataset: dict[str, dict[str, Means]], datasets: list[str], labels: list[str]) -> None:

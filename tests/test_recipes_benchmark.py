@@ -223,3 +223,45 @@ def test_a_variant_table_shows_the_references_on_the_variants_seeds_only(bench, 
     main, variants = printed.split("## variants, fashion-dark")
     assert "| magnitude+erm | 2 | 70.0 ± 14.1 |" in main  # the main table has both draws
     assert "| magnitude+erm | 1 | 80.0 ± 0.0 |" in variants and "| magnitude+upsample | 1 | 82.0 ± 0.0 |" in variants
+
+
+def test_the_confirmation_runs_its_three_recipes_on_the_photographs_only(bench, tmp_path):
+    class Args:
+        seeds, datasets, rates, parts, output = [6], ["mnist-bold", "demo-cnn"], [0.9], ["confirm"], tmp_path
+        recipes, budget = list(bench.RECIPES), False
+
+    cells = bench.grid(Args)
+    assert [(c["dataset"], c["recipe"], c["part"]) for c in cells] == [
+        ("mnist-bold", label, "confirm") for label in bench.CONFIRMATION
+    ]
+    # the shipped recipe is the near-best variant's settings, so a row of either part is the same run
+    variant = bench._cell(Args, "mnist-bold", 6, 0.9, 0.1, "recipe kept near-best",
+                          bench.VARIANTS["recipe kept near-best"][1], part="variants")  # fmt: skip
+    assert cells[1]["key"] == variant["key"]
+
+
+def test_the_confirmation_decides_on_its_own_draws_and_shows_every_draw_that_ran_all_three(bench, capsys):
+    reference, recipe, candidate = bench.CONFIRMATION
+
+    def run(label, seed, accuracy, gap, part, rate):
+        return {**run_row(label, accuracy, gap, seed=seed, part=part), "rate": rate}
+
+    rows = []
+    for rate in (0.9, 0.99):
+        rows += [run(reference, 0, 0.80, 0.10, "recipes", rate), run(recipe, 0, 0.80, 0.02, "variants", rate),
+                 run(candidate, 0, 0.80, 0.01, "recipes", rate),  # where the candidate was found
+                 run(reference, 6, 0.80, 0.10, "confirm", rate), run(recipe, 6, 0.80, 0.04, "confirm", rate),
+                 run(candidate, 6, 0.79, 0.06, "confirm", rate)]  # fmt: skip
+    rows.append(run("magnitude+balanced", 6, 0.5, 0.0, "recipes", 0.9))  # not one of the three
+    bench.summarise(rows)
+    printed = capsys.readouterr().out
+    named, every = printed.split("# the confirmation")[1:]
+    assert "seeds 0.6;" in named and "seeds 0.0" not in named
+    # on the named draw the recipe halves the gap and the candidate does not
+    assert f"**{recipe}** (drop_gap 4.0 vs 10.0" in named
+    assert f"| {candidate} | fail: gap, worst (0.60x gap" in named
+    assert f"{candidate} does not replace {recipe}" in named and "fails recipe kept near-best in 0 of 2 cells, " \
+        f"{candidate} in 2" in named  # fmt: skip
+    # every draw that ran all three: both draws, no decision
+    assert "seeds 0.0 0.6;" in every and "decision" not in every and "magnitude+balanced" not in every
+    assert f"**{recipe}** (drop_gap 3.0 vs 10.0" in every
