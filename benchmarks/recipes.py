@@ -48,7 +48,9 @@ where it was found and so not yet a fair test of it. On draws no choice was made
 new data, new dense models), both photograph sets, both rates. Named in advance: upsampling with
 distillation replaces the recipe only if the rule over both rates picks it on those draws and the
 issue's check fails it in no more dataset x rate cells than the recipe; ``--summary`` prints the
-tables, the rule, the check and that decision, then the same over every draw that ran all three.
+tables, the rule, the check and that decision, then the same over every draw of every dataset that
+ran all three (the demo's CNN among them: the issue's rule counts every dataset, and the named
+decision, which left the demo's CNN out, should not have; see "What the confirmation says").
 
 Left out for the budget (about 11 hours of one single-threaded job on idle cores, ``--plan``;
 about twice that wall time on our shared 2-core VM): rate 0.9 with keep 0.5 per iteration,
@@ -86,11 +88,24 @@ Run folders keep their reports, not their checkpoints (``--keep-models`` keeps t
     python benchmarks/recipes.py --plan                                           # what is left, hours
     python benchmarks/recipes.py --summary                                        # tables from the rows
     python benchmarks/recipes.py --same-dense --recipes magnitude+erm --parts recipes  # the reference again, on the models here
+    python benchmarks/recipes.py --parts confirm --seeds 6 7 8 --datasets fashion-dark mnist-bold --jobs 2  # the confirmation, 1.5 h
 
 Results (``--budget --parts recipes``; the kept-epoch variants, and the recipe's kept epoch at
 both rates; generation 0 on 2026-12-03; generation 1, the dense models rebuilt, with the
 distillation recipes on both photograph sets and the demo's CNN and the excess-drop variant, on
-2026-12-08, with seeds 3-5 of the photograph sets (generation 0: first built here); ``--summary``):
+2026-12-08, with seeds 3-5 of the photograph sets (generation 0: first built here); the
+confirmation on seeds 6-8, 2026-12-08, on a fresh machine; ``--summary``).
+
+What the confirmation says: on its own draws the decision named in advance holds (the rule over
+both rates picks upsampling with distillation, 2.3 points of drop_gap against plain fine-tuning's
+4.2 and the recipe's 2.6, 86.0% accuracy against 85.2% and 84.8%; the check fails each in 3 of the
+4 cells). But that decision counted the photographs only, and the issue's rule counts every
+dataset: over every draw of every dataset that ran all three (6 per cell, the demo's CNN among
+them), the rule over both rates picks the recipe (3.7 points, 86.9%, worst group 80.0%) over
+upsampling with distillation (4.4, 86.7%, 79.0%) and plain fine-tuning (7.9, 85.7%, 74.7%), since
+on the demo's CNN, whose dense model is far worse on its minority, distillation carries the
+teacher's bias back (a 14.2-point gap against the recipe's 7.9). So the recipe stays; upsampling
+with distillation is the advice for photographs, now at both rates (README).
 
     ## dense models (test split; generation 1 and later: rebuilt on another machine, other weights)
 
@@ -114,6 +129,9 @@ distillation recipes on both photograph sets and the demo's CNN and the excess-d
     | fashion-dark | 3 | 0 | 4000 (4%) / 1000 (20%) / 2000 (20%) | 86.7 | dark 80.2, other 88.2 | 24/30 |
     | fashion-dark | 4 | 0 | 4000 (4%) / 1000 (20%) / 2000 (20%) | 86.4 | dark 80.2, other 87.9 | 24/30 |
     | fashion-dark | 5 | 0 | 4000 (4%) / 1000 (20%) / 2000 (20%) | 85.9 | dark 79.2, other 87.6 | 24/30 |
+    | fashion-dark | 6 | 0 | 4000 (4%) / 1000 (20%) / 2000 (20%) | 86.1 | dark 77.5, other 88.2 | 24/30 |
+    | fashion-dark | 7 | 0 | 4000 (4%) / 1000 (20%) / 2000 (20%) | 86.3 | dark 77.8, other 88.4 | 22/30 |
+    | fashion-dark | 8 | 0 | 4000 (4%) / 1000 (20%) / 2000 (20%) | 87.4 | dark 82.8, other 88.5 | 29/30 |
     | minority10 | 0 | 0 | 640 (9%) / 160 (6%) / 320 (8%) | 78.4 | majority 85.0, minority 7.4 | 29/30 |
     | minority10 | 1 | 0 | 640 (8%) / 160 (12%) / 320 (9%) | 77.8 | majority 84.5, minority 13.3 | 28/30 |
     | minority10 | 2 | 0 | 640 (9%) / 160 (9%) / 320 (12%) | 77.2 | majority 85.2, minority 16.2 | 19/30 |
@@ -126,6 +144,9 @@ distillation recipes on both photograph sets and the demo's CNN and the excess-d
     | mnist-bold | 3 | 0 | 3000 (4%) / 400 (20%) / 1000 (20%) | 96.8 | bold 94.0, other 97.5 | 16/30 |
     | mnist-bold | 4 | 0 | 3000 (4%) / 400 (20%) / 1000 (20%) | 98.0 | bold 97.0, other 98.2 | 28/30 |
     | mnist-bold | 5 | 0 | 3000 (4%) / 400 (20%) / 1000 (20%) | 97.4 | bold 94.5, other 98.1 | 27/30 |
+    | mnist-bold | 6 | 0 | 3000 (4%) / 400 (20%) / 1000 (20%) | 97.7 | bold 98.0, other 97.6 | 26/30 |
+    | mnist-bold | 7 | 0 | 3000 (4%) / 400 (20%) / 1000 (20%) | 96.2 | bold 97.0, other 96.0 | 13/30 |
+    | mnist-bold | 8 | 0 | 3000 (4%) / 400 (20%) / 1000 (20%) | 97.7 | bold 97.5, other 97.8 | 22/30 |
 
 
     ## fashion-dark, rate 0.99 (keep 0.1): mean ± std over seeds 0 1 2 3 4 5; accuracy in %, drop_gap in points
@@ -526,6 +547,152 @@ distillation recipes on both photograph sets and the demo's CNN and the excess-d
     ### the rule over both rates (pooled over fashion-dark 0.99, mnist-bold 0.99, demo-cnn 0.9, fashion-dark 0.9, minority10 0.9, mnist-bold 0.9; the recipes run in all of them: magnitude+erm, magnitude+balanced, magnitude+upsample, magnitude+constrained, magnitude+upsample+constrained)
 
     - **magnitude+upsample+constrained** (drop_gap 10.2 vs 14.2, accuracy 80.4 vs 79.2, worst group 70.3 vs 65.8); also eligible: magnitude+upsample, magnitude+erm
+
+    # the confirmation: magnitude+erm, recipe kept near-best, magnitude+upsample+distill, on the draws named for it (generation.seed)
+
+
+    ## fashion-dark, rate 0.99 (keep 0.1): mean ± std over seeds 0.6 0.7 0.8; accuracy in %, drop_gap in points
+
+    | recipe | runs | accuracy | worst group | drop_gap | drop_std | images seen | minutes | cost x ref |
+    |---|---|---|---|---|---|---|---|---|
+    | magnitude+erm | 3 | 77.3 ± 1.1 | 62.0 ± 5.8 | 10.1 ± 3.9 | 5.1 ± 1.9 | 20,000 | 2.3 | 1.00 images, 1.00 time |
+    | recipe kept near-best | 3 | 78.1 ± 0.5 | 67.8 ± 2.0 | 3.8 ± 2.4 | 1.9 ± 1.2 | 38,400 | 4.7 | 1.92 images, 2.04 time |
+    | magnitude+upsample+distill | 3 | 78.0 ± 0.7 | 68.7 ± 1.9 | 2.7 ± 1.9 | 1.3 ± 0.9 | 38,400 | 4.6 | 1.92 images, 2.02 time |
+
+    ## mnist-bold, rate 0.99 (keep 0.1): mean ± std over seeds 0.6 0.7 0.8; accuracy in %, drop_gap in points
+
+    | recipe | runs | accuracy | worst group | drop_gap | drop_std | images seen | minutes | cost x ref |
+    |---|---|---|---|---|---|---|---|---|
+    | magnitude+erm | 3 | 82.2 ± 0.7 | 79.5 ± 1.8 | 3.7 ± 1.6 | 1.9 ± 0.8 | 15,000 | 1.7 | 1.00 images, 1.00 time |
+    | recipe kept near-best | 3 | 80.8 ± 4.5 | 79.6 ± 4.0 | 1.6 ± 0.9 | 0.8 ± 0.5 | 28,800 | 3.4 | 1.92 images, 2.03 time |
+    | magnitude+upsample+distill | 3 | 83.7 ± 2.1 | 81.9 ± 2.7 | 3.7 ± 2.3 | 1.8 ± 1.1 | 28,800 | 3.4 | 1.92 images, 2.02 time |
+
+    ### the rule at rate 0.99: lowest drop_gap among the recipes no more than 1 point below magnitude+erm in accuracy and not below it in worst group (means over seeds)
+
+    - fashion-dark: **magnitude+upsample+distill** (drop_gap 2.7 vs 10.1, accuracy 78.0 vs 77.3, worst group 68.7 vs 62.0); also eligible: recipe kept near-best, magnitude+erm
+    - mnist-bold: **magnitude+upsample+distill** (drop_gap 3.7 vs 3.7, accuracy 83.7 vs 82.2, worst group 81.9 vs 79.5); also eligible: magnitude+erm
+    - pooled over fashion-dark, mnist-bold: **recipe kept near-best** (drop_gap 2.7 vs 6.9, accuracy 79.5 vs 79.8, worst group 73.7 vs 70.8); also eligible: magnitude+upsample+distill, magnitude+erm
+    - pooled over the photographs (fashion-dark, mnist-bold): **recipe kept near-best** (drop_gap 2.7 vs 6.9, accuracy 79.5 vs 79.8, worst group 73.7 vs 70.8); also eligible: magnitude+upsample+distill, magnitude+erm
+
+    ### the issue's check at rate 0.99, per dataset: drop_gap at most half of magnitude+erm's, accuracy no more than 1 point lower, worst group not lower (means over seeds)
+
+    | recipe | fashion-dark | mnist-bold |
+    |---|---|---|
+    | magnitude+upsample+distill | pass (0.26x gap, +0.7 acc, +6.7 worst) | fail: gap (0.99x gap, +1.6 acc, +2.4 worst) |
+    | recipe kept near-best | pass (0.38x gap, +0.8 acc, +5.8 worst) | fail: accuracy (0.44x gap, -1.3 acc, +0.1 worst) |
+
+    ## fashion-dark, rate 0.9 (keep 0.1): mean ± std over seeds 0.6 0.7 0.8; accuracy in %, drop_gap in points
+
+    | recipe | runs | accuracy | worst group | drop_gap | drop_std | images seen | minutes | cost x ref |
+    |---|---|---|---|---|---|---|---|---|
+    | magnitude+erm | 3 | 84.6 ± 1.0 | 77.8 ± 4.2 | 1.8 ± 0.9 | 0.9 ± 0.4 | 16,000 | 1.8 | 1.00 images, 1.00 time |
+    | recipe kept near-best | 3 | 84.4 ± 1.1 | 79.6 ± 3.7 | 3.0 ± 1.6 | 1.5 ± 0.8 | 30,720 | 3.7 | 1.92 images, 2.04 time |
+    | magnitude+upsample+distill | 3 | 85.5 ± 1.3 | 79.6 ± 3.5 | 1.6 ± 1.2 | 0.8 ± 0.6 | 30,720 | 3.7 | 1.92 images, 2.04 time |
+
+    ## mnist-bold, rate 0.9 (keep 0.1): mean ± std over seeds 0.6 0.7 0.8; accuracy in %, drop_gap in points
+
+    | recipe | runs | accuracy | worst group | drop_gap | drop_std | images seen | minutes | cost x ref |
+    |---|---|---|---|---|---|---|---|---|
+    | magnitude+erm | 3 | 96.5 ± 0.4 | 95.8 ± 0.8 | 1.0 ± 0.7 | 0.5 ± 0.3 | 12,000 | 1.3 | 1.00 images, 1.00 time |
+    | recipe kept near-best | 3 | 95.8 ± 0.1 | 94.3 ± 1.0 | 1.7 ± 1.6 | 0.9 ± 0.8 | 23,040 | 2.7 | 1.92 images, 2.04 time |
+    | magnitude+upsample+distill | 3 | 96.6 ± 0.1 | 95.8 ± 0.8 | 1.4 ± 0.9 | 0.7 ± 0.4 | 23,040 | 2.7 | 1.92 images, 2.05 time |
+
+    ### the rule at rate 0.9: lowest drop_gap among the recipes no more than 1 point below magnitude+erm in accuracy and not below it in worst group (means over seeds)
+
+    - fashion-dark: **magnitude+upsample+distill** (drop_gap 1.6 vs 1.8, accuracy 85.5 vs 84.6, worst group 79.6 vs 77.8); also eligible: magnitude+erm, recipe kept near-best
+    - mnist-bold: **magnitude+erm** (drop_gap 1.0 vs 1.0, accuracy 96.5 vs 96.5, worst group 95.8 vs 95.8); also eligible: magnitude+upsample+distill
+    - pooled over fashion-dark, mnist-bold: **magnitude+erm** (drop_gap 1.4 vs 1.4, accuracy 90.6 vs 90.6, worst group 86.8 vs 86.8); also eligible: magnitude+upsample+distill, recipe kept near-best
+    - pooled over the photographs (fashion-dark, mnist-bold): **magnitude+erm** (drop_gap 1.4 vs 1.4, accuracy 90.6 vs 90.6, worst group 86.8 vs 86.8); also eligible: magnitude+upsample+distill, recipe kept near-best
+
+    ### the issue's check at rate 0.9, per dataset: drop_gap at most half of magnitude+erm's, accuracy no more than 1 point lower, worst group not lower (means over seeds)
+
+    | recipe | fashion-dark | mnist-bold |
+    |---|---|---|
+    | magnitude+upsample+distill | fail: gap (0.87x gap, +0.9 acc, +1.8 worst) | fail: gap (1.37x gap, +0.1 acc, +0.0 worst) |
+    | recipe kept near-best | fail: gap (1.62x gap, -0.2 acc, +1.8 worst) | fail: gap, worst (1.75x gap, -0.7 acc, -1.5 worst) |
+
+    ### the rule over both rates (pooled over fashion-dark 0.99, mnist-bold 0.99, fashion-dark 0.9, mnist-bold 0.9; the recipes run in all of them: magnitude+erm, magnitude+upsample+distill, recipe kept near-best)
+
+    - **magnitude+upsample+distill** (drop_gap 2.3 vs 4.2, accuracy 86.0 vs 85.2, worst group 81.5 vs 78.8); also eligible: recipe kept near-best, magnitude+erm
+
+    - the decision named in advance: magnitude+upsample+distill replaces recipe kept near-best (the rule over both rates picks magnitude+upsample+distill; the issue's check fails recipe kept near-best in 3 of 4 cells, magnitude+upsample+distill in 3)
+
+    # the confirmation: magnitude+erm, recipe kept near-best, magnitude+upsample+distill, on every draw of every dataset that ran all three (generation.seed)
+
+    (30 dataset x rate x draw cells ran some of the three only: left out)
+
+    ## fashion-dark, rate 0.99 (keep 0.1): mean ± std over seeds 0.6 0.7 0.8 1.0 1.1 1.2; accuracy in %, drop_gap in points
+
+    | recipe | runs | accuracy | worst group | drop_gap | drop_std | images seen | minutes | cost x ref |
+    |---|---|---|---|---|---|---|---|---|
+    | magnitude+erm | 6 | 77.3 ± 1.6 | 64.3 ± 5.4 | 8.8 ± 3.3 | 4.4 ± 1.6 | 20,000 | 2.3 | 1.00 images, 1.00 time |
+    | recipe kept near-best | 6 | 78.3 ± 0.9 | 68.3 ± 1.4 | 5.2 ± 2.5 | 2.6 ± 1.2 | 38,400 | 4.9 | 1.92 images, 2.14 time |
+    | magnitude+upsample+distill | 6 | 78.0 ± 1.5 | 69.6 ± 2.1 | 3.1 ± 1.9 | 1.5 ± 0.9 | 38,400 | 4.4 | 1.92 images, 1.96 time |
+
+    ## mnist-bold, rate 0.99 (keep 0.1): mean ± std over seeds 0.6 0.7 0.8 1.0 1.1 1.2; accuracy in %, drop_gap in points
+
+    | recipe | runs | accuracy | worst group | drop_gap | drop_std | images seen | minutes | cost x ref |
+    |---|---|---|---|---|---|---|---|---|
+    | magnitude+erm | 6 | 81.2 ± 2.6 | 78.0 ± 3.3 | 3.7 ± 2.4 | 1.9 ± 1.2 | 15,000 | 1.7 | 1.00 images, 1.00 time |
+    | recipe kept near-best | 6 | 82.8 ± 3.6 | 81.5 ± 3.5 | 2.3 ± 1.5 | 1.2 ± 0.8 | 28,800 | 3.6 | 1.92 images, 2.16 time |
+    | magnitude+upsample+distill | 6 | 84.5 ± 1.7 | 83.3 ± 2.3 | 2.4 ± 2.1 | 1.2 ± 1.0 | 28,800 | 3.1 | 1.92 images, 1.86 time |
+
+    ### the rule at rate 0.99: lowest drop_gap among the recipes no more than 1 point below magnitude+erm in accuracy and not below it in worst group (means over seeds)
+
+    - fashion-dark: **magnitude+upsample+distill** (drop_gap 3.1 vs 8.8, accuracy 78.0 vs 77.3, worst group 69.6 vs 64.3); also eligible: recipe kept near-best, magnitude+erm
+    - mnist-bold: **recipe kept near-best** (drop_gap 2.3 vs 3.7, accuracy 82.8 vs 81.2, worst group 81.5 vs 78.0); also eligible: magnitude+upsample+distill, magnitude+erm
+    - pooled over fashion-dark, mnist-bold: **magnitude+upsample+distill** (drop_gap 2.7 vs 6.3, accuracy 81.2 vs 79.3, worst group 76.5 vs 71.2); also eligible: recipe kept near-best, magnitude+erm
+    - pooled over the photographs (fashion-dark, mnist-bold): **magnitude+upsample+distill** (drop_gap 2.7 vs 6.3, accuracy 81.2 vs 79.3, worst group 76.5 vs 71.2); also eligible: recipe kept near-best, magnitude+erm
+
+    ### the issue's check at rate 0.99, per dataset: drop_gap at most half of magnitude+erm's, accuracy no more than 1 point lower, worst group not lower (means over seeds)
+
+    | recipe | fashion-dark | mnist-bold |
+    |---|---|---|
+    | magnitude+upsample+distill | pass (0.35x gap, +0.7 acc, +5.3 worst) | fail: gap (0.63x gap, +3.3 acc, +5.3 worst) |
+    | recipe kept near-best | fail: gap (0.58x gap, +1.0 acc, +4.0 worst) | fail: gap (0.62x gap, +1.5 acc, +3.5 worst) |
+
+    ## fashion-dark, rate 0.9 (keep 0.1): mean ± std over seeds 0.6 0.7 0.8 1.0 1.1 1.2; accuracy in %, drop_gap in points
+
+    | recipe | runs | accuracy | worst group | drop_gap | drop_std | images seen | minutes | cost x ref |
+    |---|---|---|---|---|---|---|---|---|
+    | magnitude+erm | 6 | 85.1 ± 1.0 | 78.5 ± 3.1 | 1.9 ± 0.7 | 1.0 ± 0.3 | 16,000 | 1.8 | 1.00 images, 1.00 time |
+    | recipe kept near-best | 6 | 85.1 ± 1.2 | 80.7 ± 3.1 | 1.9 ± 1.7 | 1.0 ± 0.9 | 30,720 | 3.9 | 1.92 images, 2.16 time |
+    | magnitude+upsample+distill | 6 | 86.3 ± 1.2 | 81.5 ± 3.3 | 1.5 ± 1.2 | 0.7 ± 0.6 | 30,720 | 3.8 | 1.92 images, 2.11 time |
+
+    ## mnist-bold, rate 0.9 (keep 0.1): mean ± std over seeds 0.6 0.7 0.8 1.0 1.1 1.2; accuracy in %, drop_gap in points
+
+    | recipe | runs | accuracy | worst group | drop_gap | drop_std | images seen | minutes | cost x ref |
+    |---|---|---|---|---|---|---|---|---|
+    | magnitude+erm | 6 | 96.1 ± 0.7 | 94.5 ± 2.2 | 1.4 ± 0.9 | 0.7 ± 0.5 | 12,000 | 1.3 | 1.00 images, 1.00 time |
+    | recipe kept near-best | 6 | 96.2 ± 0.5 | 94.9 ± 1.0 | 1.2 ± 1.2 | 0.6 ± 0.6 | 23,040 | 2.8 | 1.92 images, 2.19 time |
+    | magnitude+upsample+distill | 6 | 96.6 ± 0.2 | 95.7 ± 0.7 | 1.0 ± 0.8 | 0.5 ± 0.4 | 23,040 | 2.7 | 1.92 images, 2.08 time |
+
+    ## demo-cnn, rate 0.9 (keep 0.1): mean ± std over seeds 0.0 0.1 0.2 1.0 1.1 1.2; accuracy in %, drop_gap in points
+
+    | recipe | runs | accuracy | worst group | drop_gap | drop_std | images seen | minutes | cost x ref |
+    |---|---|---|---|---|---|---|---|---|
+    | magnitude+erm | 6 | 88.9 ± 5.7 | 58.1 ± 15.3 | 23.7 ± 12.3 | 11.8 ± 6.2 | 2,560 | 0.5 | 1.00 images, 1.00 time |
+    | recipe kept near-best | 6 | 92.1 ± 2.7 | 74.8 ± 11.1 | 7.9 ± 6.1 | 4.0 ± 3.0 | 4,096 | 0.6 | 1.60 images, 1.11 time |
+    | magnitude+upsample+distill | 6 | 88.1 ± 4.7 | 64.9 ± 9.9 | 14.2 ± 4.3 | 7.1 ± 2.2 | 4,096 | 0.9 | 1.60 images, 1.77 time |
+
+    ### the rule at rate 0.9: lowest drop_gap among the recipes no more than 1 point below magnitude+erm in accuracy and not below it in worst group (means over seeds)
+
+    - fashion-dark: **magnitude+upsample+distill** (drop_gap 1.5 vs 1.9, accuracy 86.3 vs 85.1, worst group 81.5 vs 78.5); also eligible: magnitude+erm, recipe kept near-best
+    - mnist-bold: **magnitude+upsample+distill** (drop_gap 1.0 vs 1.4, accuracy 96.6 vs 96.1, worst group 95.7 vs 94.5); also eligible: recipe kept near-best, magnitude+erm
+    - demo-cnn: **recipe kept near-best** (drop_gap 7.9 vs 23.7, accuracy 92.1 vs 88.9, worst group 74.8 vs 58.1); also eligible: magnitude+upsample+distill, magnitude+erm
+    - pooled over fashion-dark, mnist-bold, demo-cnn: **recipe kept near-best** (drop_gap 3.7 vs 9.0, accuracy 91.1 vs 90.0, worst group 83.5 vs 77.0); also eligible: magnitude+upsample+distill, magnitude+erm
+    - pooled over the photographs (fashion-dark, mnist-bold): **magnitude+upsample+distill** (drop_gap 1.2 vs 1.7, accuracy 91.4 vs 90.6, worst group 88.6 vs 86.5); also eligible: recipe kept near-best, magnitude+erm
+
+    ### the issue's check at rate 0.9, per dataset: drop_gap at most half of magnitude+erm's, accuracy no more than 1 point lower, worst group not lower (means over seeds)
+
+    | recipe | fashion-dark | mnist-bold | demo-cnn |
+    |---|---|---|---|
+    | magnitude+upsample+distill | fail: gap (0.77x gap, +1.2 acc, +3.0 worst) | fail: gap (0.69x gap, +0.5 acc, +1.2 worst) | fail: gap (0.60x gap, -0.8 acc, +6.8 worst) |
+    | recipe kept near-best | fail: gap (1.01x gap, +0.1 acc, +2.2 worst) | fail: gap (0.85x gap, +0.1 acc, +0.5 worst) | pass (0.33x gap, +3.2 acc, +16.7 worst) |
+
+    ### the rule over both rates (pooled over fashion-dark 0.99, mnist-bold 0.99, demo-cnn 0.9, fashion-dark 0.9, mnist-bold 0.9; the recipes run in all of them: magnitude+erm, magnitude+upsample+distill, recipe kept near-best)
+
+    - **recipe kept near-best** (drop_gap 3.7 vs 7.9, accuracy 86.9 vs 85.7, worst group 80.0 vs 74.7); also eligible: magnitude+upsample+distill, magnitude+erm
 """
 
 from __future__ import annotations
@@ -640,7 +807,8 @@ VARIANT_DATASETS = ("fashion-dark", "mnist-bold")
 # photographs in generation 1, where it was found), on draws no choice was made on (seeds 6-8: new
 # data and new dense models), both photograph sets at both rates. The recommendation changes only
 # if the rule over both rates picks upsampling with distillation on those draws and the issue's
-# check fails it in no more cells than the recipe.
+# check fails it in no more cells than the recipe. (That decision counted the photographs only, the
+# issue's rule every dataset; the docstring says what each gave and which one the README follows.)
 CONFIRMATION = ("magnitude+erm", "recipe kept near-best", "magnitude+upsample+distill")
 CONFIRMATION_SEEDS = (6, 7, 8)
 CONFIRMATION_DATASETS = ("fashion-dark", "mnist-bold")
@@ -1208,16 +1376,24 @@ def summarise(rows: list[dict]) -> None:
 
 
 def summarise_confirmation(runs: list[dict], models: dict[tuple, list[str]]) -> None:
-    """CONFIRMATION's recipes on the draws named for it (rows of ``--parts confirm``), then on
-    every draw that ran all of them (any part, each (generation, seed) a draw; those include the
-    draws the candidate was found on), and the decision named in advance."""
+    """CONFIRMATION's recipes on the draws named for it (rows of ``--parts confirm``), with the
+    decision named in advance; then on every draw of every dataset that ran all of them (any part,
+    each (generation, seed) a draw; those include the draws the candidate was found on, and the
+    demo's CNN, which the issue's rule counts and the named decision did not)."""
     mine = [{**row, "seed": f"{generation(row, models)}.{row['seed']}"} for row in runs
-            if row["recipe"] in CONFIRMATION and row["dataset"] in CONFIRMATION_DATASETS]  # fmt: skip
+            if row["recipe"] in CONFIRMATION]  # fmt: skip
     named = {(row["dataset"], row["seed"]) for row in mine if row.get("part") == "confirm"}
+    draws: dict[tuple, set] = {}
+    for row in mine:
+        draws.setdefault((row["dataset"], row["rate"], row["seed"]), set()).add(row["recipe"])
+    complete = {draw for draw, labels in draws.items() if labels == set(CONFIRMATION)}
     scopes = [("the draws named for it", [row for row in mine if (row["dataset"], row["seed"]) in named]),
-              ("every draw that ran all three", mine)]  # fmt: skip
+              ("every draw of every dataset that ran all three",
+               [row for row in mine if (row["dataset"], row["rate"], row["seed"]) in complete])]  # fmt: skip
     for number, (scope, rows) in enumerate(scopes):
         print(f"# the confirmation: {', '.join(CONFIRMATION)}, on {scope} (generation.seed)\n")
+        if number:
+            print(f"({len(draws) - len(complete)} dataset x rate x draw cells ran some of the three only: left out)")
         compared = _complete_seeds(rows)
         for rate in sorted({row["rate"] for row in compared}, reverse=True):
             for dataset in [d for d in DATASETS if any(r["dataset"] == d and r["rate"] == rate for r in compared)]:
