@@ -225,19 +225,21 @@ def test_a_variant_table_shows_the_references_on_the_variants_seeds_only(bench, 
     assert "| magnitude+erm | 1 | 80.0 ± 0.0 |" in variants and "| magnitude+upsample | 1 | 82.0 ± 0.0 |" in variants
 
 
-def test_the_confirmation_runs_its_three_recipes_on_the_photographs_only(bench, tmp_path):
+def test_the_confirmation_runs_its_three_recipes_on_the_photographs_and_the_demos_cnn(bench, tmp_path):
     class Args:
-        seeds, datasets, rates, parts, output = [6], ["mnist-bold", "demo-cnn"], [0.9], ["confirm"], tmp_path
+        seeds, datasets, rates, parts, output = [6], ["mnist-bold", "demo-cnn", "minority10"], [0.99, 0.9], ["confirm"], tmp_path
         recipes, budget = list(bench.RECIPES), False
 
     cells = bench.grid(Args)
-    assert [(c["dataset"], c["recipe"], c["part"]) for c in cells] == [
-        ("mnist-bold", label, "confirm") for label in bench.CONFIRMATION
-    ]
+    assert [(c["dataset"], c["rate"], c["recipe"], c["part"]) for c in cells] == [
+        (dataset, rate, label, "confirm") for rate, dataset in [(0.99, "mnist-bold"), (0.9, "mnist-bold"), (0.9, "demo-cnn")]
+        for label in bench.CONFIRMATION
+    ]  # the demo's CNN at its one rate; minority10 never
     # the shipped recipe is the near-best variant's settings, so a row of either part is the same run
     variant = bench._cell(Args, "mnist-bold", 6, 0.9, 0.1, "recipe kept near-best",
                           bench.VARIANTS["recipe kept near-best"][1], part="variants")  # fmt: skip
-    assert cells[1]["key"] == variant["key"]
+    (shipped,) = [c for c in cells if c["rate"] == 0.9 and c["dataset"] == "mnist-bold" and c["recipe"] == variant["recipe"]]
+    assert shipped["key"] == variant["key"]
 
 
 def test_the_confirmation_decides_on_its_own_draws_and_shows_every_draw_that_ran_all_three(bench, capsys):
@@ -253,9 +255,14 @@ def test_the_confirmation_decides_on_its_own_draws_and_shows_every_draw_that_ran
                  run(reference, 6, 0.80, 0.10, "confirm", rate), run(recipe, 6, 0.80, 0.04, "confirm", rate),
                  run(candidate, 6, 0.79, 0.06, "confirm", rate)]  # fmt: skip
     rows.append(run("magnitude+balanced", 6, 0.5, 0.0, "recipes", 0.9))  # not one of the three
+    # a new draw of the demo's CNN: outside the named decision, in the other two scopes
+    rows += [{**run(label, 6, 0.9, gap, "confirm", 0.9), "dataset": "demo-cnn"}
+             for label, gap in ((reference, 0.2), (recipe, 0.05), (candidate, 0.15))]  # fmt: skip
     bench.summarise(rows)
     printed = capsys.readouterr().out
-    named, every = printed.split("# the confirmation")[1:]
+    named, new, every = printed.split("# the confirmation")[1:]
+    assert "demo-cnn" not in named and "demo-cnn, rate 0.9" in new and "demo-cnn, rate 0.9" in every
+    assert "decision named in advance" not in new
     assert "seeds 0.6;" in named and "seeds 0.0" not in named
     # on the named draw the recipe halves the gap and the candidate does not
     assert f"**{recipe}** (drop_gap 4.0 vs 10.0" in named
@@ -263,5 +270,5 @@ def test_the_confirmation_decides_on_its_own_draws_and_shows_every_draw_that_ran
     assert f"{candidate} does not replace {recipe}" in named and "fails recipe kept near-best in 0 of 2 cells, " \
         f"{candidate} in 2" in named  # fmt: skip
     # every draw that ran all three: both draws, no decision
-    assert "seeds 0.0 0.6;" in every and "decision" not in every and "magnitude+balanced" not in every
+    assert "seeds 0.0 0.6;" in every and "decision named in advance" not in every and "magnitude+balanced" not in every
     assert f"**{recipe}** (drop_gap 3.0 vs 10.0" in every
