@@ -240,10 +240,17 @@ def test_the_confirmation_runs_its_three_recipes_on_the_photographs_and_the_demo
                           bench.VARIANTS["recipe kept near-best"][1], part="variants")  # fmt: skip
     (shipped,) = [c for c in cells if c["rate"] == 0.9 and c["dataset"] == "mnist-bold" and c["recipe"] == variant["recipe"]]
     assert shipped["key"] == variant["key"]
+    # so with the grid's part too, each run is queued once (the grid's cell kept)
+    Args.parts = ["recipes", "confirm"]
+    both = bench.grid(Args)
+    assert len(both) == len({bench.cell_identity(c) for c in both})
+    assert [c["part"] for c in both if c["recipe"] == bench.REFERENCE and c["dataset"] == "mnist-bold"] == ["recipes"] * 2
 
 
-def test_the_confirmation_decides_on_its_own_draws_and_shows_every_draw_that_ran_all_three(bench, capsys):
+def test_the_confirmation_decides_on_its_own_draws_and_shows_every_draw_that_ran_all_three(bench, capsys, monkeypatch):
     reference, recipe, candidate = bench.CONFIRMATION
+    monkeypatch.setattr(bench, "CONFIRMATION_DATASETS", ("fashion-dark",))
+    monkeypatch.setattr(bench, "CONFIRMATION_SEEDS", (6,))
 
     def run(label, seed, accuracy, gap, part, rate):
         return {**run_row(label, accuracy, gap, seed=seed, part=part), "rate": rate}
@@ -272,3 +279,35 @@ def test_the_confirmation_decides_on_its_own_draws_and_shows_every_draw_that_ran
     # every draw that ran all three: both draws, no decision
     assert "seeds 0.0 0.6;" in every and "decision named in advance" not in every and "magnitude+balanced" not in every
     assert f"**{recipe}** (drop_gap 3.0 vs 10.0" in every
+
+
+def _confirmation_rows(bench, seeds, candidate_gap):
+    """The named draws of one photograph set at both rates: the candidate at ``candidate_gap``."""
+    reference, recipe, candidate = bench.CONFIRMATION
+    return [{**run_row(label, 0.80, gap, seed=seed, part="confirm"), "rate": rate}
+            for seed in seeds for rate in (0.9, 0.99)
+            for label, gap in ((reference, 0.10), (recipe, 0.06), (candidate, candidate_gap))]  # fmt: skip
+
+
+def test_the_confirmation_names_its_verdict_only_once_every_named_draw_has_all_three(bench, capsys, monkeypatch):
+    _, recipe, candidate = bench.CONFIRMATION
+    monkeypatch.setattr(bench, "CONFIRMATION_DATASETS", ("fashion-dark",))
+    monkeypatch.setattr(bench, "CONFIRMATION_SEEDS", (6, 7))
+    bench.summarise(_confirmation_rows(bench, [6], 0.03))  # seed 7 not run yet
+    assert "waits for every named draw: 2 of 4 dataset x rate x seed cells" in capsys.readouterr().out
+    # both seeds, and a third seed outside the named ones that would have turned the verdict
+    rows = _confirmation_rows(bench, [6, 7], 0.03) + _confirmation_rows(bench, [9], 0.50)
+    bench.summarise(rows)
+    named = capsys.readouterr().out.split("# the confirmation")[1]
+    assert "seeds 0.6 0.7;" in named
+    assert f"{candidate} replaces {recipe} (the rule over both rates picks {candidate}; the issue's check fails " \
+        f"{recipe} in 2 of 2 cells, {candidate} in 0)" in named  # fmt: skip
+
+
+def test_a_recipe_missing_from_a_cell_fails_the_confirmations_check_there(bench):
+    reference, recipe, candidate = bench.CONFIRMATION
+    rows = [{**run_row(label, 0.80, gap, part="confirm"), "rate": rate}
+            for rate, labels in ((0.9, (reference, recipe, candidate)), (0.99, (reference, recipe)))
+            for label, gap in zip(labels, (0.10, 0.06, 0.03))]  # fmt: skip
+    assert "fails recipe kept near-best in 2 of 2 cells, magnitude+upsample+distill in 1" in \
+        bench.confirmation_decision(rows, candidate)  # fmt: skip
