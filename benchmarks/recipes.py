@@ -1474,8 +1474,7 @@ def summarise_confirmation(runs: list[dict], models: dict[tuple, list[str]]) -> 
     draws (CONFIRMATION_ADDED's too); then on every draw of every dataset that ran all of them
     (any part, each (generation, seed) a draw; those include the draws the candidate was found on,
     and the demo's CNN, which the issue's rule counts and the named decision did not)."""
-    mine = [{**row, "seed": f"{generation(row, models)}.{row['seed']}"} for row in runs
-            if row["recipe"] in CONFIRMATION]  # fmt: skip
+    mine = [_as_draw(row, models) for row in runs if row["recipe"] in CONFIRMATION]
     new = {(row["dataset"], row["seed"]) for row in mine if row.get("part") == "confirm"}
     named = {(dataset, seed) for dataset, seed in new
              if dataset in CONFIRMATION_DATASETS and _seed_of(seed) in CONFIRMATION_SEEDS}  # fmt: skip
@@ -1498,12 +1497,7 @@ def summarise_confirmation(runs: list[dict], models: dict[tuple, list[str]]) -> 
         if number == len(scopes) - 1 and partial:
             print(f"({len(partial)} dataset x rate x draw cells ran the reference and one of the others only: left out)")
         compared = _complete_seeds(rows)
-        for rate in sorted({row["rate"] for row in compared}, reverse=True):
-            for dataset in [d for d in DATASETS if any(r["dataset"] == d and r["rate"] == rate for r in compared)]:
-                cell = [row for row in compared if row["dataset"] == dataset and row["rate"] == rate]
-                _table(f"{dataset}, rate {rate:g} (keep {cell[0]['keep']:g})", cell, list(CONFIRMATION))
-            pick(compared, rate)
-        chosen = pick_over_rates(compared)
+        chosen = rate_tables(compared, list(CONFIRMATION))
         if number == 0 and chosen is not None:
             if expected <= named_done:
                 print(f"- {confirmation_decision(compared, chosen)}\n")
@@ -1512,8 +1506,13 @@ def summarise_confirmation(runs: list[dict], models: dict[tuple, list[str]]) -> 
                       f"of {len(expected)} dataset x rate x seed cells have all three\n")  # fmt: skip
 
 
+def _as_draw(row: dict, models: dict[tuple, list[str]]) -> dict:
+    """A run with its seed named ``generation.seed``: each dense model a draw of its own."""
+    return {**row, "seed": f"{generation(row, models)}.{row['seed']}"}
+
+
 def _seed_of(draw: str) -> int:
-    """The seed of a draw named ``generation.seed``."""
+    """The seed of a draw named ``generation.seed`` (``_as_draw``)."""
     return int(draw.split(".")[1])
 
 
@@ -1521,10 +1520,11 @@ def confirmation_decision(rows: list[dict], chosen: str) -> str:
     """CONFIRMATION's decision: the candidate replaces the recipe only if the rule over both rates
     picks it and the issue's check fails it in no more dataset x rate cells than the recipe."""
     _, recipe, candidate = CONFIRMATION
-    cells = sorted({(row["dataset"], row["rate"]) for row in rows})
+    per_cell = _cell_means(rows)
+    cells = sorted(per_cell)
     fails = dict.fromkeys((recipe, candidate), 0)
     for cell in cells:
-        means = _means([row for row in rows if (row["dataset"], row["rate"]) == cell])
+        means = per_cell[cell]
         for label in fails:  # a recipe missing from a cell fails it
             if label not in means or not all(issue_check(means[label], means[REFERENCE]).values()):
                 fails[label] += 1
@@ -1546,7 +1546,7 @@ def summarise_draws(runs: list[dict], models: dict[tuple, list[str]]) -> None:
         for row in mine:
             per_generation.setdefault(generation(row, models), set()).add(row["recipe"])
         shared[cell] = set.intersection(*per_generation.values())
-    draws = [{**row, "seed": f"{generation(row, models)}.{row['seed']}"} for row in main
+    draws = [_as_draw(row, models) for row in main
              if row["recipe"] in shared[(row["dataset"], row["rate"])]
              and len(shared[(row["dataset"], row["rate"])]) > 1]  # fmt: skip
     if not draws:
@@ -1562,21 +1562,31 @@ def summarise_draws(runs: list[dict], models: dict[tuple, list[str]]) -> None:
     pick_over_rates(compared)
 
 
+def rate_tables(rows: list[dict], order: list[str]) -> str | None:
+    """Per rate, each dataset's table of ``rows`` (recipes in ``order``), then the rule and the
+    check; then the rule over both rates, whose choice it returns."""
+    for rate in sorted({row["rate"] for row in rows}, reverse=True):
+        for dataset in _datasets_at(rows, rate):
+            cell = [row for row in rows if row["dataset"] == dataset and row["rate"] == rate]
+            _table(f"{dataset}, rate {rate:g} (keep {cell[0]['keep']:g})", cell, order)
+        pick(rows, rate)
+    return pick_over_rates(rows)
+
+
+def _datasets_at(rows: list[dict], rate: float) -> list[str]:
+    """The datasets with rows at ``rate``, in DATASETS' order."""
+    return [d for d in DATASETS if any(row["dataset"] == d and row["rate"] == rate for row in rows)]
+
+
 def summarise_runs(runs: list[dict]) -> None:
     """The tables, the rule and the check of runs made on the same dense models."""
     main_runs = _complete_seeds([row for row in runs if _is_main(row)])
     # the reference alone (rerun for the variants on a rebuilt model): nothing to choose between
-    compared = main_runs if len({row["recipe"] for row in main_runs}) > 1 else []
-    for rate in sorted({row["rate"] for row in compared}, reverse=True):
-        for dataset in [d for d in DATASETS if any(r["dataset"] == d and r["rate"] == rate for r in main_runs)]:
-            mine = [row for row in main_runs if row["dataset"] == dataset and row["rate"] == rate]
-            _table(f"{dataset}, rate {rate:g} (keep {mine[0]['keep']:g})", mine, list(RECIPES))
-        pick(main_runs, rate)
-    if compared:
-        pick_over_rates(main_runs)
+    if len({row["recipe"] for row in main_runs}) > 1:
+        rate_tables(main_runs, list(RECIPES))
     variant_runs = [row for row in runs if row.get("part") == "variants"]
     for rate in sorted({row["rate"] for row in variant_runs}, reverse=True):
-        for dataset in [d for d in DATASETS if any(r["dataset"] == d and r["rate"] == rate for r in variant_runs)]:
+        for dataset in _datasets_at(variant_runs, rate):
             mine = [row for row in variant_runs if row["dataset"] == dataset and row["rate"] == rate]
             references = {VARIANTS[label][0] for label in {row["recipe"] for row in mine} if label in VARIANTS}
             seeds = {row["seed"] for row in mine}  # the references on the variants' draws only
@@ -1640,6 +1650,12 @@ def _table(title: str, rows: list[dict], order: list[str]) -> None:
     print()
 
 
+def _cell_means(rows: list[dict]) -> dict[tuple, dict[str, dict[str, float]]]:
+    """Per (dataset, rate) cell, each recipe's means."""
+    cells = {(row["dataset"], row["rate"]) for row in rows}
+    return {cell: _means([row for row in rows if (row["dataset"], row["rate"]) == cell]) for cell in cells}
+
+
 def _means(rows: list[dict]) -> dict[str, dict[str, float]]:
     return {label: {m: statistics.fmean(row[m] for row in mine) for m in METRICS}
             for label, mine in _by_recipe(rows).items()}  # fmt: skip
@@ -1698,8 +1714,8 @@ def pick_over_rates(rows: list[dict]) -> str | None:
     """The rule once over every dataset and rate (each cell weighs the same; a cell near chance
     left out, as above), among the recipes run in every cell: the one recipe to recommend
     when the per-rate choices differ."""
-    cells = {(row["dataset"], row["rate"]) for row in rows}
-    per_cell = {cell: _means([row for row in rows if (row["dataset"], row["rate"]) == cell]) for cell in cells}
+    per_cell = _cell_means(rows)
+    cells = set(per_cell)
     informative = sorted((c for c in cells if not _near_chance(c[0], per_cell[c])), key=lambda c: (-c[1], c[0]))
     means = pooled_means(per_cell, informative) if informative else {}
     if REFERENCE not in means:
